@@ -1,0 +1,25 @@
+"""One exception hierarchy for user-facing failures.
+
+The CLIs catch :class:`OrchestratorError`, print ``str(err)`` as one line and exit 2.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "DataError", "OrchestratorError", "TrainingError"]
+
+
+class OrchestratorError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+
+class DataError(OrchestratorError):
+    """The bar data cannot be used: missing column, bad value, bad ordering, too few rows."""
+
+
+class ConfigError(OrchestratorError):
+    """A setting is out of range, misspelt or inconsistent with another setting."""
+
+
+class TrainingError(OrchestratorError):
+    """Training cannot go on: the loss diverged (NaN/inf) or no batch fits in memory."""
