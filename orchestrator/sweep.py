@@ -1,0 +1,312 @@
+"""Run a sweep: Ray Tune + OptunaSearch over purged CV folds, results in results/<name>/.
+
+``run_sweep(SweepSpec(...))`` is what ``python -m orchestrator.tune`` calls; tests call it
+directly. It opens Ray and MLflow, and closes what it opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestrator.leaderboard import TrialRecord, build_leaderboard, write_results
+from orchestrator.prepare import CV_SCHEMES, SweepData, prepare_sweep_data
+from orchestrator.progress import ProgressCallback, TrackingCallback, log_record, record_of
+from orchestrator.spaces import SearchSpace, load_space, to_optuna
+from orchestrator.tracking import SweepTracker, default_tracking_uri, ui_hint
+from orchestrator.trial import objective_of, run_trial
+from trainables.config import TrainConfig
+from trainables.errors import ConfigError
+
+__all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
+
+SCHEDULERS = ("asha", "median", "none")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Everything a sweep needs, defaults written once (the CLI reads them from here)."""
+
+    name: str | None = None
+    space: str = "default"
+    data: str | None = None
+    ticker: str | None = None
+    task: str | None = None  # None: the space's / TrainConfig's default
+    cv: str = "walk-forward"
+    folds: int = 5
+    trials: int = 50
+    epochs: int | None = None
+    seed: int = 0
+    scheduler: str = "asha"
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1
+    max_retries: int = 1
+    address: str | None = None
+    storage: str | None = None
+    results_dir: str = "results"
+    mlflow_uri: str | None = None
+    resume: bool = False
+    num_cpus: int | None = None  # local Ray only; None = all cores
+    dashboard: bool = True
+    n_bars: int = 4000  # built-in data only
+    overrides: dict = field(default_factory=dict)  # extra TrainConfig settings for every trial
+    fail_at_fold: int | None = None  # fault injection for tests: crash once at this fold
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.trials >= 1, f"--trials must be >= 1, but got {self.trials}"),
+            (self.folds >= 2, f"--folds must be >= 2, but got {self.folds}"),
+            (self.cv in CV_SCHEMES, f"--cv must be one of {list(CV_SCHEMES)}, but got {self.cv!r}"),
+            (self.scheduler in SCHEDULERS,
+             f"--scheduler must be one of {list(SCHEDULERS)}, but got {self.scheduler!r}"),
+            (self.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, but got {self.cpus_per_trial}"),
+            (self.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, but got {self.gpus_per_trial}"),
+            (self.workers_per_trial >= 1,
+             f"--workers-per-trial must be >= 1, but got {self.workers_per_trial}"),
+            (self.max_retries >= 0, f"--max-retries must be >= 0, but got {self.max_retries}"),
+            (self.max_concurrent is None or self.max_concurrent >= 1,
+             f"--max-concurrent must be >= 1, but got {self.max_concurrent}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def sweep_name(self) -> str:
+        return self.name or f"{Path(self.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def smoke(self) -> SweepSpec:
+        """The same sweep, tiny: a few trials, 2 folds, 2 epochs, little data."""
+        return replace(self, space="smoke", trials=min(self.trials, 4), folds=2, epochs=2,
+                       n_bars=min(self.n_bars, 1200))
+
+
+@dataclass
+class SweepOutcome:
+    name: str
+    out_dir: Path
+    leaderboard: object  # pandas DataFrame
+    best_config: dict | None
+    files: dict[str, Path]
+    dashboard_url: str | None
+    tracking_uri: str
+    interrupted: bool = False
+
+
+def base_config(spec: SweepSpec, space: SearchSpace) -> TrainConfig:
+    """Defaults, then the space's fixed settings, then the command line's."""
+    settings = {**space.fixed, **spec.overrides}
+    if spec.task is not None:
+        settings["task"] = spec.task
+    if spec.epochs is not None:
+        settings["epochs"] = spec.epochs
+    if spec.ticker is not None:
+        settings["ticker"] = spec.ticker
+    return TrainConfig.from_dict(settings)
+
+
+def longest_sequence(space: SearchSpace, base: TrainConfig) -> int:
+    dist = space.params.get("sequence_length")
+    if dist is None:
+        return base.sequence_length
+    if dist["type"] == "categorical":
+        return max(int(c) for c in dist["choices"])
+    return int(dist["high"])
+
+
+def _start_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
+    """Attach to ``--address`` or start a local Ray; returns (we started it, dashboard url)."""
+    if ray.is_initialized():
+        return False, None
+    if spec.address:
+        ctx = ray.init(address=spec.address, log_to_driver=False)
+    else:
+        ctx = ray.init(
+            num_cpus=spec.num_cpus or os.cpu_count(),
+            include_dashboard=spec.dashboard,
+            dashboard_host="127.0.0.1",
+            log_to_driver=False,
+        )
+    url = getattr(ctx, "dashboard_url", None) or None
+    if url and not url.startswith("http"):
+        url = f"http://{url}"
+    log(f"Ray: {'attached to ' + spec.address if spec.address else 'local'}; "
+        f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, "
+        f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs"
+        + (f"; dashboard {url}" if url else ""))
+    return True, url
+
+
+def _scheduler(spec: SweepSpec, n_folds: int):
+    if spec.scheduler == "asha":
+        # Rungs at folds 1, 2, 4, ...: a trial whose running mean is in the bottom half at a
+        # rung stops there. All trials share the folds, so running means are comparable.
+        return ASHAScheduler(time_attr="training_iteration", max_t=n_folds, grace_period=1,
+                             reduction_factor=2)
+    if spec.scheduler == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=1,
+                                  min_samples_required=3)
+    return None
+
+
+def _experiment_path(spec: SweepSpec, out_dir: Path, name: str) -> tuple[str, str]:
+    """(storage_path, experiment name) for RunConfig; cloud storage for multi-node."""
+    if spec.storage:
+        return f"{spec.storage.rstrip('/')}/{name}", "tune"
+    return str(out_dir.resolve()), "tune"
+
+
+def _records(results) -> list[TrialRecord]:
+    # ResultGrid keeps results in the same order as its trials; the Trial objects carry
+    # the status (ERROR / TERMINATED / ...), which a Result does not expose.
+    trials = results._experiment_analysis.trials
+    return [record_of(trial, result.metrics or {}) for trial, result in zip(trials, results)]
+
+
+def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
+    name = spec.sweep_name
+    out_dir = Path(spec.results_dir) / name
+    space = load_space(spec.space)
+    base = base_config(spec, space)
+    objective, mode = objective_of(base.task)
+    data: SweepData = prepare_sweep_data(
+        base, data=spec.data, ticker=spec.ticker, cv=spec.cv, n_splits=spec.folds,
+        seq_len_max=longest_sequence(space, base), n_bars=spec.n_bars, data_seed=spec.seed,
+    )
+    n_folds = len(data.folds)
+    log(f"Sweep {name!r}: space {space.name} ({len(space.params)} params), {spec.trials} trials, "
+        f"objective {objective} ({mode}) over {n_folds} folds")
+    log(data.summary)
+
+    tracking_uri = spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir))
+    started, dashboard_url = _start_ray(spec, log)
+    storage_path, exp_name = _experiment_path(spec, out_dir, name)
+    exp_path = f"{storage_path}/{exp_name}"
+    interrupted = False
+    try:
+        with SweepTracker(tracking_uri, experiment="lstm-sweeps", run_name=name,
+                          params=_spec_params(spec, space, base), resume=spec.resume,
+                          log=log) as tracker:
+            trainable = tune.with_parameters(
+                run_trial, data=data, base=base.to_dict(), workers=spec.workers_per_trial,
+                cpus=spec.cpus_per_trial, fail_at_fold=spec.fail_at_fold,
+            )
+            trainable = tune.with_resources(trainable, _trial_resources(spec))
+            callbacks = [
+                ProgressCallback(n_trials=spec.trials, n_folds=n_folds, mode=mode, log=log),
+                TrackingCallback(tracker, n_folds=n_folds, objective=objective),
+            ]
+            tuner = _make_tuner(spec, space, trainable, mode, n_folds, storage_path, exp_name,
+                                exp_path, callbacks, log)
+            start = time.perf_counter()
+            try:
+                results = tuner.fit()
+            except KeyboardInterrupt:
+                interrupted = True
+                results = tune.Tuner.restore(exp_path, trainable).get_results()
+            records = _records(results)
+            # Trials finished in an earlier (interrupted) run were logged then; the tracker
+            # skips ids it has already logged.
+            for rec in records:
+                if rec.status in ("completed", "pruned", "failed"):
+                    log_record(tracker, rec, objective=objective)
+            board = build_leaderboard(records, n_folds=n_folds, objective=objective, mode=mode)
+            best = _best_config(board, records, base)
+            files = write_results(
+                out_dir, leaderboard=board, best_config=best, audit=data.audit,
+                spec={**asdict(spec), "name": name, "objective": objective, "mode": mode,
+                      "experiment_path": exp_path, "wall_seconds": time.perf_counter() - start,
+                      "data_summary": data.summary, "test_first_row": data.test_first_row},
+            )
+            files["tune"] = Path(exp_path)
+            if not board.empty and board["rank"].notna().any():
+                top = board.iloc[0]
+                tracker.log_summary({"best_objective": float(top["objective"]),
+                                     "trials_completed": int((board.status == "completed").sum())},
+                                    [p for k, p in files.items() if k != "tune"])
+    finally:
+        if started:
+            ray.shutdown()
+    outcome = SweepOutcome(name, out_dir, board, best, files, dashboard_url, tracking_uri,
+                           interrupted)
+    _print_summary(outcome, objective, mode, log)
+    return outcome
+
+
+def _trial_resources(spec: SweepSpec) -> dict:
+    if spec.workers_per_trial > 1:
+        # The trial only drives a TorchTrainer, whose workers ask for the real resources.
+        return {"cpu": 0.1}
+    return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+
+
+def _make_tuner(spec, space, trainable, mode, n_folds, storage_path, exp_name, exp_path,
+                callbacks, log):
+    if spec.resume:
+        if not tune.Tuner.can_restore(exp_path):
+            raise ConfigError(f"--resume: no sweep to resume at {exp_path} "
+                              f"(check --name and --results-dir / --storage)")
+        log(f"Resuming sweep from {exp_path}: finished trials are kept, unfinished ones go on")
+        return tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
+                                  resume_errored=False, restart_errored=False)
+    searcher = OptunaSearch(space=to_optuna(space), metric="objective", mode=mode, seed=spec.seed)
+    max_concurrent = spec.max_concurrent or max(
+        1, int((spec.num_cpus or os.cpu_count() or 1) // spec.cpus_per_trial))
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric="objective", mode=mode, search_alg=searcher,
+            scheduler=_scheduler(spec, n_folds), num_samples=spec.trials,
+            max_concurrent_trials=max_concurrent, reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=exp_name, storage_path=storage_path, callbacks=callbacks, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+
+
+def _spec_params(spec: SweepSpec, space: SearchSpace, base: TrainConfig) -> dict:
+    return {"space": space.name, "cv": spec.cv, "folds": spec.folds, "trials": spec.trials,
+            "seed": spec.seed, "scheduler": spec.scheduler, "data": spec.data or "built-in",
+            "task": base.task, "epochs": base.epochs, "target_col": base.target_col}
+
+
+def _best_config(board, records: list[TrialRecord], base: TrainConfig) -> dict | None:
+    if board.empty or not board["rank"].notna().any():
+        return None
+    best_id = board.iloc[0]["trial_id"]
+    params = next(r.params for r in records if r.trial_id == best_id)
+    return json.loads(json.dumps(TrainConfig.from_dict({**base.to_dict(), **params}).to_dict()))
+
+
+def _print_summary(outcome: SweepOutcome, objective: str, mode: str, log) -> None:
+    board = outcome.leaderboard
+    if outcome.interrupted:
+        log(f"Interrupted. Finish it with: python -m orchestrator.tune --resume --name {outcome.name}")
+    if board is not None and not board.empty:
+        counts = board["status"].value_counts().to_dict()
+        log("Trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        ranked = board[board["rank"].notna()].head(5)
+        if not ranked.empty:
+            params = [c for c in board.columns if c.startswith("param_")]
+            cols = ["rank", "trial_id", "objective", "objective_std", "seconds", *params]
+            log(f"Top trials by {objective} ({mode}):")
+            log(ranked[cols].rename(columns=lambda c: c.removeprefix("param_"))
+                .to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    log(f"Results: {outcome.out_dir}/ ({', '.join(sorted(k for k in outcome.files if k != 'tune'))})")
+    log(f"Tune experiment: {outcome.files.get('tune')}")
+    log(f"MLflow: {ui_hint(outcome.tracking_uri)}")
+    if outcome.dashboard_url:
+        log(f"Ray dashboard (while Ray runs): {outcome.dashboard_url}")

@@ -1,0 +1,149 @@
+"""One Ray Tune trial: a sampled config trained and scored fold by fold.
+
+After each fold the trial reports the running mean of the objective (so ASHA / the median
+rule can stop it) and checkpoints the finished folds as JSON, so a retried trial picks up
+at the fold where it died instead of starting over.
+
+With ``workers_per_trial > 1`` each fold is trained by a Ray Train ``TorchTrainer`` (DDP)
+launched from inside the trial; with 1 the same trainer runs in the trial's own process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ray import tune
+
+from orchestrator.prepare import SweepData
+from trainables.config import TrainConfig
+from trainables.dataset import FoldData, prepare_fold
+from trainables.errors import TrainingError
+from trainables.trainer import fit
+
+__all__ = ["FOLDS_FILE", "TrialDiverged", "objective_of", "run_trial"]
+
+FOLDS_FILE = "folds.json"
+
+
+class TrialDiverged(RuntimeError):
+    """Raised to mark a trial failed; a retry sees the checkpoint and fails again at once."""
+
+
+def objective_of(task: str) -> tuple[str, str]:
+    """(metric name, mode) optimised by the sweep for a task."""
+    return ("macro_f1", "max") if task == "classification" else ("val_mse", "min")
+
+
+def fold_score(task: str, result, fold: FoldData) -> dict[str, float]:
+    """The fold's comparable score: macro-F1, or MSE in scaled target units.
+
+    Scaled MSE does not depend on the training loss a trial picked (mse, huber, ...), so
+    trials stay comparable, and with loss='mse' it equals the trainer's validation loss.
+    """
+    metrics = {k: float(v) for k, v in result.metrics.items() if _is_number(v)}
+    if task == "regression":
+        pred = fold.scaler.transform(result.predictions, fold.target_names)
+        true = fold.y[fold.eval_idx]
+        metrics["val_mse"] = float(np.mean((pred - true) ** 2))
+    return metrics
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
+
+
+def _load_done(checkpoint) -> dict:
+    if checkpoint is None:
+        return {"folds": [], "diverged": None}
+    with checkpoint.as_directory() as d:
+        return json.loads((Path(d) / FOLDS_FILE).read_text())
+
+
+def _report(done: dict, task: str, n_folds: int, extra: dict) -> None:
+    name, _ = objective_of(task)
+    scores = [f[name] for f in done["folds"]]
+    metrics = {
+        "objective": float(np.mean(scores)) if scores else float("nan"),
+        "objective_std": float(np.std(scores)) if scores else float("nan"),
+        "folds_done": len(scores),
+        "train_seconds": float(sum(f["seconds"] for f in done["folds"])),
+        "epochs_run": int(sum(f["epochs"] for f in done["folds"])),
+        "n_folds": n_folds,
+        # The driver builds the leaderboard and MLflow runs from this (no checkpoint reads).
+        "folds_json": json.dumps(done["folds"]),
+        **extra,
+    }
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / FOLDS_FILE).write_text(json.dumps(done))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _train_fold(cfg: TrainConfig, data: SweepData, k: int, workers: int, use_gpu: bool):
+    """Train fold ``k``; returns (FitResult-like with metrics/predictions, FoldData)."""
+    train_idx, eval_idx = data.folds[k]
+    fold = prepare_fold(
+        data.frame(), data.targets, train_idx, eval_idx,
+        f_cols=list(cfg.f_cols), seq_len=cfg.sequence_length, scaler=cfg.scaler,
+    )
+    if workers <= 1:
+        return fit(cfg, fold, log=None), fold
+    from orchestrator.distributed import fit_distributed
+
+    return fit_distributed(cfg, fold, workers=workers, use_gpu=use_gpu), fold
+
+
+def run_trial(config: dict, *, data: SweepData, base: dict, workers: int = 1,
+              cpus: float = 1.0, fail_at_fold: int | None = None) -> None:
+    """Tune function trainable. ``base`` is the full default config; ``config`` the sample."""
+    torch.set_num_threads(max(1, int(cpus)))
+    cfg = TrainConfig.from_dict({**base, **config})
+    use_gpu = torch.cuda.is_available()
+    done = _load_done(tune.get_checkpoint())
+    if done["diverged"]:
+        raise TrialDiverged(done["diverged"])
+    name, _ = objective_of(cfg.task)
+    for k in range(len(done["folds"]), len(data.folds)):
+        _maybe_inject_fault(fail_at_fold, k)
+        start = time.perf_counter()
+        try:
+            result, fold = _train_fold(cfg, data, k, workers, use_gpu)
+        except TrainingError as err:
+            done["diverged"] = f"fold {k}: {err}"
+            _report(done, cfg.task, len(data.folds), {"fold": k, "fold_objective": float("nan"),
+                                     "failure": done["diverged"]})
+            raise TrialDiverged(done["diverged"]) from err
+        scores = fold_score(cfg.task, result, fold)
+        if not math.isfinite(scores.get(name, float("nan"))):
+            done["diverged"] = f"fold {k}: objective {name} is not finite"
+            _report(done, cfg.task, len(data.folds), {"fold": k, "fold_objective": float("nan"),
+                                     "failure": done["diverged"]})
+            raise TrialDiverged(done["diverged"])
+        done["folds"].append({
+            "fold": k,
+            **scores,
+            "best_epoch": int(result.best_epoch),
+            "epochs": len(result.history),
+            "seconds": float(result.seconds),
+            "wall_seconds": time.perf_counter() - start,
+            "batch_size": int(result.batch_size),
+        })
+        _report(done, cfg.task, len(data.folds), {"fold": k, "fold_objective": scores[name]})
+
+
+def _maybe_inject_fault(fail_at_fold: int | None, k: int) -> None:
+    """Test hook: crash once at fold ``k`` (a marker file makes the retry succeed)."""
+    if fail_at_fold is None or k != fail_at_fold:
+        return
+    marker = Path(os.environ.get("LSTM_ORCH_FAULT_DIR", tempfile.gettempdir())) / (
+        f"fault-{tune.get_context().get_trial_id()}"
+    )
+    if not marker.exists():
+        marker.write_text("crashed once")
+        raise RuntimeError(f"injected fault at fold {k}")

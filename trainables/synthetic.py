@@ -1,0 +1,201 @@
+"""Synthetic OHLCV bars with a known, learnable signal: the built-in default data.
+
+The generator is a small hidden-state market model. Per bar ``t`` (all draws from one
+``numpy.random.default_rng(seed)``, so a seed always gives the same frame):
+
+1. **Regime** ``z_t`` in {bull, bear, quiet}: a sticky hidden Markov chain (a regime lasts
+   about 60-125 bars). It sets the drift ``mu_z`` (+2e-4, -2e-4, 0 per bar) and the volatility
+   level ``sig_z`` (0.004, 0.008, 0.005).
+2. **Volatility** ``sigma_t = sig_z * exp(h_t)`` with log-volatility ``h_t = 0.98 h_{t-1} +
+   0.08 xi_t`` (slow, persistent clusters).
+3. **Cycle** ``c_t = 2 rho cos(w) c_{t-1} - rho^2 c_{t-2} + 0.2 eta_t`` with ``rho = 0.97`` and
+   period ``2 pi / w = 48`` bars: a damped, noise-driven oscillation of the log price (in units
+   of ``sigma``). It makes returns predictable over many bars (what a ``horizon=20``
+   classifier needs), but only through a noisy view of the price path.
+4. **Standardised return** ``u_t = s_t + e_t`` with Student-t(5) noise ``e_t`` (unit
+   variance, fat tails) plus the cycle's innovation, and the predictable part
+
+       s_t = 0.30 u_{t-1} - 0.20 u_{t-2}            short overshoot, then partial reversal
+           + 0.40 tanh(v_{t-1}) u_{t-1}             volume-confirmed momentum (non-linear)
+           - 0.10 d_{t-1}                           mean reversion to the 20-bar EMA
+           + E[c_t - c_{t-1} | c_{t-1}, c_{t-2}]    the cycle's expected step
+
+   where ``v_t`` is the volume surprise (log volume minus its EMA, in noise units; a move on
+   unusually high volume continues, one on low volume fades) and ``d_t`` is the distance of
+   the log close from its 20-bar EMA in units of ``sigma_t``.
+5. **Log return** ``r_t = mu_z + sigma_t u_t``; ``close_t = close_{t-1} exp(r_t)`` from 100.
+6. **Bars**: ``open_t`` is ``close_{t-1}`` times a tiny gap, ``high``/``low`` extend
+   ``max``/``min(open, close)`` by half-normal intrabar excursions of size ``~0.6 sigma_t``,
+   so ``high >= max(open, close) >= min(open, close) >= low > 0``. ``log volume`` rises with
+   the volatility level, with the size of the bar's move ``|u_t|`` and has its own noise.
+
+Every input of ``s_t`` except the latent cycle is a function of past bars (returns, closes,
+volumes), so a sequence model on windows of past OHLCV and ``log_return`` can learn it.
+About 33% of the next-bar return variance is the conditional mean ``sigma_t s_t`` (the
+ceiling for any model, measured over 200,000 bars); a ridge regression on 10 lagged log
+returns recovers about 20% out of sample. Lag-1 autocorrelation is about 0.4, below the 0.5
+at which "next return = this return" would beat "next return = 0", so naive baselines
+(persistence, zero, historical mean) do not beat a fitted model. ``docs/data.md`` has the
+measured numbers and how to reproduce them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trainables.errors import ConfigError
+
+__all__ = ["Simulation", "make_bars", "simulate"]
+
+# Regimes: bull, bear, quiet. Rows of _TRANSITION sum to 1; the diagonal keeps a regime
+# for 1 / (1 - p) bars on average.
+_TRANSITION = np.array(
+    [
+        [0.990, 0.005, 0.005],
+        [0.008, 0.984, 0.008],
+        [0.006, 0.006, 0.988],
+    ]
+)
+_DRIFT = np.array([2e-4, -2e-4, 0.0])
+_VOL_LEVEL = np.array([0.004, 0.008, 0.005])
+
+_LOGVOL_AR, _LOGVOL_NOISE = 0.98, 0.08
+_CYCLE_RHO, _CYCLE_PERIOD, _CYCLE_NOISE = 0.97, 48.0, 0.18
+_PHI1, _PHI2 = 0.20, -0.25  # short-term overshoot and reversal
+_PSI = 0.40  # volume-confirmed momentum
+_KAPPA = 0.20  # mean reversion to the EMA of the log close
+_EMA_SPAN = 20
+_T_DOF = 5
+
+_VOLUME_NOISE = 0.3  # std of log-volume noise; the volume surprise is measured in these units
+_VOLUME_EMA = 0.1  # smoothing of the log-volume average behind the surprise
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Bars plus the hidden state that made them (for tests and docs, never for training)."""
+
+    bars: pd.DataFrame
+    expected_log_return: np.ndarray  # [n] E[r_t | state before t]: the best possible forecast
+    regime: np.ndarray  # [n] 0 bull, 1 bear, 2 quiet
+
+
+def make_bars(
+    n_bars: int = 4000, *, seed: int = 0, freq: str = "1h", start: str = "2020-01-01"
+) -> pd.DataFrame:
+    """Synthetic bars in the ``load_bars`` format; the same seed gives an identical frame."""
+    return simulate(n_bars, seed=seed, freq=freq, start=start).bars
+
+
+def simulate(
+    n_bars: int = 4000, *, seed: int = 0, freq: str = "1h", start: str = "2020-01-01"
+) -> Simulation:
+    """Run the generator described in the module docstring."""
+    if isinstance(n_bars, bool) or not isinstance(n_bars, (int, np.integer)) or n_bars < 3:
+        raise ConfigError(f"n_bars must be an integer >= 3, but got n_bars={n_bars!r}")
+    try:
+        index = pd.date_range(start=start, periods=n_bars, freq=freq, name="timestamp")
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"cannot build timestamps from start={start!r}, freq={freq!r}: {err}") from err
+    n = int(n_bars)
+    rng = np.random.default_rng(seed)
+
+    regime = _markov_chain(rng, n)
+    logvol = np.zeros(n)
+    xi = rng.standard_normal(n)
+    for t in range(1, n):
+        logvol[t] = _LOGVOL_AR * logvol[t - 1] + _LOGVOL_NOISE * xi[t]
+    sigma = _VOL_LEVEL[regime] * np.exp(logvol)
+
+    cycle = np.zeros(n)
+    omega = 2 * np.pi / _CYCLE_PERIOD
+    a1, a2 = 2 * _CYCLE_RHO * np.cos(omega), -(_CYCLE_RHO**2)
+    cycle_noise = _CYCLE_NOISE * rng.standard_normal(n)
+    for t in range(2, n):
+        cycle[t] = a1 * cycle[t - 1] + a2 * cycle[t - 2] + cycle_noise[t]
+
+    noise = rng.standard_t(_T_DOF, n) / np.sqrt(_T_DOF / (_T_DOF - 2))
+    volume_noise = _VOLUME_NOISE * rng.standard_normal(n)
+    _, signal, log_close, log_volume = _returns_and_volume(
+        cycle, noise, volume_noise, sigma, logvol, regime
+    )
+
+    close = 100.0 * np.exp(log_close)
+    gap = 0.05 * sigma * rng.standard_normal(n)
+    prev_close = np.concatenate([[100.0], close[:-1]])
+    open_ = prev_close * np.exp(gap)
+    # Multiplying by a factor >= 1 (<= 1) keeps high >= max(open, close) (low <= min) exactly.
+    high = np.maximum(open_, close) * np.exp(0.6 * sigma * np.abs(rng.standard_normal(n)))
+    low = np.minimum(open_, close) * np.exp(-0.6 * sigma * np.abs(rng.standard_normal(n)))
+    volume = np.round(np.exp(log_volume))
+
+    bars = pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": volume},
+        index=index,
+        dtype=np.float64,
+    )
+    expected = _DRIFT[regime] + sigma * signal
+    return Simulation(bars=bars, expected_log_return=expected, regime=regime)
+
+
+def _markov_chain(rng: np.random.Generator, n: int) -> np.ndarray:
+    cumulative = np.cumsum(_TRANSITION, axis=1)
+    draws = rng.random(n)
+    regime = np.empty(n, dtype=np.int64)
+    regime[0] = 2
+    for t in range(1, n):
+        regime[t] = min(int(np.searchsorted(cumulative[regime[t - 1]], draws[t], side="right")), 2)
+    return regime
+
+
+def _returns_and_volume(
+    cycle: np.ndarray,
+    noise: np.ndarray,
+    volume_noise: np.ndarray,
+    sigma: np.ndarray,
+    logvol: np.ndarray,
+    regime: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The recursive part: each return depends on past returns, closes and volumes."""
+    n = len(cycle)
+    u = np.zeros(n)  # standardised return
+    signal = np.zeros(n)  # its predictable part s_t
+    log_close = np.zeros(n)  # log(close / 100)
+    log_volume = np.zeros(n)
+    alpha = 2.0 / (_EMA_SPAN + 1)
+    a1 = 2 * _CYCLE_RHO * np.cos(2 * np.pi / _CYCLE_PERIOD)
+    a2 = -(_CYCLE_RHO**2)
+    ema_close = 0.0
+    ema_volume = 0.0
+    surprise = 0.0
+    base_volume = np.log(1e6) + 2.0 * np.log(_VOL_LEVEL / _VOL_LEVEL[2])
+    for t in range(n):
+        step = 0.0
+        if t >= 2:
+            cycle_mean = a1 * cycle[t - 1] + a2 * cycle[t - 2]
+            distance = (log_close[t - 1] - ema_close) / sigma[t - 1]
+            signal[t] = (
+                _PHI1 * u[t - 1]
+                + _PHI2 * u[t - 2]
+                + _PSI * np.tanh(surprise) * u[t - 1]
+                - _KAPPA * distance
+                + (cycle_mean - cycle[t - 1])
+            )
+            step = cycle[t] - cycle_mean  # the cycle's unpredictable innovation
+        u[t] = signal[t] + noise[t] + step
+        prev = log_close[t - 1] if t else 0.0
+        log_close[t] = prev + _DRIFT[regime[t]] + sigma[t] * u[t]
+        log_volume[t] = (
+            base_volume[regime[t]] + 2.0 * logvol[t] + 0.4 * abs(u[t]) + volume_noise[t]
+        )
+        if t == 0:
+            ema_close, ema_volume = log_close[0], log_volume[0]
+        else:
+            ema_close += alpha * (log_close[t] - ema_close)
+        # Surprise against the average *before* this bar, so a spike counts in full.
+        surprise = (log_volume[t] - ema_volume) / _VOLUME_NOISE
+        ema_volume += _VOLUME_EMA * (log_volume[t] - ema_volume)
+    return u, signal, log_close, log_volume
