@@ -22,6 +22,7 @@ import copy
 import difflib
 import math
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +32,7 @@ import optuna
 import yaml
 from ray import tune
 
+from trainables.config import ALIASES, TrainConfig
 from trainables.errors import ConfigError
 
 __all__ = [
@@ -47,19 +49,8 @@ __all__ = [
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
-# The TrainConfig field names a space may search or fix.
-KNOWN_PARAMS: frozenset[str] = frozenset(
-    {
-        # searched most often
-        "hidden_size", "num_layers", "dropout", "sequence_length", "learning_rate",
-        "batch_size", "weight_decay", "patience", "grad_clip", "optimizer", "scheduler",
-        "bidirectional", "attention", "cell", "warmup_epochs", "min_delta",
-        # usually fixed
-        "epochs", "momentum", "gamma", "step_size", "plateau_factor", "plateau_patience",
-        "huber_delta", "focal_gamma", "attention_heads", "loss", "amp", "threshold",
-        "horizon", "scaler",
-    }
-)  # fmt: skip
+# A space may search or fix any TrainConfig field, under its canonical name.
+KNOWN_PARAMS: frozenset[str] = frozenset(TrainConfig.field_names())
 
 _TOP_KEYS = ("name", "description", "fixed", "params")
 _DIST_KEYS = {
@@ -92,7 +83,8 @@ def list_spaces() -> list[str]:
 def load_space(name_or_path: str | Path) -> SearchSpace:
     """Load and validate a space: a bare name (``"default"``) or a path to a YAML file."""
     text = str(name_or_path)
-    is_path = isinstance(name_or_path, Path) or "/" in text or text.endswith((".yaml", ".yml"))
+    # A bare name has no folder part and no suffix; anything else is a path.
+    is_path = Path(text).name != text or text.endswith((".yaml", ".yml"))
     path = Path(text) if is_path else SPACES_DIR / f"{text}.yaml"
     if not path.is_file():
         raise ConfigError(
@@ -116,6 +108,8 @@ class _Loader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader's own construct_mapping reports it
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice", key_node.start_mark
@@ -133,7 +127,7 @@ _Loader.add_implicit_resolver(
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -146,6 +140,8 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _unknown(kind: str, key: Any, allowed: Any) -> str:
+    if kind == "parameter" and key in ALIASES:
+        return f"{key!r} is another name of {ALIASES[key]!r}; a space uses {ALIASES[key]!r}"
     close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(allowed))}"
     return f"unknown {kind} {key!r}{hint}"
@@ -177,10 +173,11 @@ def _validate(doc: Any, path: Path) -> SearchSpace:
     for key, value in fixed.items():
         if key not in KNOWN_PARAMS:
             raise ConfigError(f"{path}: fixed.{key}: {_unknown('parameter', key, KNOWN_PARAMS)}")
-        if not isinstance(value, _SCALARS):
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, _SCALARS) for v in items):
             raise ConfigError(
-                f"{path}: fixed.{key}: a fixed value must be a number, text, true/false or "
-                f"null, but got {value!r}"
+                f"{path}: fixed.{key}: a fixed value must be a number, text, true/false, null "
+                f"or a list of these, but got {value!r}"
             )
 
     params = doc.get("params")
@@ -338,9 +335,7 @@ def sample_configs(space: SearchSpace, n: int, *, seed: int = 0) -> list[dict[st
         raise ConfigError(f"sample_configs needs n >= 1, but got n={n}")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     distributions = to_optuna(space)
-    return [
-        {**copy.deepcopy(space.fixed), **study.ask(distributions).params} for _ in range(n)
-    ]
+    return [{**copy.deepcopy(space.fixed), **study.ask(distributions).params} for _ in range(n)]
 
 
 def describe(space: SearchSpace) -> str:

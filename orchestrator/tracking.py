@@ -15,11 +15,12 @@ With the default store (``results/mlflow.db``) no server is needed to browse the
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -169,18 +170,16 @@ class SweepTracker:
                 tags={MLFLOW_PARENT_RUN_ID: self._parent, TRIAL_ID_TAG: trial_id},
             )
             run_id = run.info.run_id
-            now = _now_ms()
-            metrics = [Metric(k, float(v), now, 0) for k, v in summary.items()]
+            rows = [(k, v, 0) for k, v in summary.items()]
             for fold, values in enumerate(fold_metrics):
                 for name, value in values.items():
-                    metrics.append(Metric(f"fold_{name}", float(value), now, fold))
-                    metrics.append(Metric(f"fold{fold}_{name}", float(value), now, 0))
+                    rows += [(f"fold_{name}", value, fold), (f"fold{fold}_{name}", value, 0)]
             tags = {"status": status}
             if reason is not None:
                 tags["failure_reason"] = reason
             client.log_batch(
                 run_id,
-                metrics=metrics,
+                metrics=self._metrics(rows),
                 params=self._to_params(params),
                 tags=[RunTag(k, _truncate(v, MAX_TAG_VAL_LENGTH)) for k, v in tags.items()],
             )
@@ -200,7 +199,7 @@ class SweepTracker:
         def write(client: MlflowClient) -> None:
             client.log_batch(
                 self._parent,
-                metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
+                metrics=self._metrics((k, v, 0) for k, v in metrics.items()),
             )
             self._log_artifacts(client, self._parent, artifacts)
 
@@ -278,6 +277,16 @@ class SweepTracker:
             self._log(f"resumed run {self.run_name!r} keeps its first logged values of {changed}")
         new = [Param(k, v) for k, v in wanted.items() if k not in logged]
         client.log_batch(self.parent_run_id, params=new)
+
+    def _metrics(self, rows: Iterable[tuple[str, Any, int]]) -> list[Metric]:
+        """MLflow metrics from (key, value, step); a value that is not a number is left out."""
+        now, out = _now_ms(), []
+        for key, value, step in rows:
+            if isinstance(value, numbers.Real):
+                out.append(Metric(key, float(value), now, step))
+            else:
+                self._log(f"MLflow metric {key!r}={value!r} is not a number; not logged")
+        return out
 
     def _to_params_dict(self, params: Mapping[str, Any]) -> dict[str, str]:
         out = {}

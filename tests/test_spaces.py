@@ -177,6 +177,13 @@ def test_exponent_without_a_dot_reads_as_a_number(tmp_path):
     assert space.params["weight_decay"]["choices"] == [0, 1e-5]
 
 
+def test_fixed_accepts_a_list_of_columns(tmp_path):
+    # a fixed value may be a list, e.g. the feature columns of every trial
+    body = "fixed:\n  f_cols: [close, volume]\nparams:\n  dropout: {type: float, low: 0.0, high: 0.5}\n"
+    space = load_space(_write(tmp_path, body))
+    assert all(c["f_cols"] == ["close", "volume"] for c in sample_configs(space, 3, seed=0))
+
+
 def test_describe_lists_every_parameter():
     # the --help table names each searched and fixed parameter with its range
     space = load_space("daily")
@@ -218,6 +225,10 @@ BROKEN = {
     "misspelt parameter": (
         "params:\n  hiden_size: {type: int, low: 8, high: 64}\n",
         ["hiden_size", "did you mean 'hidden_size'"],
+    ),
+    "older alias of a parameter": (
+        "params:\n  seq_len: {type: categorical, choices: [10, 20]}\n",
+        ["seq_len", "'sequence_length'"],
     ),
     "misspelt fixed parameter": (
         "fixed:\n  epoch: 3\nparams:\n  dropout: {type: float, low: 0.0, high: 0.5}\n",

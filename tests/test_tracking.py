@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -31,8 +32,18 @@ class Lines:
         self.lines.append(line)
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Creating the sqlite schema takes about a second; do it once and copy the file per test.
+    results = tmp_path_factory.mktemp("template")
+    MlflowClient(tracking_uri=default_tracking_uri(results)).search_experiments()
+    return results / "mlflow.db"
+
+
 @pytest.fixture
-def uri(tmp_path: Path) -> str:
+def uri(tmp_path: Path, empty_store: Path) -> str:
+    (tmp_path / "results").mkdir()
+    shutil.copy(empty_store, tmp_path / "results" / "mlflow.db")
     return default_tracking_uri(tmp_path / "results")
 
 
@@ -89,14 +100,26 @@ def test_parent_and_children_carry_params_fold_series_summary_and_status(uri: st
     assert children["trial_1"].info.status == "FINISHED"
 
 
-def test_a_broken_trial_is_a_failed_child_with_its_reason(uri: str) -> None:
-    # status ERROR ends the child FAILED and keeps the reason as a tag.
+@pytest.mark.parametrize("status", ["ERROR", "failed"])
+def test_a_broken_trial_is_a_failed_child_with_its_reason(uri: str, status: str) -> None:
+    # status ERROR/failed (any case) ends the child FAILED and keeps the reason as a tag.
     with SweepTracker(uri, experiment=EXPERIMENT, run_name=SWEEP, params=SPEC) as tracker:
-        _trial(tracker, "trial_0", fold_metrics=FOLDS[:1], status="ERROR", reason="loss is NaN")
+        _trial(tracker, "trial_0", fold_metrics=FOLDS[:1], status=status, reason="loss is NaN")
 
     child = _children_by_name(uri)["trial_0"]
     assert child.info.status == "FAILED"
     assert child.data.tags["failure_reason"] == "loss is NaN"
+
+
+def test_a_metric_that_is_not_a_number_is_left_out_with_a_note(uri: str) -> None:
+    # A non-numeric metric value is skipped and reported; the rest of the trial is logged.
+    lines = Lines()
+    with SweepTracker(uri, experiment=EXPERIMENT, run_name=SWEEP, params=SPEC, log=lines) as t:
+        _trial(t, "trial_0", summary={"val_loss_mean": 0.4, "best_epoch": "n/a"})
+    child = _children_by_name(uri)["trial_0"]
+    assert "best_epoch" not in child.data.metrics
+    assert child.data.metrics["val_loss_mean"] == pytest.approx(0.4)
+    assert lines.lines == ["MLflow metric 'best_epoch'='n/a' is not a number; not logged"]
 
 
 def test_an_exception_in_the_sweep_fails_the_parent(uri: str) -> None:

@@ -60,11 +60,8 @@ class FoldAudit:
 
     def to_dict(self) -> dict:
         """JSON-ready: Python ints, timestamps as ISO 8601 strings (None without an index)."""
-        out = dataclasses.asdict(self)
-        for key, value in out.items():
-            if isinstance(value, pd.Timestamp):
-                out[key] = value.isoformat()
-        return out
+        stamp = pd.Timestamp
+        return {k: v.isoformat() if isinstance(v, stamp) else v for k, v in vars(self).items()}
 
 
 def audit_frame(audits: Sequence[FoldAudit]) -> pd.DataFrame:
@@ -73,9 +70,6 @@ def audit_frame(audits: Sequence[FoldAudit]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=[f.name for f in dataclasses.fields(FoldAudit)])
     times = [c for c in frame.columns if c.endswith("_time")]
     return frame.drop(columns=[c for c in times if frame[c].isna().all()])
-
-
-# ----------------------------------------------------------------------------- checks
 
 
 def _check_int(name: str, value: object, low: int, *, none_ok: bool = False) -> None:
@@ -131,17 +125,6 @@ def _group_bounds(m: int, k: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)])
 
 
-def _merge(blocks: _Blocks) -> _Blocks:
-    """Sorted blocks with touching ones joined: adjacent eval groups are one block."""
-    out: _Blocks = []
-    for start, stop in sorted(blocks):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(stop, out[-1][1]))
-        else:
-            out.append((start, stop))
-    return out
-
-
 def _masks(
     m: int, blocks: _Blocks, cand: tuple[int, int], purge: int, embargo: int
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -149,7 +132,8 @@ def _masks(
 
     Candidates are positions in ``cand`` outside the eval blocks; a candidate within
     ``purge`` of a block (either side) is purged, else within ``purge + embargo`` after
-    a block's end it is embargoed, else it trains.
+    a block's end it is embargoed, else it trains. Touching blocks need no merging: the
+    zones after the first lie inside the second block or its own zones.
     """
     ev, near, after = (np.zeros(m, dtype=bool) for _ in range(3))
     for start, stop in blocks:
@@ -164,20 +148,27 @@ def _masks(
     return candidate & ~near & ~after, ev, n_purged, n_embargoed
 
 
-def _audit(fold, train, ev, purged, embargoed, gaps, index) -> FoldAudit:
+def _audit(
+    fold: int,
+    train: np.ndarray,
+    ev: np.ndarray,
+    purged: int,
+    embargoed: int,
+    gaps: tuple[int, int, int],
+    index: pd.DatetimeIndex | None,
+) -> FoldAudit:
     """FoldAudit of anchor-row arrays ``train`` and ``ev`` (both non-empty, sorted)."""
     rows = (int(train[0]), int(train[-1]), int(ev[0]), int(ev[-1]))
     times = (None,) * 4 if index is None else tuple(index[r] for r in rows)
     return FoldAudit(fold, len(train), len(ev), *rows, int(purged), int(embargoed), *gaps, *times)
 
 
-# ----------------------------------------------------------------------------- splitters
-
-
 class _PurgedSplitter:
     """Shared machinery: subclasses give the eval blocks and candidate range of each fold."""
 
-    def __init__(self, n_splits: int, seq_len: int, horizon: int, purge, embargo) -> None:
+    def __init__(
+        self, n_splits: int, seq_len: int, horizon: int, purge: int | None, embargo: int | None
+    ) -> None:
         _check_int("n_splits", n_splits, 2)
         _check_window(seq_len, horizon, purge, embargo)
         self.n_splits, self.seq_len, self.horizon = n_splits, seq_len, horizon
@@ -365,12 +356,9 @@ class CombinatorialPurgedCV(_PurgedSplitter):
             raise self._too_many(m, n, self.n_splits)
         b = _group_bounds(m, self.n_splits)
         return [
-            (_merge([(int(b[g]), int(b[g + 1])) for g in combo]), (0, m))
+            ([(int(b[g]), int(b[g + 1])) for g in combo], (0, m))
             for combo in combinations(range(self.n_splits), self.n_test_groups)
         ]
-
-
-# ----------------------------------------------------------------------------- final split
 
 
 @dataclass(frozen=True)
@@ -422,7 +410,7 @@ def final_split(
 ) -> FinalSplit:
     """Split the valid anchors of ``n_rows`` bars into train / val / test (fractions of the
     anchors left after the two gaps of ``purge + embargo``; test takes the rounding rest)."""
-    _check_int("n_rows", n_rows, 1)
+    _check_int("n_rows", n_rows, 0)
     _check_window(seq_len, horizon, purge, embargo)
     fractions = {"train": train, "val": val, "test": test}
     for name, value in fractions.items():
