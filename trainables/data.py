@@ -186,7 +186,8 @@ def _pick_ticker(
                 f" tickers present: {_preview(present)}"
             )
         wanted = folded[0]
-    return df.loc[(labels == wanted).to_numpy()].drop(columns=col).reset_index(drop=True)
+    # Keep the index: a Parquet file may hold the timestamps there.
+    return df.loc[(labels == wanted).to_numpy()].drop(columns=col)
 
 
 def _set_timestamp_index(

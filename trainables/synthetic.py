@@ -4,39 +4,41 @@ The generator is a small hidden-state market model. Per bar ``t`` (all draws fro
 ``numpy.random.default_rng(seed)``, so a seed always gives the same frame):
 
 1. **Regime** ``z_t`` in {bull, bear, quiet}: a sticky hidden Markov chain (a regime lasts
-   about 60-125 bars). It sets the drift ``mu_z`` (+2e-4, -2e-4, 0 per bar) and the volatility
-   level ``sig_z`` (0.004, 0.008, 0.005).
-2. **Volatility** ``sigma_t = sig_z * exp(h_t)`` with log-volatility ``h_t = 0.98 h_{t-1} +
-   0.08 xi_t`` (slow, persistent clusters).
-3. **Cycle** ``c_t = 2 rho cos(w) c_{t-1} - rho^2 c_{t-2} + 0.2 eta_t`` with ``rho = 0.97`` and
-   period ``2 pi / w = 48`` bars: a damped, noise-driven oscillation of the log price (in units
-   of ``sigma``). It makes returns predictable over many bars (what a ``horizon=20``
-   classifier needs), but only through a noisy view of the price path.
+   100, 62 and 83 bars on average). It sets the drift ``mu_z`` (+2e-4, -2e-4, 0 per bar)
+   and the volatility level ``sig_z`` (0.004, 0.008, 0.005).
+2. **Volatility** ``sigma_t = sig_z * exp(h_t)`` with log-volatility
+   ``h_t = 0.98 h_{t-1} + 0.08 xi_t`` (slow, persistent clusters).
+3. **Cycle** ``c_t = 2 rho cos(w) c_{t-1} - rho^2 c_{t-2} + 0.18 eta_t`` with ``rho = 0.97``
+   and period ``2 pi / w = 48`` bars: a damped, noise-driven oscillation of the log price
+   (in units of ``sigma``). It makes returns predictable over many bars (what a
+   ``horizon=20`` classifier needs), but only through a noisy view of the price path.
 4. **Standardised return** ``u_t = s_t + e_t`` with Student-t(5) noise ``e_t`` (unit
    variance, fat tails) plus the cycle's innovation, and the predictable part
 
-       s_t = 0.30 u_{t-1} - 0.20 u_{t-2}            short overshoot, then partial reversal
+       s_t = 0.20 u_{t-1} - 0.25 u_{t-2}            short overshoot, then reversal
            + 0.40 tanh(v_{t-1}) u_{t-1}             volume-confirmed momentum (non-linear)
-           - 0.10 d_{t-1}                           mean reversion to the 20-bar EMA
+           - 0.20 d_{t-1}                           mean reversion to the 20-bar EMA
            + E[c_t - c_{t-1} | c_{t-1}, c_{t-2}]    the cycle's expected step
 
-   where ``v_t`` is the volume surprise (log volume minus its EMA, in noise units; a move on
-   unusually high volume continues, one on low volume fades) and ``d_t`` is the distance of
-   the log close from its 20-bar EMA in units of ``sigma_t``.
+   where ``v_t`` is the volume surprise (log volume minus its running average before the
+   bar, in units of the volume noise; a move on unusually high volume continues, one on
+   low volume fades) and ``d_t`` is the distance of the log close from its 20-bar EMA in
+   units of ``sigma_t``.
 5. **Log return** ``r_t = mu_z + sigma_t u_t``; ``close_t = close_{t-1} exp(r_t)`` from 100.
 6. **Bars**: ``open_t`` is ``close_{t-1}`` times a tiny gap, ``high``/``low`` extend
    ``max``/``min(open, close)`` by half-normal intrabar excursions of size ``~0.6 sigma_t``,
-   so ``high >= max(open, close) >= min(open, close) >= low > 0``. ``log volume`` rises with
-   the volatility level, with the size of the bar's move ``|u_t|`` and has its own noise.
+   so ``high >= max(open, close) >= min(open, close) >= low > 0``. Log volume rises with
+   the volatility level (``+2 log sigma``), with the size of the bar's move (``0.4 |u_t|``)
+   and has its own noise (std 0.3), median about 1.5 million.
 
 Every input of ``s_t`` except the latent cycle is a function of past bars (returns, closes,
 volumes), so a sequence model on windows of past OHLCV and ``log_return`` can learn it.
-About 33% of the next-bar return variance is the conditional mean ``sigma_t s_t`` (the
-ceiling for any model, measured over 200,000 bars); a ridge regression on 10 lagged log
-returns recovers about 20% out of sample. Lag-1 autocorrelation is about 0.4, below the 0.5
-at which "next return = this return" would beat "next return = 0", so naive baselines
-(persistence, zero, historical mean) do not beat a fitted model. ``docs/data.md`` has the
-measured numbers and how to reproduce them.
+About 36% of the next-bar return variance is the conditional mean ``mu_z + sigma_t s_t``
+(the ceiling for any model, measured over 200,000 bars); a ridge regression on 10 lagged log
+returns recovers about 21% out of sample (15-26% over seeds 0-9, 4,000 bars, 70/30 split).
+Lag-1 autocorrelation is about 0.32, below the 0.5 at which "next return = this return"
+would beat "next return = 0", so naive baselines (persistence, zero, historical mean) do
+not beat a fitted model. ``docs/data.md`` has the measured numbers and how to reproduce them.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ class Simulation:
     """Bars plus the hidden state that made them (for tests and docs, never for training)."""
 
     bars: pd.DataFrame
-    expected_log_return: np.ndarray  # [n] E[r_t | state before t]: the best possible forecast
+    # [n] mean of r_t given the hidden state (regime, sigma_t, all before t): no forecast
+    # from past bars can do better, so its share of the variance is the ceiling.
+    expected_log_return: np.ndarray
     regime: np.ndarray  # [n] 0 bull, 1 bear, 2 quiet
 
 
@@ -98,8 +102,12 @@ def simulate(
         raise ConfigError(f"n_bars must be an integer >= 3, but got n_bars={n_bars!r}")
     try:
         index = pd.date_range(start=start, periods=n_bars, freq=freq, name="timestamp")
+        # No freq attribute, like bars loaded from a file (real bars have gaps).
+        index = pd.DatetimeIndex(index, freq=None)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"cannot build timestamps from start={start!r}, freq={freq!r}: {err}") from err
+        raise ConfigError(
+            f"cannot build timestamps from start={start!r}, freq={freq!r}: {err}"
+        ) from err
     n = int(n_bars)
     rng = np.random.default_rng(seed)
 
@@ -119,7 +127,7 @@ def simulate(
 
     noise = rng.standard_t(_T_DOF, n) / np.sqrt(_T_DOF / (_T_DOF - 2))
     volume_noise = _VOLUME_NOISE * rng.standard_normal(n)
-    _, signal, log_close, log_volume = _returns_and_volume(
+    signal, log_close, log_volume = _returns_and_volume(
         cycle, noise, volume_noise, sigma, logvol, regime
     )
 
@@ -158,8 +166,11 @@ def _returns_and_volume(
     sigma: np.ndarray,
     logvol: np.ndarray,
     regime: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The recursive part: each return depends on past returns, closes and volumes."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recursive part: each return depends on past returns, closes and volumes.
+
+    Returns the predictable part ``s_t``, ``log(close_t / 100)`` and the log volume.
+    """
     n = len(cycle)
     u = np.zeros(n)  # standardised return
     signal = np.zeros(n)  # its predictable part s_t
@@ -188,9 +199,7 @@ def _returns_and_volume(
         u[t] = signal[t] + noise[t] + step
         prev = log_close[t - 1] if t else 0.0
         log_close[t] = prev + _DRIFT[regime[t]] + sigma[t] * u[t]
-        log_volume[t] = (
-            base_volume[regime[t]] + 2.0 * logvol[t] + 0.4 * abs(u[t]) + volume_noise[t]
-        )
+        log_volume[t] = base_volume[regime[t]] + 2.0 * logvol[t] + 0.4 * abs(u[t]) + volume_noise[t]
         if t == 0:
             ema_close, ema_volume = log_close[0], log_volume[0]
         else:
@@ -198,4 +207,4 @@ def _returns_and_volume(
         # Surprise against the average *before* this bar, so a spike counts in full.
         surprise = (log_volume[t] - ema_volume) / _VOLUME_NOISE
         ema_volume += _VOLUME_EMA * (log_volume[t] - ema_volume)
-    return u, signal, log_close, log_volume
+    return signal, log_close, log_volume
