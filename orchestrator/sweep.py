@@ -272,7 +272,8 @@ def _make_tuner(spec, space, trainable, mode, n_folds, storage_path, exp_name, e
         run_config=tune.RunConfig(
             name=exp_name, storage_path=storage_path, callbacks=callbacks, verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # Fold checkpoints are a few hundred bytes of JSON: keep them all. A num_to_keep
+            # forces an experiment snapshot per checkpoint, which Tune warns is a bottleneck.
         ),
     )
 
