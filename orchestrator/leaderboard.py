@@ -19,6 +19,8 @@ import yaml
 __all__ = ["TrialRecord", "build_leaderboard", "read_leaderboard", "write_results"]
 
 STATUSES = ("completed", "pruned", "failed", "unfinished")
+# Per-fold metrics shown next to the objective when the trials report them.
+FOLD_EXTRAS = ("skill", "directional_accuracy", "r2", "accuracy")
 
 
 @dataclass
@@ -69,7 +71,11 @@ def build_leaderboard(
         row.update({f"param_{k}": _plain(v) for k, v in sorted(rec.params.items())})
         for k in range(n_folds):
             fold = rec.folds[k] if k < len(rec.folds) else {}
-            row[f"fold{k}_{objective}"] = fold.get(objective, math.nan)
+            for name in (objective, *FOLD_EXTRAS):
+                if name == objective or name in fold:
+                    row[f"fold{k}_{name}"] = fold.get(name, math.nan)
+        if any("skill" in f for f in rec.folds):
+            row["skill"] = _score(rec.folds, "skill")[0]
         rows.append(row)
     board = pd.DataFrame(rows)
     if board.empty:

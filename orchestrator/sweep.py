@@ -115,6 +115,17 @@ def base_config(spec: SweepSpec, space: SearchSpace) -> TrainConfig:
     return TrainConfig.from_dict(settings)
 
 
+def check_space(space: SearchSpace, base: TrainConfig) -> None:
+    """Every choice and bound of the space must be a valid training setting (fail before Ray)."""
+    for name, dist in space.params.items():
+        values = dist["choices"] if dist["type"] == "categorical" else [dist["low"], dist["high"]]
+        for value in values:
+            try:
+                TrainConfig.from_dict({**base.to_dict(), name: value})
+            except ConfigError as err:
+                raise ConfigError(f"{space.path}: parameter {name!r}: {err}") from None
+
+
 def longest_sequence(space: SearchSpace, base: TrainConfig) -> int:
     dist = space.params.get("sequence_length")
     if dist is None:
@@ -178,6 +189,7 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     out_dir = Path(spec.results_dir) / name
     space = load_space(spec.space)
     base = base_config(spec, space)
+    check_space(space, base)
     objective, mode = objective_of(base.task)
     data: SweepData = prepare_sweep_data(
         base, data=spec.data, ticker=spec.ticker, cv=spec.cv, n_splits=spec.folds,
@@ -192,7 +204,6 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     started, dashboard_url = _start_ray(spec, log)
     storage_path, exp_name = _experiment_path(spec, out_dir, name)
     exp_path = f"{storage_path}/{exp_name}"
-    interrupted = False
     try:
         with SweepTracker(tracking_uri, experiment="lstm-sweeps", run_name=name,
                           params=_spec_params(spec, space, base), resume=spec.resume,
@@ -209,12 +220,10 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
             tuner = _make_tuner(spec, space, trainable, mode, n_folds, storage_path, exp_name,
                                 exp_path, callbacks, log)
             start = time.perf_counter()
-            try:
-                results = tuner.fit()
-            except KeyboardInterrupt:
-                interrupted = True
-                results = tune.Tuner.restore(exp_path, trainable).get_results()
-            records = _records(results)
+            # Ctrl-C: Tune saves the experiment state and returns with unfinished trials.
+            records = _records(tuner.fit())
+            interrupted = len(records) < spec.trials or any(
+                r.status == "unfinished" for r in records)
             # Trials finished in an earlier (interrupted) run were logged then; the tracker
             # skips ids it has already logged.
             for rec in records:
@@ -257,8 +266,12 @@ def _make_tuner(spec, space, trainable, mode, n_folds, storage_path, exp_name, e
             raise ConfigError(f"--resume: no sweep to resume at {exp_path} "
                               f"(check --name and --results-dir / --storage)")
         log(f"Resuming sweep from {exp_path}: finished trials are kept, unfinished ones go on")
-        return tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
-                                  resume_errored=False, restart_errored=False)
+        tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+        # Tune restores the callbacks pickled by the interrupted run (its progress printer
+        # and MLflow tracker); this run's own must replace them. No public API for it.
+        tuner._local_tuner.get_run_config().callbacks = callbacks
+        return tuner
     searcher = OptunaSearch(space=to_optuna(space), metric="objective", mode=mode, seed=spec.seed)
     max_concurrent = spec.max_concurrent or max(
         1, int((spec.num_cpus or os.cpu_count() or 1) // spec.cpus_per_trial))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +51,10 @@ def fold_score(task: str, result, fold: FoldData) -> dict[str, float]:
         pred = fold.scaler.transform(result.predictions, fold.target_names)
         true = fold.y[fold.eval_idx]
         metrics["val_mse"] = float(np.mean((pred - true) ** 2))
+        # Persistence (the target's value at the anchor) on the same rows: skill > 0 beats it.
+        naive = float(np.mean((fold.y_now[fold.eval_idx] - true) ** 2))
+        metrics["persistence_mse"] = naive
+        metrics["skill"] = 1.0 - metrics["val_mse"] / naive if naive > 0 else float("nan")
     return metrics
 
 
@@ -138,12 +141,10 @@ def run_trial(config: dict, *, data: SweepData, base: dict, workers: int = 1,
 
 
 def _maybe_inject_fault(fail_at_fold: int | None, k: int) -> None:
-    """Test hook: crash once at fold ``k`` (a marker file makes the retry succeed)."""
+    """Test hook: crash once at fold ``k``; a marker in the trial dir lets the retry pass."""
     if fail_at_fold is None or k != fail_at_fold:
         return
-    marker = Path(os.environ.get("LSTM_ORCH_FAULT_DIR", tempfile.gettempdir())) / (
-        f"fault-{tune.get_context().get_trial_id()}"
-    )
+    marker = Path(tune.get_context().get_trial_dir()) / "injected-fault"
     if not marker.exists():
         marker.write_text("crashed once")
         raise RuntimeError(f"injected fault at fold {k}")

@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     except OrchestratorError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume --name <sweep>", file=sys.stderr)
+        return 130
     return 130 if outcome.interrupted else 0
 
 

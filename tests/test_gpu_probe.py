@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from trainables.config import TrainConfig
 from trainables.errors import ConfigError, TrainingError
 from trainables.gpu_probe import (
     CACHE_DIR_ENV,
@@ -20,7 +21,13 @@ from trainables.gpu_probe import (
     probe_batch_size,
 )
 
-SHAPE = {"cell": "lstm", "hidden_size": 16, "num_layers": 1, "bidirectional": False, "attention": False}
+SHAPE = {
+    "cell": "lstm",
+    "hidden_size": 16,
+    "num_layers": 1,
+    "bidirectional": False,
+    "attention": False,
+}
 
 
 class TinyLSTM(nn.Module):
@@ -89,7 +96,10 @@ def test_cpu_auto_returns_the_fallback_without_probing(tmp_path, monkeypatch):
     lines: list[str] = []
     assert choose_batch_size(cfg, n_features=3, n_outputs=1, device="cpu", log=lines.append) == 512
     assert CPU_FALLBACK_BATCH_SIZE == 512
-    assert choose_batch_size(cfg, n_features=3, n_outputs=1, device="cpu", fallback=96, log=print) == 96
+    assert (
+        choose_batch_size(cfg, n_features=3, n_outputs=1, device="cpu", fallback=96, log=print)
+        == 96
+    )
     assert "batch_size auto -> 512" in lines[0]
     assert not default_cache_path().exists()
 
@@ -220,15 +230,11 @@ def test_real_probe_on_cuda_fits_within_the_budget(tmp_path, monkeypatch):
     assert chosen.fits and 0 < chosen.peak_bytes <= 0.9 * budget
     assert all(t.peak_bytes is not None for t in result.tries)
     lines: list[str] = []
-    n = choose_batch_size(_auto_config(), n_features=8, n_outputs=1, device="cuda", log=lines.append)
+    n = choose_batch_size(
+        _auto_config(), n_features=8, n_outputs=1, device="cuda", log=lines.append
+    )
     assert n >= 1 and "batch_size auto ->" in lines[0]
 
 
 def _auto_config():
-    try:
-        from trainables.config import TrainConfig
-    except ImportError:  # the config module is written alongside this one
-        from types import SimpleNamespace
-
-        return SimpleNamespace(batch_size="auto", hidden_size=16, num_layers=1, seq_len=10)
-    return TrainConfig(batch_size="auto", hidden_size=16, num_layers=1, seq_len=10)
+    return TrainConfig(batch_size="auto", hidden_size=16, num_layers=1, sequence_length=10)

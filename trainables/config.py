@@ -82,6 +82,16 @@ _INT_RANGES = {
     "embargo": (0, None),
 }
 _CLASSES = 3  # down, flat, up
+_TRUTH = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
 
 
 @dataclass(frozen=True)
@@ -90,10 +100,10 @@ class TrainConfig:
 
     # data and target
     f_cols: tuple[str, ...] = DEFAULT_F_COLS
-    target_col: str = "close"
+    target_col: str | None = "close"  # None: predict every f_cols column (multi-output)
     task: str = "regression"
     horizon: int = 1
-    threshold: float | None = None  # classification: |return| <= threshold is 'flat'
+    threshold: float = 0.001  # classification: |log return| <= threshold is 'flat'
     sma_window: int = 10
     scaler: str = "minmax"
     sequence_length: int = 60
@@ -219,7 +229,9 @@ def _canonical(d: dict[str, Any]) -> dict[str, Any]:
                 continue  # auto_batch_size: false says nothing about the size itself
             value = "auto"
         if name in out and out[name] != value:
-            raise ConfigError(f"{name} is given twice with different values: {out[name]!r} and {key}={value!r}")
+            raise ConfigError(
+                f"{name} is given twice with different values: {out[name]!r} and {key}={value!r}"
+            )
         out[name] = value
     return out
 
@@ -239,14 +251,16 @@ def _normalise(name: str, value: Any) -> Any:
     if name == "class_weights":
         return _class_weights(value)
     if name in ("ticker", "target_col"):
-        if value is None and name == "ticker":
+        if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{name} must be a non-empty string, but got {name}={value!r}")
         return value.strip()
     if name == "device":
         if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value.lower()):
-            raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', but got device={value!r}")
+            raise ConfigError(
+                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', but got device={value!r}"
+            )
         return value.lower()
     if name in _CHOICES:
         if isinstance(value, str) and value.lower() in _CHOICES[name]:
@@ -258,7 +272,7 @@ def _normalise(name: str, value: Any) -> Any:
         return value
     if name == "batch_size" and isinstance(value, str) and value.lower() == "auto":
         return "auto"
-    if value is None and name in ("threshold", "gamma", "purge", "embargo"):
+    if value is None and name in ("gamma", "purge", "embargo"):
         return None
     if name in _INT_RANGES:
         return _int(name, value)
@@ -299,8 +313,14 @@ def _float(name: str, value: Any) -> float:
 def _names(name: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{name} must be a non-empty list of column names, but got {name}={value!r}")
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, str) and v for v in value)
+    ):
+        raise ConfigError(
+            f"{name} must be a non-empty list of column names, but got {name}={value!r}"
+        )
     dupes = sorted({v for v in value if list(value).count(v) > 1})
     if dupes:
         raise ConfigError(f"{name} lists {dupes} more than once: {list(value)}")
@@ -316,7 +336,9 @@ def _class_weights(value: Any) -> str | tuple[float, ...] | None:
         except ValueError:
             value = None
     ok = isinstance(value, (list, tuple)) and len(value) == _CLASSES
-    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)
+    ok = ok and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value
+    )
     if not ok:
         raise ConfigError(
             "class_weights must be None, 'balanced' or 3 positive numbers (down, flat, up), "
@@ -330,11 +352,17 @@ def _check_consistency(cfg: TrainConfig) -> None:
     classification = cfg.task == "classification"
     loss = cfg.loss
     if classification and loss in ("mse", "mae", "huber"):
-        raise ConfigError(f"loss={loss!r} is a regression loss; task='classification' needs 'cross_entropy' or 'focal'")
+        raise ConfigError(
+            f"loss={loss!r} is a regression loss; task='classification' needs 'cross_entropy' or 'focal'"
+        )
     if not classification and loss in ("cross_entropy", "focal"):
-        raise ConfigError(f"loss={loss!r} needs task='classification'; task='regression' takes 'mse', 'mae' or 'huber'")
+        raise ConfigError(
+            f"loss={loss!r} needs task='classification'; task='regression' takes 'mse', 'mae' or 'huber'"
+        )
     if not classification and cfg.class_weights is not None:
-        raise ConfigError(f"class_weights={cfg.class_weights!r} only applies to task='classification'")
+        raise ConfigError(
+            f"class_weights={cfg.class_weights!r} only applies to task='classification'"
+        )
     directions = 2 if cfg.bidirectional else 1
     width = cfg.hidden_size * directions
     if cfg.attention and width % cfg.attention_heads:
@@ -342,7 +370,9 @@ def _check_consistency(cfg: TrainConfig) -> None:
             f"attention_heads={cfg.attention_heads} must divide hidden_size * directions = {width}"
         )
     if cfg.min_lr > cfg.learning_rate:
-        raise ConfigError(f"min_lr={cfg.min_lr:g} must not exceed learning_rate={cfg.learning_rate:g}")
+        raise ConfigError(
+            f"min_lr={cfg.min_lr:g} must not exceed learning_rate={cfg.learning_rate:g}"
+        )
     if cfg.train_split + cfg.val_split >= 1 - 1e-9:
         raise ConfigError(
             f"train_split + val_split must leave a test share (< 1), but got "
@@ -358,22 +388,23 @@ def parse_value(name: str, text: str) -> Any:
 
     The types come from the dataclass annotations; range checks stay in ``TrainConfig``.
     """
+    lowered = text.strip().lower()
+    if name in ("mixed_precision", "auto_batch_size") and lowered in _TRUTH:
+        return _TRUTH[lowered]  # boolean aliases of non-boolean fields
     name = ALIASES.get(name, name)
     hints = typing.get_type_hints(TrainConfig)
     if name not in hints:
         TrainConfig.from_dict({name: None})  # raises the unknown-parameter error
     hint = hints[name]
-    kinds = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
-    lowered = text.strip().lower()
+    kinds = (
+        typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    )
     if type(None) in kinds and lowered in ("none", "null"):
         return None
     for kind in kinds:
         origin = typing.get_origin(kind)
-        if kind is bool:
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
+        if kind is bool and lowered in _TRUTH:
+            return _TRUTH[lowered]
         elif kind is int:
             try:
                 return int(text)
@@ -389,7 +420,9 @@ def parse_value(name: str, text: str) -> Any:
                 try:
                     return json.loads(text)
                 except ValueError as err:
-                    raise ConfigError(f"{name}: cannot read {text!r} as a JSON list ({err})") from err
+                    raise ConfigError(
+                        f"{name}: cannot read {text!r} as a JSON list ({err})"
+                    ) from err
             if name != "class_weights":
                 return [v.strip() for v in text.split(",") if v.strip()]
         elif kind is str:
@@ -401,6 +434,7 @@ def _preset_parameters() -> TrainConfig:
     """lstm-training-parameters.md's single-ticker trainer (Adam + ReduceLROnPlateau)."""
     return TrainConfig(
         f_cols=("open", "high", "low", "close", "volume", "sma_value"),
+        target_col=None,  # it predicts every input feature
         hidden_size=64,
         num_layers=2,
         dropout=0.2,

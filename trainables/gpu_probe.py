@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from trainables.errors import ConfigError, TrainingError
+from trainables.model import ModelSpec, SequenceModel
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -47,6 +48,14 @@ CPU_FALLBACK_BATCH_SIZE = 512
 DEFAULT_MAX_BATCH = 8192
 CACHE_DIR_ENV = "LSTM_ORCH_CACHE_DIR"
 _CACHE_FILE = "batch_probe.json"
+_SHAPE_FIELDS = (
+    "cell",
+    "hidden_size",
+    "num_layers",
+    "bidirectional",
+    "attention",
+    "attention_heads",
+)
 _GIB = 1024**3
 
 StepFn = Callable[[nn.Module, int], None]
@@ -184,19 +193,18 @@ def _cache_key(parts: Mapping[str, Any]) -> str:
     return json.dumps({**parts, "torch": torch.__version__}, sort_keys=True)
 
 
-def _default_step(*, seq_len: int, n_features: int, n_outputs: int, amp: bool) -> StepFn:
+def _default_step(*, seq_len: int, n_features: int, amp_dtype: torch.dtype | None) -> StepFn:
     """Two real training steps on random data: the second one holds optimizer state too."""
 
     def step(model: nn.Module, batch_size: int) -> None:
         device = next(model.parameters()).device
         x = torch.randn(batch_size, seq_len, n_features, device=device)  # [B, T, F]
         optimizer = torch.optim.AdamW(model.parameters())
-        dtype = torch.bfloat16
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            dtype = torch.float16
         model.train()
         for _ in range(2):
-            with torch.autocast(device_type=device.type, dtype=dtype, enabled=amp):
+            with torch.autocast(
+                device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None
+            ):
                 out = model(x)  # [B, n_outputs]
             loss = out.float().square().mean()  # the loss's kind does not change the memory
             optimizer.zero_grad(set_to_none=True)
@@ -206,6 +214,15 @@ def _default_step(*, seq_len: int, n_features: int, n_outputs: int, amp: bool) -
             torch.cuda.synchronize(device)
 
     return step
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """``cfg.amp`` -> autocast dtype, as ``trainables.trainer.resolve_amp`` picks it on CUDA."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
 def _power_of_two_candidates(max_batch: int) -> list[int]:
@@ -227,7 +244,7 @@ def probe_batch_size(
     memory_budget_bytes: int | None = None,
     candidates: Sequence[int] | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
-    amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
     model_shape: Mapping[str, Any] | None = None,
     cache: ProbeCache | None = None,
     step_fn: StepFn | None = None,
@@ -237,8 +254,9 @@ def probe_batch_size(
     The budget is ``memory_fraction`` of ``memory_budget_bytes`` (the trial's share of a
     fractional GPU) or else of the device's total memory. The search starts at the largest
     candidate the formula says fits, doubles while tries fit and halves after a failed
-    start. ``model_shape`` (cell, hidden_size, num_layers, bidirectional, attention) plus
-    the data shape, ``amp``, the device name and budget key the ``cache``.
+    start. ``amp_dtype`` (bfloat16/float16, None = float32) is the autocast dtype of the
+    trainer. ``model_shape`` (cell, hidden_size, num_layers, bidirectional, attention, ...)
+    plus the data shape, ``amp_dtype``, the device name and budget key the ``cache``.
     ``step_fn(model, batch_size)`` replaces the real training step (tests inject OOMs).
     """
     if not 0 < memory_fraction <= 1:
@@ -255,7 +273,9 @@ def probe_batch_size(
     budget = None if share is None else int(share * memory_fraction)
     device_name = torch.cuda.get_device_name(device) if cuda else device.type
 
-    sizes = sorted(set(candidates)) if candidates is not None else _power_of_two_candidates(max_batch)
+    sizes = (
+        sorted(set(candidates)) if candidates is not None else _power_of_two_candidates(max_batch)
+    )
     if not sizes or sizes[0] < 1:
         raise ConfigError(
             f"batch size candidates must be positive integers, but got {candidates=}, {max_batch=}"
@@ -268,7 +288,7 @@ def probe_batch_size(
                 "seq_len": seq_len,
                 "n_features": n_features,
                 "n_outputs": n_outputs,
-                "amp": amp,
+                "amp": str(amp_dtype).removeprefix("torch."),
                 "device": device_name,
                 "budget_bytes": budget,
                 "candidates": sizes,
@@ -278,16 +298,15 @@ def probe_batch_size(
         if hit is not None:
             return hit
 
-    hidden = int((model_shape or {}).get("hidden_size", 256))
-    layers = int((model_shape or {}).get("num_layers", 2))
+    # The formula's first guess needs the budget and the model's width; without either the
+    # search grows from the smallest candidate.
     start = 0
-    if budget is not None:
+    if budget is not None and model_shape is not None and "hidden_size" in model_shape:
+        hidden, layers = int(model_shape["hidden_size"]), int(model_shape.get("num_layers", 1))
         for i, b in enumerate(sizes):
             if estimate_memory_gb(b, seq_len, n_features, hidden, layers) * _GIB <= budget:
                 start = i
-    step = step_fn or _default_step(
-        seq_len=seq_len, n_features=n_features, n_outputs=n_outputs, amp=amp
-    )
+    step = step_fn or _default_step(seq_len=seq_len, n_features=n_features, amp_dtype=amp_dtype)
 
     tries: list[ProbeTry] = []
 
@@ -382,16 +401,10 @@ def choose_batch_size(
         chosen = CPU_FALLBACK_BATCH_SIZE if fallback is None else int(fallback)
         log(f"batch_size auto -> {chosen} (no CUDA device: default, no probe)")
         return chosen
-    from trainables.model import SequenceModel  # here: the model module imports this one's users
-
-    amp = bool(getattr(cfg, "amp", False))
-    shape = {
-        "cell": getattr(cfg, "cell", "lstm"),
-        "hidden_size": cfg.hidden_size,
-        "num_layers": cfg.num_layers,
-        "bidirectional": bool(getattr(cfg, "bidirectional", False)),
-        "attention": bool(getattr(cfg, "attention", False)),
-    }
+    spec = ModelSpec.of(cfg)
+    # Everything of the architecture that moves memory; dropout does not, so trials that
+    # differ only in dropout share one probe.
+    shape = {k: getattr(spec, k) for k in _SHAPE_FIELDS}
     result = probe_batch_size(
         lambda: SequenceModel(cfg, n_features, n_outputs),
         seq_len=cfg.seq_len,
@@ -400,7 +413,7 @@ def choose_batch_size(
         device=device,
         memory_budget_bytes=memory_budget_bytes,
         max_batch=max_batch,
-        amp=amp,
+        amp_dtype=_amp_dtype(str(getattr(cfg, "amp", "off")), device),
         model_shape=shape,
         cache=cache if cache is not None else _default_cache(),
     )

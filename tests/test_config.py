@@ -1,0 +1,154 @@
+"""TrainConfig: the users' names, defaults, ranges, aliases and presets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trainables.config import PRESETS, TrainConfig, parse_value
+from trainables.errors import ConfigError
+
+
+def test_defaults_follow_the_guide():
+    # Rule: the defaults are lstm-training-guide.md's default configuration.
+    cfg = TrainConfig()
+    assert (cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.sequence_length) == (256, 2, 0.3, 60)
+    assert (cfg.learning_rate, cfg.weight_decay, cfg.grad_clip) == (1e-3, 1e-4, 1.0)
+    assert (cfg.optimizer, cfg.scheduler, cfg.warmup_epochs) == ("adamw", "cosine", 5)
+    assert (cfg.batch_size, cfg.epochs, cfg.patience, cfg.min_delta) == (512, 100, 15, 1e-4)
+    assert cfg.f_cols == ("open", "high", "low", "close", "volume", "log_return")
+    assert (cfg.target_col, cfg.horizon, cfg.train_split, cfg.val_split) == ("close", 1, 0.70, 0.15)
+    assert cfg.test_split == pytest.approx(0.15)
+    assert PRESETS["guide"] == cfg
+
+
+def test_parameters_preset_is_the_single_ticker_trainer():
+    # Rule: preset 'parameters' carries lstm-training-parameters.md's defaults.
+    cfg = PRESETS["parameters"]
+    assert (cfg.hidden_size, cfg.dropout, cfg.batch_size, cfg.weight_decay) == (64, 0.2, 64, 1e-5)
+    assert (cfg.optimizer, cfg.scheduler, cfg.plateau_factor, cfg.plateau_patience) == (
+        "adam",
+        "plateau",
+        0.5,
+        5,
+    )
+    assert (cfg.sequence_length, cfg.train_split, cfg.patience) == (10, 0.8, 15)
+    assert "sma_value" in cfg.f_cols and cfg.target_col is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "needle"),
+    [
+        ({"dropout": 1.5}, "dropout must be in [0, 1), but got dropout=1.5"),
+        ({"hidden_size": 0}, "hidden_size must be an integer in [1, 8192], but got hidden_size=0"),
+        ({"learning_rate": 0}, "learning_rate must be in (0, 10], but got learning_rate=0.0"),
+        ({"scheduler": "linear"}, "scheduler must be one of"),
+        (
+            {"batch_size": "big"},
+            "batch_size must be an integer >= 1 or 'auto', but got batch_size='big'",
+        ),
+        (
+            {"device": "gpu"},
+            "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', but got device='gpu'",
+        ),
+        ({"epochs": 2.5}, "epochs must be an integer in [1, 100000], but got epochs=2.5"),
+        ({"bidirectional": "yes"}, "bidirectional must be true or false"),
+        ({"class_weights": [1, 2]}, "class_weights must be None, 'balanced' or 3 positive numbers"),
+    ],
+)
+def test_validation_error_names_the_parameter_and_value(settings, needle):
+    # Rule: an out-of-range value raises ConfigError naming the parameter, the value and the range.
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict(settings)
+    assert needle in str(err.value)
+
+
+def test_cross_parameter_rules():
+    # Rule: combinations that cannot work are rejected with both names in the message.
+    with pytest.raises(ConfigError, match="loss='mse'.*classification"):
+        TrainConfig(task="classification", loss="mse")
+    with pytest.raises(ConfigError, match="attention_heads=3 must divide"):
+        TrainConfig(hidden_size=16, attention=True, attention_heads=3)
+    with pytest.raises(ConfigError, match="train_split \\+ val_split must leave a test share"):
+        TrainConfig(train_split=0.8, val_split=0.2)
+    with pytest.raises(ConfigError, match="class_weights"):
+        TrainConfig(task="regression", class_weights="balanced")
+
+
+def test_aliases_map_to_canonical_names():
+    # Rule: the users' other spellings are accepted and land on the canonical fields.
+    cfg = TrainConfig.from_dict(
+        {
+            "seq_len": 30,
+            "max_epochs": 7,
+            "early_stopping_patience": 4,
+            "gradient_clip": 0.5,
+            "mixed_precision": False,
+        }
+    )
+    assert (cfg.sequence_length, cfg.epochs, cfg.patience, cfg.grad_clip, cfg.amp) == (
+        30,
+        7,
+        4,
+        0.5,
+        "off",
+    )
+    assert TrainConfig.from_dict({"mixed_precision": True}).amp == "auto"
+    assert TrainConfig.from_dict({"auto_batch_size": True}).batch_size == "auto"
+    assert cfg.seq_len == 30
+
+
+def test_unknown_key_suggests_the_closest_name():
+    # Rule: a misspelt parameter is an error with a did-you-mean, never silently ignored.
+    with pytest.raises(
+        ConfigError, match="unknown training parameter 'hiden_size'; did you mean 'hidden_size'"
+    ):
+        TrainConfig.from_dict({"hiden_size": 64})
+
+
+def test_alias_and_canonical_disagreeing_is_an_error():
+    # Rule: one setting given twice with two values is ambiguous.
+    with pytest.raises(ConfigError, match="given twice"):
+        TrainConfig.from_dict({"seq_len": 30, "sequence_length": 60})
+
+
+def test_dict_round_trip_is_json_ready():
+    # Rule: to_dict -> JSON -> from_dict gives the same config back.
+    cfg = TrainConfig(f_cols=["close", "volume"], class_weights=[1, 2, 1], task="classification")
+    back = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+    assert back.f_cols == ("close", "volume") and back.class_weights == (1.0, 2.0, 1.0)
+
+
+def test_replace_validates_and_accepts_aliases():
+    # Rule: replace() goes through the same checks as construction.
+    cfg = TrainConfig().replace(lr=0.01, seq_len=20)
+    assert (cfg.learning_rate, cfg.sequence_length) == (0.01, 20)
+    with pytest.raises(ConfigError, match="num_layers"):
+        cfg.replace(num_layers=0)
+
+
+def test_resolved_defaults():
+    # Rule: loss='auto' and gamma=None resolve per task and scheduler.
+    assert TrainConfig().resolved_loss == "mse"
+    assert TrainConfig(task="classification").resolved_loss == "cross_entropy"
+    assert TrainConfig(scheduler="step").resolved_gamma == 0.1
+    assert TrainConfig(scheduler="exponential").resolved_gamma == 0.95
+
+
+def test_parse_value_uses_the_dataclass_types():
+    # Rule: command-line text is typed by the field's annotation.
+    assert parse_value("hidden_size", "64") == 64
+    assert parse_value("dropout", "0.25") == 0.25
+    assert parse_value("batch_size", "auto") == "auto"
+    assert parse_value("f_cols", "open,close") == ["open", "close"]
+    assert parse_value("bidirectional", "true") is True
+    assert parse_value("gamma", "none") is None
+    assert parse_value("seq_len", "12") == 12
+    assert parse_value("mixed_precision", "false") is False
+    assert (
+        TrainConfig().replace(mixed_precision=parse_value("mixed_precision", "false")).amp == "off"
+    )
+    with pytest.raises(ConfigError, match="did you mean"):
+        parse_value("hiden_size", "64")

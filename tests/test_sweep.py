@@ -1,0 +1,160 @@
+"""End-to-end sweeps on a real local Ray, real Tune trials, real Optuna and a real MLflow store."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+import yaml
+
+from orchestrator.sweep import SweepSpec, run_sweep
+from orchestrator.tracking import default_tracking_uri, find_child_runs
+from trainables.config import TrainConfig
+from trainables.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    # One real local Ray for every sweep of this module; run_sweep reuses it.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def tiny(tmp_path: Path, **kw) -> SweepSpec:
+    base = dict(space="smoke", trials=3, folds=2, epochs=2, n_bars=1000, num_cpus=2,
+                dashboard=False, results_dir=str(tmp_path / "results"), name="t",
+                max_concurrent=2)
+    return SweepSpec(**{**base, **kw})
+
+
+def test_sweep_writes_every_result_file_and_mlflow_runs(tmp_path):
+    # A sweep leaves a leaderboard, best config, fold audit, Tune dir and one MLflow child per trial.
+    out = run_sweep(tiny(tmp_path, scheduler="none"), log=lambda *_: None)
+    d = out.out_dir
+    for name in ("leaderboard.parquet", "leaderboard.csv", "best_config.yaml", "fold_audit.csv",
+                 "sweep.json"):
+        assert (d / name).is_file(), name
+    assert (d / "tune").is_dir()
+    board = pd.read_parquet(d / "leaderboard.parquet")
+    assert len(board) == 3
+    assert set(board.status) == {"completed"}
+    assert board.objective.is_monotonic_increasing  # best (lowest val_mse) first
+    for k in range(2):
+        assert np.isfinite(board[f"fold{k}_val_mse"]).all()
+    assert np.allclose(board.objective, board[["fold0_val_mse", "fold1_val_mse"]].mean(axis=1))
+    assert pd.read_csv(d / "leaderboard.csv").trial_id.tolist() == board.trial_id.tolist()
+    # The best config is a complete, valid training config with the winner's params.
+    best = TrainConfig.from_dict(yaml.safe_load((d / "best_config.yaml").read_text()))
+    assert best.hidden_size == board.param_hidden_size.iloc[0]
+    assert best.epochs == 2
+    audit = pd.read_csv(d / "fold_audit.csv")
+    assert len(audit) == 2 and (audit.purged > 0).all()
+    runs = find_child_runs(default_tracking_uri(tmp_path / "results"), "lstm-sweeps", "t")
+    assert sorted(r.info.run_name for r in runs) == sorted(board.trial_id)
+    assert all("mean_val_mse" in r.data.metrics for r in runs)
+
+
+def test_sweep_never_reads_the_test_part(tmp_path):
+    # Trials get only rows before the holdout: the sweep's last row precedes the test's first.
+    out = run_sweep(tiny(tmp_path, trials=1, scheduler="none"), log=lambda *_: None)
+    spec = yaml.safe_load((out.out_dir / "sweep.json").read_text())
+    audit = pd.read_csv(out.out_dir / "fold_audit.csv")
+    assert audit.eval_last.max() + 1 <= spec["test_first_row"]
+
+
+def test_asha_stops_bad_trials_early(tmp_path):
+    # With ASHA some trials stop before their last fold: fewer folds run than trials x folds.
+    out = run_sweep(tiny(tmp_path, trials=6, folds=3, scheduler="asha", max_concurrent=1),
+                    log=lambda *_: None)
+    board = out.leaderboard
+    assert board.folds_done.sum() < 6 * 3
+    pruned = board[board.status == "pruned"]
+    assert len(pruned) >= 1
+    assert (pruned.stopped_at_fold < 3).all()
+
+
+def test_diverging_trial_is_marked_failed_and_sweep_finishes(tmp_path):
+    # A trial whose loss blows up is failed with the reason; the other trials complete.
+    space = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    space["name"] = "diverge"
+    space["fixed"].update({"optimizer": "sgd", "grad_clip": 0.0})
+    space["params"] = {"learning_rate": {"type": "categorical", "choices": [1.0e-3, 10.0]}}
+    path = tmp_path / "diverge.yaml"
+    path.write_text("# python -m orchestrator.tune --space diverge.yaml\n" + yaml.safe_dump(space))
+    out = run_sweep(tiny(tmp_path, space=str(path), trials=4, scheduler="none", seed=3,
+                         max_retries=1), log=lambda *_: None)
+    board = out.leaderboard
+    failed = board[board.status == "failed"]
+    assert len(failed) >= 1 and (failed.param_learning_rate == 10.0).all()
+    assert failed.reason.str.contains("nan|inf", case=False).all()
+    assert (board[board.param_learning_rate == 1e-3].status == "completed").all()
+
+
+def test_space_value_the_trainer_rejects_fails_before_any_trial(tmp_path):
+    # A search-space value outside a parameter's range is a clear ConfigError up front.
+    path = tmp_path / "bad.yaml"
+    path.write_text("# python -m orchestrator.tune --space bad.yaml\nname: bad\nparams:\n"
+                    "  dropout: {type: categorical, choices: [0.1, 1.5]}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*dropout.*1.5"):
+        run_sweep(tiny(tmp_path, space=str(path)), log=lambda *_: None)
+
+
+def test_crashed_trial_is_retried_from_its_last_fold(tmp_path):
+    # An injected crash at fold 1 is retried; the trial completes without redoing fold 0.
+    lines: list[str] = []
+    out = run_sweep(tiny(tmp_path, trials=1, folds=3, scheduler="none", fail_at_fold=1,
+                         max_retries=1), log=lines.append)
+    assert out.leaderboard.status.tolist() == ["completed"]
+    assert sum("crashed; retrying" in ln for ln in lines) == 1  # it really crashed once
+    result_rows = pd.read_json(next((out.out_dir / "tune").glob("*/result.json")), lines=True)
+    assert result_rows.folds_done.tolist() == [1, 2, 3]  # fold 0 was not trained again
+
+
+@pytest.mark.slow
+def test_resume_after_ctrl_c_does_not_rerun_finished_trials(tmp_path):
+    # Ctrl-C mid-sweep, then --resume: all trials finish, finished ones are not run again.
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "orchestrator.tune", "--space", "smoke", "--trials", "6",
+           "--folds", "2", "--epochs", "30", "--max-concurrent", "1", "--scheduler", "none",
+           "--num-cpus", "2", "--no-dashboard", "--results-dir", str(results), "--name", "r"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=ROOT)
+    first_done = []
+    deadline = time.time() + 240
+    for line in proc.stdout:
+        if " completed |" in line:
+            first_done.append(line.split()[2])
+        if len(first_done) == 2 or time.time() > deadline:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, rest[-2000:]
+    assert len(first_done) == 2
+
+    ray.shutdown()  # the resumed CLI starts its own Ray, as a user's would
+    try:
+        done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env,
+                              cwd=ROOT, timeout=400)
+    finally:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    board = pd.read_parquet(results / "r" / "leaderboard.parquet")
+    assert len(board) == 6 and set(board.status) == {"completed"}
+    for trial_id in first_done:
+        assert f"trial {trial_id} fold" not in done.stdout  # not trained again
+    runs = find_child_runs(default_tracking_uri(results), "lstm-sweeps", "r")
+    assert len(runs) == 6  # one MLflow child per trial, none duplicated
+    assert all(math.isfinite(v) for v in board.objective)
