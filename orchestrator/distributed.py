@@ -39,8 +39,14 @@ def _worker_loop(loop_config: dict) -> None:
     ray.train.report({"fold_result": json.dumps(payload)})
 
 
-def fit_distributed(cfg: TrainConfig, fold: FoldData, *, workers: int, use_gpu: bool,
-                    storage_path: str | None = None):
+def fit_distributed(
+    cfg: TrainConfig,
+    fold: FoldData,
+    *,
+    workers: int,
+    use_gpu: bool,
+    storage_path: str | None = None,
+):
     """Run ``fit`` on ``workers`` DDP workers; returns a FitResult-like namespace."""
     import numpy as np
 

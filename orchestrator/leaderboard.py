@@ -83,11 +83,13 @@ def build_leaderboard(
     complete = board["status"] == "completed"
     ascending = mode == "min"
     ranked = board[complete].sort_values("objective", ascending=ascending, kind="stable")
-    rest = board[~complete].sort_values(["folds_done", "objective"],
-                                        ascending=[False, ascending], kind="stable")
+    rest = board[~complete].sort_values(
+        ["folds_done", "objective"], ascending=[False, ascending], kind="stable"
+    )
     board = pd.concat([ranked, rest], ignore_index=True)
-    board.insert(0, "rank", [i + 1 if s == "completed" else None
-                             for i, s in enumerate(board["status"])])
+    board.insert(
+        0, "rank", [i + 1 if s == "completed" else None for i, s in enumerate(board["status"])]
+    )
     board["rank"] = board["rank"].astype("Int64")
     board["stopped_at_fold"] = board["stopped_at_fold"].astype("Int64")
     return board
@@ -128,7 +130,9 @@ def write_results(
     _atomic_write(paths["leaderboard.parquet"], lambda p: leaderboard.to_parquet(p, index=False))
     _atomic_write(paths["leaderboard.csv"], lambda p: leaderboard.to_csv(p, index=False))
     _atomic_write(paths["fold_audit.csv"], lambda p: audit.to_csv(p, index=False))
-    _atomic_write(paths["sweep.json"], lambda p: p.write_text(json.dumps(spec, indent=2, default=str)))
+    _atomic_write(
+        paths["sweep.json"], lambda p: p.write_text(json.dumps(spec, indent=2, default=str))
+    )
     if best_config is not None:
         paths["best_config.yaml"] = out_dir / "best_config.yaml"
         _atomic_write(

@@ -91,8 +91,12 @@ def prepare_sweep_data(
     """
     source = data or "built-in data"
     bars = load_source(data, ticker=ticker, n_bars=n_bars, seed=data_seed)
-    features = build_features(bars, base.f_cols, sma_window=base.sma_window,
-                              extra=[base.target_col] if base.target_col else ())
+    features = build_features(
+        bars,
+        base.f_cols,
+        sma_window=base.sma_window,
+        extra=[base.target_col] if base.target_col else (),
+    )
     targets = make_targets(
         features,
         bars,
@@ -124,8 +128,12 @@ def prepare_sweep_data(
             f"train+validation spans reach row {n_rows - 1}"
         )
     splitter = make_splitter(
-        cv, n_splits=n_splits, seq_len=seq_len_max, horizon=base.horizon,
-        purge=base.purge, embargo=base.embargo,
+        cv,
+        n_splits=n_splits,
+        seq_len=seq_len_max,
+        horizon=base.horizon,
+        purge=base.purge,
+        embargo=base.embargo,
     )
     rows = np.arange(n_rows)
     folds = [(np.asarray(tr), np.asarray(ev)) for tr, ev in splitter.split(rows)]

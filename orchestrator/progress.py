@@ -36,8 +36,9 @@ def _error_line(trial) -> str | None:
     return lines[-1] if lines else None
 
 
-def record_of(trial, metrics: dict, *, n_folds: int | None = None, status: str | None = None
-              ) -> TrialRecord:
+def record_of(
+    trial, metrics: dict, *, n_folds: int | None = None, status: str | None = None
+) -> TrialRecord:
     """A TrialRecord from a Tune Trial and its last reported metrics."""
     folds = _folds(metrics)
     n_folds = n_folds or metrics.get("n_folds")
@@ -69,8 +70,14 @@ def log_record(tracker, rec: TrialRecord, *, objective: str) -> None:
         summary[f"mean_{objective}"] = mean
         summary[f"std_{objective}"] = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
     fold_metrics = [{k: v for k, v in f.items() if isinstance(v, (int, float))} for f in rec.folds]
-    tracker.log_trial(rec.trial_id, params=rec.params, fold_metrics=fold_metrics,
-                      summary=summary, status=rec.status, reason=rec.reason)
+    tracker.log_trial(
+        rec.trial_id,
+        params=rec.params,
+        fold_metrics=fold_metrics,
+        summary=summary,
+        status=rec.status,
+        reason=rec.reason,
+    )
 
 
 class ProgressCallback(Callback):
@@ -93,9 +100,11 @@ class ProgressCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         folds = result.get("folds_done", 0)
         obj = result.get("objective", math.nan)
-        self.log(f"{self._elapsed()} trial {trial.trial_id} fold {folds}/{self.n_folds} "
-                 f"fold_objective={result.get('fold_objective', math.nan):.5g} "
-                 f"running_mean={obj:.5g}")
+        self.log(
+            f"{self._elapsed()} trial {trial.trial_id} fold {folds}/{self.n_folds} "
+            f"fold_objective={result.get('fold_objective', math.nan):.5g} "
+            f"running_mean={obj:.5g}"
+        )
         if folds >= self.n_folds and math.isfinite(obj) and self._better(obj):
             self.best = (obj, trial.trial_id)
 
@@ -103,9 +112,11 @@ class ProgressCallback(Callback):
         self.done[trial.trial_id] = status
         counts = {s: list(self.done.values()).count(s) for s in ("completed", "pruned", "failed")}
         best = f"best {self.best[0]:.5g} ({self.best[1]})" if self.best else "no complete trial yet"
-        self.log(f"{self._elapsed()} trial {trial.trial_id} {status}{detail} | "
-                 f"{len(self.done)}/{self.n_trials} done: {counts['completed']} completed, "
-                 f"{counts['pruned']} pruned, {counts['failed']} failed | {best}")
+        self.log(
+            f"{self._elapsed()} trial {trial.trial_id} {status}{detail} | "
+            f"{len(self.done)}/{self.n_trials} done: {counts['completed']} completed, "
+            f"{counts['pruned']} pruned, {counts['failed']} failed | {best}"
+        )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         folds = trial.last_result.get("folds_done", 0)
@@ -114,8 +125,10 @@ class ProgressCallback(Callback):
         self._finish(trial, status, detail)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.log(f"{self._elapsed()} trial {trial.trial_id} crashed; retrying from its last "
-                 f"finished fold ({_error_line(trial) or 'see the trial error file'})")
+        self.log(
+            f"{self._elapsed()} trial {trial.trial_id} crashed; retrying from its last "
+            f"finished fold ({_error_line(trial) or 'see the trial error file'})"
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = trial.last_result.get("failure") or _error_line(trial) or "unknown error"

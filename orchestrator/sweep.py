@@ -67,15 +67,27 @@ class SweepSpec:
             (self.trials >= 1, f"--trials must be >= 1, but got {self.trials}"),
             (self.folds >= 2, f"--folds must be >= 2, but got {self.folds}"),
             (self.cv in CV_SCHEMES, f"--cv must be one of {list(CV_SCHEMES)}, but got {self.cv!r}"),
-            (self.scheduler in SCHEDULERS,
-             f"--scheduler must be one of {list(SCHEDULERS)}, but got {self.scheduler!r}"),
-            (self.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, but got {self.cpus_per_trial}"),
-            (self.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, but got {self.gpus_per_trial}"),
-            (self.workers_per_trial >= 1,
-             f"--workers-per-trial must be >= 1, but got {self.workers_per_trial}"),
+            (
+                self.scheduler in SCHEDULERS,
+                f"--scheduler must be one of {list(SCHEDULERS)}, but got {self.scheduler!r}",
+            ),
+            (
+                self.cpus_per_trial > 0,
+                f"--cpus-per-trial must be > 0, but got {self.cpus_per_trial}",
+            ),
+            (
+                self.gpus_per_trial >= 0,
+                f"--gpus-per-trial must be >= 0, but got {self.gpus_per_trial}",
+            ),
+            (
+                self.workers_per_trial >= 1,
+                f"--workers-per-trial must be >= 1, but got {self.workers_per_trial}",
+            ),
             (self.max_retries >= 0, f"--max-retries must be >= 0, but got {self.max_retries}"),
-            (self.max_concurrent is None or self.max_concurrent >= 1,
-             f"--max-concurrent must be >= 1, but got {self.max_concurrent}"),
+            (
+                self.max_concurrent is None or self.max_concurrent >= 1,
+                f"--max-concurrent must be >= 1, but got {self.max_concurrent}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -87,8 +99,14 @@ class SweepSpec:
 
     def smoke(self) -> SweepSpec:
         """The same sweep, tiny: a few trials, 2 folds, 2 epochs, little data."""
-        return replace(self, space="smoke", trials=min(self.trials, 4), folds=2, epochs=2,
-                       n_bars=min(self.n_bars, 1200))
+        return replace(
+            self,
+            space="smoke",
+            trials=min(self.trials, 4),
+            folds=2,
+            epochs=2,
+            n_bars=min(self.n_bars, 1200),
+        )
 
 
 @dataclass
@@ -151,10 +169,11 @@ def _start_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
     url = getattr(ctx, "dashboard_url", None) or None
     if url and not url.startswith("http"):
         url = f"http://{url}"
-    log(f"Ray: {'attached to ' + spec.address if spec.address else 'local'}; "
+    log(
+        f"Ray: {'attached to ' + spec.address if spec.address else 'local'}; "
         f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, "
-        f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs"
-        + (f"; dashboard {url}" if url else ""))
+        f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs" + (f"; dashboard {url}" if url else "")
+    )
     return True, url
 
 
@@ -162,11 +181,13 @@ def _scheduler(spec: SweepSpec, n_folds: int):
     if spec.scheduler == "asha":
         # Rungs at folds 1, 2, 4, ...: a trial whose running mean is in the bottom half at a
         # rung stops there. All trials share the folds, so running means are comparable.
-        return ASHAScheduler(time_attr="training_iteration", max_t=n_folds, grace_period=1,
-                             reduction_factor=2)
+        return ASHAScheduler(
+            time_attr="training_iteration", max_t=n_folds, grace_period=1, reduction_factor=2
+        )
     if spec.scheduler == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=1,
-                                  min_samples_required=3)
+        return MedianStoppingRule(
+            time_attr="training_iteration", grace_period=1, min_samples_required=3
+        )
     return None
 
 
@@ -181,7 +202,10 @@ def _records(results) -> list[TrialRecord]:
     # ResultGrid keeps results in the same order as its trials; the Trial objects carry
     # the status (ERROR / TERMINATED / ...), which a Result does not expose.
     trials = results._experiment_analysis.trials
-    return [record_of(trial, result.metrics or {}) for trial, result in zip(trials, results)]
+    return [
+        record_of(trial, result.metrics or {})
+        for trial, result in zip(trials, results, strict=True)
+    ]
 
 
 def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
@@ -192,12 +216,20 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     check_space(space, base)
     objective, mode = objective_of(base.task)
     data: SweepData = prepare_sweep_data(
-        base, data=spec.data, ticker=spec.ticker, cv=spec.cv, n_splits=spec.folds,
-        seq_len_max=longest_sequence(space, base), n_bars=spec.n_bars, data_seed=spec.seed,
+        base,
+        data=spec.data,
+        ticker=spec.ticker,
+        cv=spec.cv,
+        n_splits=spec.folds,
+        seq_len_max=longest_sequence(space, base),
+        n_bars=spec.n_bars,
+        data_seed=spec.seed,
     )
     n_folds = len(data.folds)
-    log(f"Sweep {name!r}: space {space.name} ({len(space.params)} params), {spec.trials} trials, "
-        f"objective {objective} ({mode}) over {n_folds} folds")
+    log(
+        f"Sweep {name!r}: space {space.name} ({len(space.params)} params), {spec.trials} trials, "
+        f"objective {objective} ({mode}) over {n_folds} folds"
+    )
     log(data.summary)
 
     tracking_uri = spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir))
@@ -205,25 +237,45 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     storage_path, exp_name = _experiment_path(spec, out_dir, name)
     exp_path = f"{storage_path}/{exp_name}"
     try:
-        with SweepTracker(tracking_uri, experiment="lstm-sweeps", run_name=name,
-                          params=_spec_params(spec, space, base), resume=spec.resume,
-                          log=log) as tracker:
+        with SweepTracker(
+            tracking_uri,
+            experiment="lstm-sweeps",
+            run_name=name,
+            params=_spec_params(spec, space, base),
+            resume=spec.resume,
+            log=log,
+        ) as tracker:
             trainable = tune.with_parameters(
-                run_trial, data=data, base=base.to_dict(), workers=spec.workers_per_trial,
-                cpus=spec.cpus_per_trial, fail_at_fold=spec.fail_at_fold,
+                run_trial,
+                data=data,
+                base=base.to_dict(),
+                workers=spec.workers_per_trial,
+                cpus=spec.cpus_per_trial,
+                fail_at_fold=spec.fail_at_fold,
             )
             trainable = tune.with_resources(trainable, _trial_resources(spec))
             callbacks = [
                 ProgressCallback(n_trials=spec.trials, n_folds=n_folds, mode=mode, log=log),
                 TrackingCallback(tracker, n_folds=n_folds, objective=objective),
             ]
-            tuner = _make_tuner(spec, space, trainable, mode, n_folds, storage_path, exp_name,
-                                exp_path, callbacks, log)
+            tuner = _make_tuner(
+                spec,
+                space,
+                trainable,
+                mode,
+                n_folds,
+                storage_path,
+                exp_name,
+                exp_path,
+                callbacks,
+                log,
+            )
             start = time.perf_counter()
             # Ctrl-C: Tune saves the experiment state and returns with unfinished trials.
             records = _records(tuner.fit())
             interrupted = len(records) < spec.trials or any(
-                r.status == "unfinished" for r in records)
+                r.status == "unfinished" for r in records
+            )
             # Trials finished in an earlier (interrupted) run were logged then; the tracker
             # skips ids it has already logged.
             for rec in records:
@@ -232,22 +284,37 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
             board = build_leaderboard(records, n_folds=n_folds, objective=objective, mode=mode)
             best = _best_config(board, records, base)
             files = write_results(
-                out_dir, leaderboard=board, best_config=best, audit=data.audit,
-                spec={**asdict(spec), "name": name, "objective": objective, "mode": mode,
-                      "experiment_path": exp_path, "wall_seconds": time.perf_counter() - start,
-                      "data_summary": data.summary, "test_first_row": data.test_first_row},
+                out_dir,
+                leaderboard=board,
+                best_config=best,
+                audit=data.audit,
+                spec={
+                    **asdict(spec),
+                    "name": name,
+                    "objective": objective,
+                    "mode": mode,
+                    "experiment_path": exp_path,
+                    "wall_seconds": time.perf_counter() - start,
+                    "data_summary": data.summary,
+                    "test_first_row": data.test_first_row,
+                },
             )
             files["tune"] = Path(exp_path)
             if not board.empty and board["rank"].notna().any():
                 top = board.iloc[0]
-                tracker.log_summary({"best_objective": float(top["objective"]),
-                                     "trials_completed": int((board.status == "completed").sum())},
-                                    [p for k, p in files.items() if k != "tune"])
+                tracker.log_summary(
+                    {
+                        "best_objective": float(top["objective"]),
+                        "trials_completed": int((board.status == "completed").sum()),
+                    },
+                    [p for k, p in files.items() if k != "tune"],
+                )
     finally:
         if started:
             ray.shutdown()
-    outcome = SweepOutcome(name, out_dir, board, best, files, dashboard_url, tracking_uri,
-                           interrupted)
+    outcome = SweepOutcome(
+        name, out_dir, board, best, files, dashboard_url, tracking_uri, interrupted
+    )
     _print_summary(outcome, objective, mode, log)
     return outcome
 
@@ -259,31 +326,43 @@ def _trial_resources(spec: SweepSpec) -> dict:
     return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
 
 
-def _make_tuner(spec, space, trainable, mode, n_folds, storage_path, exp_name, exp_path,
-                callbacks, log):
+def _make_tuner(
+    spec, space, trainable, mode, n_folds, storage_path, exp_name, exp_path, callbacks, log
+):
     if spec.resume:
         if not tune.Tuner.can_restore(exp_path):
-            raise ConfigError(f"--resume: no sweep to resume at {exp_path} "
-                              f"(check --name and --results-dir / --storage)")
+            raise ConfigError(
+                f"--resume: no sweep to resume at {exp_path} "
+                f"(check --name and --results-dir / --storage)"
+            )
         log(f"Resuming sweep from {exp_path}: finished trials are kept, unfinished ones go on")
-        tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
+        tuner = tune.Tuner.restore(
+            exp_path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+        )
         # Tune restores the callbacks pickled by the interrupted run (its progress printer
         # and MLflow tracker); this run's own must replace them. No public API for it.
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner
     searcher = OptunaSearch(space=to_optuna(space), metric="objective", mode=mode, seed=spec.seed)
     max_concurrent = spec.max_concurrent or max(
-        1, int((spec.num_cpus or os.cpu_count() or 1) // spec.cpus_per_trial))
+        1, int((spec.num_cpus or os.cpu_count() or 1) // spec.cpus_per_trial)
+    )
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric="objective", mode=mode, search_alg=searcher,
-            scheduler=_scheduler(spec, n_folds), num_samples=spec.trials,
-            max_concurrent_trials=max_concurrent, reuse_actors=True,
+            metric="objective",
+            mode=mode,
+            search_alg=searcher,
+            scheduler=_scheduler(spec, n_folds),
+            num_samples=spec.trials,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=exp_name, storage_path=storage_path, callbacks=callbacks, verbose=0,
+            name=exp_name,
+            storage_path=storage_path,
+            callbacks=callbacks,
+            verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_retries),
             # Fold checkpoints are a few hundred bytes of JSON: keep them all. A num_to_keep
             # forces an experiment snapshot per checkpoint, which Tune warns is a bottleneck.
@@ -292,9 +371,18 @@ def _make_tuner(spec, space, trainable, mode, n_folds, storage_path, exp_name, e
 
 
 def _spec_params(spec: SweepSpec, space: SearchSpace, base: TrainConfig) -> dict:
-    return {"space": space.name, "cv": spec.cv, "folds": spec.folds, "trials": spec.trials,
-            "seed": spec.seed, "scheduler": spec.scheduler, "data": spec.data or "built-in",
-            "task": base.task, "epochs": base.epochs, "target_col": base.target_col}
+    return {
+        "space": space.name,
+        "cv": spec.cv,
+        "folds": spec.folds,
+        "trials": spec.trials,
+        "seed": spec.seed,
+        "scheduler": spec.scheduler,
+        "data": spec.data or "built-in",
+        "task": base.task,
+        "epochs": base.epochs,
+        "target_col": base.target_col,
+    }
 
 
 def _best_config(board, records: list[TrialRecord], base: TrainConfig) -> dict | None:
@@ -308,7 +396,9 @@ def _best_config(board, records: list[TrialRecord], base: TrainConfig) -> dict |
 def _print_summary(outcome: SweepOutcome, objective: str, mode: str, log) -> None:
     board = outcome.leaderboard
     if outcome.interrupted:
-        log(f"Interrupted. Finish it with: python -m orchestrator.tune --resume --name {outcome.name}")
+        log(
+            f"Interrupted. Finish it with: python -m orchestrator.tune --resume --name {outcome.name}"
+        )
     if board is not None and not board.empty:
         counts = board["status"].value_counts().to_dict()
         log("Trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
@@ -317,9 +407,14 @@ def _print_summary(outcome: SweepOutcome, objective: str, mode: str, log) -> Non
             params = [c for c in board.columns if c.startswith("param_")]
             cols = ["rank", "trial_id", "objective", "objective_std", "seconds", *params]
             log(f"Top trials by {objective} ({mode}):")
-            log(ranked[cols].rename(columns=lambda c: c.removeprefix("param_"))
-                .to_string(index=False, float_format=lambda v: f"{v:.5g}"))
-    log(f"Results: {outcome.out_dir}/ ({', '.join(sorted(k for k in outcome.files if k != 'tune'))})")
+            log(
+                ranked[cols]
+                .rename(columns=lambda c: c.removeprefix("param_"))
+                .to_string(index=False, float_format=lambda v: f"{v:.5g}")
+            )
+    log(
+        f"Results: {outcome.out_dir}/ ({', '.join(sorted(k for k in outcome.files if k != 'tune'))})"
+    )
     log(f"Tune experiment: {outcome.files.get('tune')}")
     log(f"MLflow: {ui_hint(outcome.tracking_uri)}")
     if outcome.dashboard_url:

@@ -92,8 +92,13 @@ def _train_fold(cfg: TrainConfig, data: SweepData, k: int, workers: int, use_gpu
     """Train fold ``k``; returns (FitResult-like with metrics/predictions, FoldData)."""
     train_idx, eval_idx = data.folds[k]
     fold = prepare_fold(
-        data.frame(), data.targets, train_idx, eval_idx,
-        f_cols=list(cfg.f_cols), seq_len=cfg.sequence_length, scaler=cfg.scaler,
+        data.frame(),
+        data.targets,
+        train_idx,
+        eval_idx,
+        f_cols=list(cfg.f_cols),
+        seq_len=cfg.sequence_length,
+        scaler=cfg.scaler,
     )
     if workers <= 1:
         return fit(cfg, fold, log=None), fold
@@ -102,8 +107,15 @@ def _train_fold(cfg: TrainConfig, data: SweepData, k: int, workers: int, use_gpu
     return fit_distributed(cfg, fold, workers=workers, use_gpu=use_gpu), fold
 
 
-def run_trial(config: dict, *, data: SweepData, base: dict, workers: int = 1,
-              cpus: float = 1.0, fail_at_fold: int | None = None) -> None:
+def run_trial(
+    config: dict,
+    *,
+    data: SweepData,
+    base: dict,
+    workers: int = 1,
+    cpus: float = 1.0,
+    fail_at_fold: int | None = None,
+) -> None:
     """Tune function trainable. ``base`` is the full default config; ``config`` the sample."""
     torch.set_num_threads(max(1, int(cpus)))
     cfg = TrainConfig.from_dict({**base, **config})
@@ -119,24 +131,34 @@ def run_trial(config: dict, *, data: SweepData, base: dict, workers: int = 1,
             result, fold = _train_fold(cfg, data, k, workers, use_gpu)
         except TrainingError as err:
             done["diverged"] = f"fold {k}: {err}"
-            _report(done, cfg.task, len(data.folds), {"fold": k, "fold_objective": float("nan"),
-                                     "failure": done["diverged"]})
+            _report(
+                done,
+                cfg.task,
+                len(data.folds),
+                {"fold": k, "fold_objective": float("nan"), "failure": done["diverged"]},
+            )
             raise TrialDiverged(done["diverged"]) from err
         scores = fold_score(cfg.task, result, fold)
         if not math.isfinite(scores.get(name, float("nan"))):
             done["diverged"] = f"fold {k}: objective {name} is not finite"
-            _report(done, cfg.task, len(data.folds), {"fold": k, "fold_objective": float("nan"),
-                                     "failure": done["diverged"]})
+            _report(
+                done,
+                cfg.task,
+                len(data.folds),
+                {"fold": k, "fold_objective": float("nan"), "failure": done["diverged"]},
+            )
             raise TrialDiverged(done["diverged"])
-        done["folds"].append({
-            "fold": k,
-            **scores,
-            "best_epoch": int(result.best_epoch),
-            "epochs": len(result.history),
-            "seconds": float(result.seconds),
-            "wall_seconds": time.perf_counter() - start,
-            "batch_size": int(result.batch_size),
-        })
+        done["folds"].append(
+            {
+                "fold": k,
+                **scores,
+                "best_epoch": int(result.best_epoch),
+                "epochs": len(result.history),
+                "seconds": float(result.seconds),
+                "wall_seconds": time.perf_counter() - start,
+                "batch_size": int(result.batch_size),
+            }
+        )
         _report(done, cfg.task, len(data.folds), {"fold": k, "fold_objective": scores[name]})
 
 

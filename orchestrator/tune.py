@@ -43,50 +43,105 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("what to sweep")
     g.add_argument("--trials", type=int, default=d["trials"], help="number of trials")
-    g.add_argument("--space", default=d["space"],
-                   help="search space: a name in search_spaces/ or a YAML path")
-    g.add_argument("--data", default=None,
-                   help="bars as CSV or Parquet (default: the built-in generated data)")
+    g.add_argument(
+        "--space", default=d["space"], help="search space: a name in search_spaces/ or a YAML path"
+    )
+    g.add_argument(
+        "--data", default=None, help="bars as CSV or Parquet (default: the built-in generated data)"
+    )
     g.add_argument("--ticker", default=None, help="ticker to pick from a multi-ticker file")
-    g.add_argument("--task", choices=["regression", "classification"], default=None,
-                   help="default: regression (next-bar close)")
+    g.add_argument(
+        "--task",
+        choices=["regression", "classification"],
+        default=None,
+        help="default: regression (next-bar close)",
+    )
     g.add_argument("--epochs", type=int, default=None, help="max epochs per fold")
-    g.add_argument("--set", dest="overrides", type=_key_value, action="append", default=[],
-                   metavar="KEY=VALUE", help="any training setting for every trial, e.g. "
-                   "--set horizon=5 --set target_col=log_return (see docs/parameters.md)")
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any training setting for every trial, e.g. "
+        "--set horizon=5 --set target_col=log_return (see docs/parameters.md)",
+    )
     g.add_argument("--cv", choices=CV_SCHEMES, default=d["cv"], help="CV scheme")
-    g.add_argument("--folds", type=int, default=d["folds"],
-                   help="CV folds (groups for cpcv, which evaluates every pair of groups)")
-    g.add_argument("--scheduler", choices=SCHEDULERS, default=d["scheduler"],
-                   help="early stopping of bad trials after each fold")
+    g.add_argument(
+        "--folds",
+        type=int,
+        default=d["folds"],
+        help="CV folds (groups for cpcv, which evaluates every pair of groups)",
+    )
+    g.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        default=d["scheduler"],
+        help="early stopping of bad trials after each fold",
+    )
     g.add_argument("--seed", type=int, default=d["seed"], help="Optuna TPE seed and data seed")
     g.add_argument("--name", default=None, help="sweep name (default: <space>-<timestamp>)")
-    g.add_argument("--smoke-test", action="store_true",
-                   help="tiny version of the whole sweep (smoke space, 2 folds, 2 epochs)")
+    g.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="tiny version of the whole sweep (smoke space, 2 folds, 2 epochs)",
+    )
     r = p.add_argument_group("resources")
-    r.add_argument("--max-concurrent", type=int, default=None,
-                   help="trials at once (default: CPUs / cpus-per-trial)")
+    r.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="trials at once (default: CPUs / cpus-per-trial)",
+    )
     r.add_argument("--cpus-per-trial", type=float, default=d["cpus_per_trial"])
-    r.add_argument("--gpus-per-trial", type=float, default=d["gpus_per_trial"],
-                   help="fractional values let several small LSTMs share a GPU, e.g. 0.25")
-    r.add_argument("--workers-per-trial", type=int, default=d["workers_per_trial"],
-                   help=">1 trains each fold with Ray Train's TorchTrainer (DDP)")
-    r.add_argument("--max-retries", type=int, default=d["max_retries"],
-                   help="retries of a crashed trial, from its last finished fold")
-    r.add_argument("--num-cpus", type=int, default=None,
-                   help="CPUs for a local Ray (default: all)")
-    r.add_argument("--no-dashboard", dest="dashboard", action="store_false",
-                   help="do not start the Ray dashboard (local Ray)")
+    r.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=d["gpus_per_trial"],
+        help="fractional values let several small LSTMs share a GPU, e.g. 0.25",
+    )
+    r.add_argument(
+        "--workers-per-trial",
+        type=int,
+        default=d["workers_per_trial"],
+        help=">1 trains each fold with Ray Train's TorchTrainer (DDP)",
+    )
+    r.add_argument(
+        "--max-retries",
+        type=int,
+        default=d["max_retries"],
+        help="retries of a crashed trial, from its last finished fold",
+    )
+    r.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray (default: all)")
+    r.add_argument(
+        "--no-dashboard",
+        dest="dashboard",
+        action="store_false",
+        help="do not start the Ray dashboard (local Ray)",
+    )
     w = p.add_argument_group("where")
-    w.add_argument("--address", default=None,
-                   help="attach to a running Ray cluster, e.g. auto or ray://host:10001")
-    w.add_argument("--storage", default=None,
-                   help="Tune storage: local dir or cloud URI (s3://...), needed for multi-node")
+    w.add_argument(
+        "--address",
+        default=None,
+        help="attach to a running Ray cluster, e.g. auto or ray://host:10001",
+    )
+    w.add_argument(
+        "--storage",
+        default=None,
+        help="Tune storage: local dir or cloud URI (s3://...), needed for multi-node",
+    )
     w.add_argument("--results-dir", default=d["results_dir"])
-    w.add_argument("--mlflow-uri", default=None,
-                   help="MLflow tracking URI (default: sqlite:///<results-dir>/mlflow.db)")
-    w.add_argument("--resume", action="store_true",
-                   help="continue the interrupted sweep --name (finished trials are kept)")
+    w.add_argument(
+        "--mlflow-uri",
+        default=None,
+        help="MLflow tracking URI (default: sqlite:///<results-dir>/mlflow.db)",
+    )
+    w.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted sweep --name (finished trials are kept)",
+    )
     return p
 
 

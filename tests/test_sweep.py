@@ -33,9 +33,18 @@ def local_ray():
 
 
 def tiny(tmp_path: Path, **kw) -> SweepSpec:
-    base = dict(space="smoke", trials=3, folds=2, epochs=2, n_bars=1000, num_cpus=2,
-                dashboard=False, results_dir=str(tmp_path / "results"), name="t",
-                max_concurrent=2)
+    base = dict(
+        space="smoke",
+        trials=3,
+        folds=2,
+        epochs=2,
+        n_bars=1000,
+        num_cpus=2,
+        dashboard=False,
+        results_dir=str(tmp_path / "results"),
+        name="t",
+        max_concurrent=2,
+    )
     return SweepSpec(**{**base, **kw})
 
 
@@ -43,8 +52,13 @@ def test_sweep_writes_every_result_file_and_mlflow_runs(tmp_path):
     # A sweep leaves a leaderboard, best config, fold audit, Tune dir and one MLflow child per trial.
     out = run_sweep(tiny(tmp_path, scheduler="none"), log=lambda *_: None)
     d = out.out_dir
-    for name in ("leaderboard.parquet", "leaderboard.csv", "best_config.yaml", "fold_audit.csv",
-                 "sweep.json"):
+    for name in (
+        "leaderboard.parquet",
+        "leaderboard.csv",
+        "best_config.yaml",
+        "fold_audit.csv",
+        "sweep.json",
+    ):
         assert (d / name).is_file(), name
     assert (d / "tune").is_dir()
     board = pd.read_parquet(d / "leaderboard.parquet")
@@ -76,8 +90,9 @@ def test_sweep_never_reads_the_test_part(tmp_path):
 
 def test_asha_stops_bad_trials_early(tmp_path):
     # With ASHA some trials stop before their last fold: fewer folds run than trials x folds.
-    out = run_sweep(tiny(tmp_path, trials=6, folds=3, scheduler="asha", max_concurrent=1),
-                    log=lambda *_: None)
+    out = run_sweep(
+        tiny(tmp_path, trials=6, folds=3, scheduler="asha", max_concurrent=1), log=lambda *_: None
+    )
     board = out.leaderboard
     assert board.folds_done.sum() < 6 * 3
     pruned = board[board.status == "pruned"]
@@ -93,8 +108,10 @@ def test_diverging_trial_is_marked_failed_and_sweep_finishes(tmp_path):
     space["params"] = {"learning_rate": {"type": "categorical", "choices": [1.0e-3, 10.0]}}
     path = tmp_path / "diverge.yaml"
     path.write_text("# python -m orchestrator.tune --space diverge.yaml\n" + yaml.safe_dump(space))
-    out = run_sweep(tiny(tmp_path, space=str(path), trials=4, scheduler="none", seed=3,
-                         max_retries=1), log=lambda *_: None)
+    out = run_sweep(
+        tiny(tmp_path, space=str(path), trials=4, scheduler="none", seed=3, max_retries=1),
+        log=lambda *_: None,
+    )
     board = out.leaderboard
     failed = board[board.status == "failed"]
     assert len(failed) >= 1 and (failed.param_learning_rate == 10.0).all()
@@ -105,8 +122,10 @@ def test_diverging_trial_is_marked_failed_and_sweep_finishes(tmp_path):
 def test_space_value_the_trainer_rejects_fails_before_any_trial(tmp_path):
     # A search-space value outside a parameter's range is a clear ConfigError up front.
     path = tmp_path / "bad.yaml"
-    path.write_text("# python -m orchestrator.tune --space bad.yaml\nname: bad\nparams:\n"
-                    "  dropout: {type: categorical, choices: [0.1, 1.5]}\n")
+    path.write_text(
+        "# python -m orchestrator.tune --space bad.yaml\nname: bad\nparams:\n"
+        "  dropout: {type: categorical, choices: [0.1, 1.5]}\n"
+    )
     with pytest.raises(ConfigError, match=r"bad.yaml.*dropout.*1.5"):
         run_sweep(tiny(tmp_path, space=str(path)), log=lambda *_: None)
 
@@ -114,8 +133,10 @@ def test_space_value_the_trainer_rejects_fails_before_any_trial(tmp_path):
 def test_crashed_trial_is_retried_from_its_last_fold(tmp_path):
     # An injected crash at fold 1 is retried; the trial completes without redoing fold 0.
     lines: list[str] = []
-    out = run_sweep(tiny(tmp_path, trials=1, folds=3, scheduler="none", fail_at_fold=1,
-                         max_retries=1), log=lines.append)
+    out = run_sweep(
+        tiny(tmp_path, trials=1, folds=3, scheduler="none", fail_at_fold=1, max_retries=1),
+        log=lines.append,
+    )
     assert out.leaderboard.status.tolist() == ["completed"]
     assert sum("crashed; retrying" in ln for ln in lines) == 1  # it really crashed once
     result_rows = pd.read_json(next((out.out_dir / "tune").glob("*/result.json")), lines=True)
@@ -126,12 +147,34 @@ def test_crashed_trial_is_retried_from_its_last_fold(tmp_path):
 def test_resume_after_ctrl_c_does_not_rerun_finished_trials(tmp_path):
     # Ctrl-C mid-sweep, then --resume: all trials finish, finished ones are not run again.
     results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "orchestrator.tune", "--space", "smoke", "--trials", "6",
-           "--folds", "2", "--epochs", "30", "--max-concurrent", "1", "--scheduler", "none",
-           "--num-cpus", "2", "--no-dashboard", "--results-dir", str(results), "--name", "r"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator.tune",
+        "--space",
+        "smoke",
+        "--trials",
+        "6",
+        "--folds",
+        "2",
+        "--epochs",
+        "30",
+        "--max-concurrent",
+        "1",
+        "--scheduler",
+        "none",
+        "--num-cpus",
+        "2",
+        "--no-dashboard",
+        "--results-dir",
+        str(results),
+        "--name",
+        "r",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
+    )
     first_done = []
     deadline = time.time() + 240
     for line in proc.stdout:
@@ -146,8 +189,9 @@ def test_resume_after_ctrl_c_does_not_rerun_finished_trials(tmp_path):
 
     ray.shutdown()  # the resumed CLI starts its own Ray, as a user's would
     try:
-        done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env,
-                              cwd=ROOT, timeout=400)
+        done = subprocess.run(
+            [*cmd, "--resume"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=400
+        )
     finally:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -86,10 +86,14 @@ def prepare_fold(
     train_idx = np.asarray(train_idx, dtype=np.int64)
     eval_idx = np.asarray(eval_idx, dtype=np.int64)
     if len(train_idx) == 0 or len(eval_idx) == 0:
-        raise DataError(f"fold has {len(train_idx)} training and {len(eval_idx)} evaluation samples")
+        raise DataError(
+            f"fold has {len(train_idx)} training and {len(eval_idx)} evaluation samples"
+        )
     missing = [c for c in f_cols if c not in features.columns]
     if missing:
-        raise ConfigError(f"f_cols {missing} are not among the built features {list(features.columns)}")
+        raise ConfigError(
+            f"f_cols {missing} are not among the built features {list(features.columns)}"
+        )
     regression = targets.task == "regression"
     target_cols = list(targets.names) if regression else []
     columns = list(dict.fromkeys([*f_cols, *target_cols]))

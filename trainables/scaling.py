@@ -53,7 +53,9 @@ class _ColumnScaler:
         if x.ndim != 2 or len(x) == 0:
             raise DataError(f"cannot fit a {self.kind} scaler on an array of shape {x.shape}")
         if self.columns and len(self.columns) != x.shape[1]:
-            raise ConfigError(f"scaler has {len(self.columns)} column names for {x.shape[1]} columns")
+            raise ConfigError(
+                f"scaler has {len(self.columns)} column names for {x.shape[1]} columns"
+            )
         offset, scale = self._stats(x)
         # A constant column maps to 0 instead of dividing by zero.
         scale = np.where(scale > 1e-12, scale, 1.0)
