@@ -9,8 +9,11 @@ Rank 0 reports the fold's scores back; the trial reads them from the Result.
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import ray.train
 import ray.train.torch
 from ray.train import RunConfig, ScalingConfig
@@ -21,6 +24,8 @@ from trainables.dataset import FoldData
 from trainables.trainer import fit
 
 __all__ = ["fit_distributed"]
+
+RESULT_FILE = "fold_result.json"
 
 
 def _worker_loop(loop_config: dict) -> None:
@@ -35,8 +40,14 @@ def _worker_loop(loop_config: dict) -> None:
         "seconds": result.seconds,
         "batch_size": result.batch_size,
     }
-    # Every rank must report (it is a collective); only rank 0's metrics reach the Result.
-    ray.train.report({"fold_result": json.dumps(payload)})
+    # Every rank must report (it is a collective). Train V2 keeps only metrics that come
+    # with a checkpoint, so rank 0 hands its result over as a small JSON checkpoint.
+    if ray.train.get_context().get_world_rank() != 0:
+        ray.train.report({})
+        return
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / RESULT_FILE).write_text(json.dumps(payload))
+        ray.train.report({}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
 def fit_distributed(
@@ -44,19 +55,25 @@ def fit_distributed(
     fold: FoldData,
     *,
     workers: int,
-    use_gpu: bool,
+    cpus: float = 1.0,
+    gpus: float = 0.0,
     storage_path: str | None = None,
 ):
-    """Run ``fit`` on ``workers`` DDP workers; returns a FitResult-like namespace."""
-    import numpy as np
+    """Run ``fit`` on ``workers`` DDP workers; returns a FitResult-like namespace.
 
+    Each worker asks for ``cpus`` CPUs and ``gpus`` GPUs (the sweep's per-trial settings).
+    """
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"cfg": cfg.to_dict(), "fold": fold},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+        scaling_config=ScalingConfig(
+            num_workers=workers, use_gpu=gpus > 0, resources_per_worker=resources
+        ),
         run_config=RunConfig(storage_path=storage_path),
     )
-    payload = json.loads(trainer.fit().metrics["fold_result"])
+    with trainer.fit().checkpoint.as_directory() as d:
+        payload = json.loads((Path(d) / RESULT_FILE).read_text())
     return SimpleNamespace(
         metrics=payload["metrics"],
         predictions=np.asarray(payload["predictions"], dtype=np.float64),

@@ -29,6 +29,8 @@ from trainables.errors import ConfigError
 __all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
 
 SCHEDULERS = ("asha", "median", "none")
+# A trial that only drives a TorchTrainer needs a sliver of CPU (Tune refuses 0).
+DRIVER_CPU = 0.01
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,13 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
 
     tracking_uri = spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir))
     started, dashboard_url = _start_ray(spec, log)
+    if not spec.address:
+        try:
+            _check_fits(spec)
+        except ConfigError:
+            if started:
+                ray.shutdown()
+            raise
     storage_path, exp_name = _experiment_path(spec, out_dir, name)
     exp_path = f"{storage_path}/{exp_name}"
     try:
@@ -251,6 +260,7 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
                 base=base.to_dict(),
                 workers=spec.workers_per_trial,
                 cpus=spec.cpus_per_trial,
+                gpus=spec.gpus_per_trial,
                 fail_at_fold=spec.fail_at_fold,
             )
             trainable = tune.with_resources(trainable, _trial_resources(spec))
@@ -319,10 +329,27 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     return outcome
 
 
+def _check_fits(spec: SweepSpec) -> None:
+    """One trial must fit on a local Ray, or Tune would wait for it forever."""
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    need_cpu = spec.cpus_per_trial * spec.workers_per_trial
+    need_gpu = spec.gpus_per_trial * spec.workers_per_trial
+    if spec.workers_per_trial > 1:
+        need_cpu += DRIVER_CPU
+    if need_cpu > cpus + 1e-9 or need_gpu > gpus + 1e-9:
+        raise ConfigError(
+            f"one trial needs {need_cpu:g} CPUs and {need_gpu:g} GPUs "
+            f"(--workers-per-trial={spec.workers_per_trial} x --cpus-per-trial="
+            f"{spec.cpus_per_trial:g}, --gpus-per-trial={spec.gpus_per_trial:g}) but this Ray "
+            f"has {cpus:g} CPUs and {gpus:g} GPUs; lower them or add resources"
+        )
+
+
 def _trial_resources(spec: SweepSpec) -> dict:
     if spec.workers_per_trial > 1:
         # The trial only drives a TorchTrainer, whose workers ask for the real resources.
-        return {"cpu": 0.1}
+        return {"cpu": DRIVER_CPU}
     return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
 
 
@@ -344,8 +371,10 @@ def _make_tuner(
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner
     searcher = OptunaSearch(space=to_optuna(space), metric="objective", mode=mode, seed=spec.seed)
+    # Each trial needs cpus_per_trial for each of its training workers.
+    per_trial = spec.cpus_per_trial * spec.workers_per_trial
     max_concurrent = spec.max_concurrent or max(
-        1, int((spec.num_cpus or os.cpu_count() or 1) // spec.cpus_per_trial)
+        1, int((spec.num_cpus or os.cpu_count() or 1) // per_trial)
     )
     return tune.Tuner(
         trainable,

@@ -88,7 +88,7 @@ def _report(done: dict, task: str, n_folds: int, extra: dict) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def _train_fold(cfg: TrainConfig, data: SweepData, k: int, workers: int, use_gpu: bool):
+def _train_fold(cfg: TrainConfig, data: SweepData, k: int, workers: int, cpus: float, gpus: float):
     """Train fold ``k``; returns (FitResult-like with metrics/predictions, FoldData)."""
     train_idx, eval_idx = data.folds[k]
     fold = prepare_fold(
@@ -104,7 +104,7 @@ def _train_fold(cfg: TrainConfig, data: SweepData, k: int, workers: int, use_gpu
         return fit(cfg, fold, log=None), fold
     from orchestrator.distributed import fit_distributed
 
-    return fit_distributed(cfg, fold, workers=workers, use_gpu=use_gpu), fold
+    return fit_distributed(cfg, fold, workers=workers, cpus=cpus, gpus=gpus), fold
 
 
 def run_trial(
@@ -114,12 +114,12 @@ def run_trial(
     base: dict,
     workers: int = 1,
     cpus: float = 1.0,
+    gpus: float = 0.0,
     fail_at_fold: int | None = None,
 ) -> None:
     """Tune function trainable. ``base`` is the full default config; ``config`` the sample."""
     torch.set_num_threads(max(1, int(cpus)))
     cfg = TrainConfig.from_dict({**base, **config})
-    use_gpu = torch.cuda.is_available()
     done = _load_done(tune.get_checkpoint())
     if done["diverged"]:
         raise TrialDiverged(done["diverged"])
@@ -128,7 +128,7 @@ def run_trial(
         _maybe_inject_fault(fail_at_fold, k)
         start = time.perf_counter()
         try:
-            result, fold = _train_fold(cfg, data, k, workers, use_gpu)
+            result, fold = _train_fold(cfg, data, k, workers, cpus, gpus)
         except TrainingError as err:
             done["diverged"] = f"fold {k}: {err}"
             _report(

@@ -202,3 +202,28 @@ def test_resume_after_ctrl_c_does_not_rerun_finished_trials(tmp_path):
     runs = find_child_runs(default_tracking_uri(results), "lstm-sweeps", "r")
     assert len(runs) == 6  # one MLflow child per trial, none duplicated
     assert all(math.isfinite(v) for v in board.objective)
+
+
+def test_unreachable_mlflow_server_warns_and_sweep_completes(tmp_path):
+    # A dead tracking server costs one warning line, never the sweep.
+    lines: list[str] = []
+    out = run_sweep(tiny(tmp_path, trials=1, scheduler="none", mlflow_uri="http://127.0.0.1:9"),
+                    log=lines.append)
+    assert out.leaderboard.status.tolist() == ["completed"]
+    assert sum("MLflow tracking at http://127.0.0.1:9 is unreachable" in ln for ln in lines) == 1
+
+
+def test_trial_that_cannot_fit_fails_fast_with_the_numbers(tmp_path):
+    # 2 workers x 1 CPU + the trial's driver do not fit on 2 CPUs: a clear error, no hang.
+    with pytest.raises(ConfigError, match=r"needs 2.01 CPUs.*has 2 CPUs"):
+        run_sweep(tiny(tmp_path, workers_per_trial=2), log=lambda *_: None)
+
+
+@pytest.mark.slow
+def test_workers_per_trial_trains_each_fold_with_ray_train_ddp(tmp_path):
+    # --workers-per-trial 2 runs each fold as a 2-worker TorchTrainer and completes the trial.
+    out = run_sweep(tiny(tmp_path, trials=1, scheduler="none", workers_per_trial=2,
+                         cpus_per_trial=0.9), log=lambda *_: None)
+    board = out.leaderboard
+    assert board.status.tolist() == ["completed"]
+    assert np.isfinite(board[["fold0_val_mse", "fold1_val_mse"]].to_numpy()).all()

@@ -1,0 +1,201 @@
+"""``python -m orchestrator.predict``: forecasts from a promoted model for new bars.
+
+    python -m orchestrator.predict --model results/<name>/models/1 --data new.parquet --out p.parquet
+    python -m orchestrator.predict --model results/<name>/models/1/seed0      # one seed
+    python -m orchestrator.predict --model results/<name>/models/1            # built-in data
+
+``--model`` is a seed folder (one saved run: that model) or a rank folder (``models/<rank>``:
+the mean of its seeds' outputs, the promoted "seed ensemble"; class probabilities are
+averaged, i.e. a soft vote). Each run uses its own saved scaler and settings. Without
+``--data`` the built-in data of the sweep that made the model is used. Data lacking a column
+the model was trained on is refused with one line naming the missing columns (exit 2).
+
+Every bar that ends a full window gets a forecast for ``horizon`` bars later. Without
+``--out`` the predictions are written to stdout as CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from trainables.artifacts import LoadedRun, load_run, predict
+from trainables.data import REQUIRED_COLUMNS, load_bars
+from trainables.errors import ConfigError, DataError, OrchestratorError
+from trainables.features import FEATURES, build_features
+from trainables.synthetic import make_bars
+
+__all__ = ["load_model", "main", "needed_columns", "predict_bars"]
+
+
+def load_model(path: str | Path) -> list[LoadedRun]:
+    """The runs behind ``path``: one for a seed folder, every ``seed*`` run of a rank folder."""
+    path = Path(path)
+    if (path / "model.pt").is_file():
+        return [load_run(path)]
+    seeds = sorted(
+        (d for d in path.glob("seed*") if (d / "model.pt").is_file()),
+        key=lambda d: int(d.name.removeprefix("seed") or 0),
+    )
+    if not seeds:
+        raise ConfigError(
+            f"--model {path}: neither a saved run (no model.pt) nor a rank folder with seed*/ "
+            f"runs; use results/<name>/models/<rank> or .../models/<rank>/seed<k>"
+        )
+    runs = [load_run(d) for d in seeds]
+    first = runs[0]
+    for run in runs[1:]:
+        if (run.feature_names, run.target_names, run.task) != (
+            first.feature_names,
+            first.target_names,
+            first.task,
+        ):
+            raise ConfigError(
+                f"--model {path}: {run.path.name} predicts something else than {first.path.name}"
+            )
+    return runs
+
+
+def needed_columns(runs: list[LoadedRun]) -> list[str]:
+    """Bar columns the model's features are built from: OHLCV plus any custom input column."""
+    cfg = runs[0].config
+    names = [*runs[0].feature_names, *([cfg.target_col] if cfg.target_col else [])]
+    return [*REQUIRED_COLUMNS, *dict.fromkeys(n for n in names if n not in FEATURES)]
+
+
+def _file_columns(path: Path) -> list[str] | None:
+    """The file's column names without reading it, or None if that cannot be done cheaply."""
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            names = pq.read_schema(path).names
+        else:
+            names = list(pd.read_csv(path, nrows=0).columns)
+    except (OSError, ValueError):
+        return None  # load_bars will say what is wrong with the file
+    return [str(n).strip().lower() for n in names]
+
+
+def _check_columns(path: Path, runs: list[LoadedRun], model: str) -> None:
+    have = _file_columns(path)
+    if have is None:
+        return
+    missing = [c for c in needed_columns(runs) if c not in have]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {missing} that the model {model} was trained on "
+            f"(it needs {needed_columns(runs)}; the file has {have})"
+        )
+
+
+def _builtin_bars(model: Path) -> pd.DataFrame:
+    """The sweep's built-in data: its n_bars and seed from sweep.json above the model."""
+    for parent in [model, *model.resolve().parents][:4]:
+        sweep = parent / "sweep.json"
+        if sweep.is_file():
+            spec = json.loads(sweep.read_text())
+            if spec.get("data"):
+                raise ConfigError(
+                    f"--model {model} was trained on {spec['data']}, not the built-in data; "
+                    f"pass --data"
+                )
+            return make_bars(int(spec.get("n_bars", 4000)), seed=int(spec.get("seed", 0)))
+    return make_bars()
+
+
+def predict_bars(runs: list[LoadedRun], bars: pd.DataFrame) -> pd.DataFrame:
+    """Forecasts for every bar that ends a full window; several runs are averaged.
+
+    Regression: ``predicted_<target>`` in original units (with several runs also
+    ``predicted_<target>_std``, the spread over seeds); classification: ``p_down, p_flat,
+    p_up`` and ``predicted`` (0 down, 1 flat, 2 up). Index: the bar's timestamp; the column
+    ``target_timestamp`` is the bar forecast, when it lies inside ``bars``.
+    """
+    cfg = runs[0].config
+    features = build_features(
+        bars,
+        runs[0].feature_names,
+        sma_window=cfg.sma_window,
+        extra=[cfg.target_col] if cfg.target_col else (),
+    )
+    frames = [predict(run, features) for run in runs]
+    common = frames[0].index
+    for f in frames[1:]:
+        common = common.intersection(f.index)
+    if runs[0].task == "classification":
+        cols = ["p_down", "p_flat", "p_up"]
+        proba = np.mean([f.loc[common, cols].to_numpy() for f in frames], axis=0)
+        out = pd.DataFrame(proba, columns=cols, index=common)
+        out["predicted"] = proba.argmax(axis=1)
+    else:
+        cols = [c for c in frames[0].columns if c.startswith("predicted_")]
+        stack = np.stack([f.loc[common, cols].to_numpy() for f in frames])  # [runs, n, T]
+        out = pd.DataFrame(stack.mean(axis=0), columns=cols, index=common)
+        if len(frames) > 1:
+            for k, c in enumerate(cols):
+                out[f"{c}_std"] = stack[:, :, k].std(axis=0, ddof=1)
+    h = runs[0].horizon
+    rows = features.index.get_indexer(common) + h
+    target = pd.Series(pd.NaT, index=common, dtype=features.index.dtype)
+    inside = rows < len(features)
+    target[inside] = features.index[rows[inside]]
+    out.insert(0, "target_timestamp", target.to_numpy())
+    out.index.name = "timestamp"
+    return out
+
+
+def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
+    """Everything ``main`` does, raising OrchestratorError instead of exiting."""
+    p = argparse.ArgumentParser(
+        prog="python -m orchestrator.predict",
+        description="Forecasts from a promoted model (a seed folder, or a rank folder: the "
+        "mean of its seeds) for new bars, with the model's saved scaler and settings.",
+    )
+    p.add_argument("--model", required=True, help="results/<name>/models/<rank>[/seed<k>]")
+    p.add_argument("--data", help="bars as CSV or Parquet (default: the sweep's built-in data)")
+    p.add_argument("--ticker", help="ticker to pick from a multi-ticker file")
+    p.add_argument("--out", help="write .parquet or .csv here (default: CSV on stdout)")
+    args = p.parse_args(argv)
+    model = Path(args.model)
+    if not model.exists():
+        raise ConfigError(f"--model {model}: no such folder")
+    runs = load_model(model)
+    if args.data:
+        _check_columns(Path(args.data), runs, str(model))
+        bars = load_bars(args.data, ticker=args.ticker)
+    else:
+        bars = _builtin_bars(model)
+    preds = predict_bars(runs, bars)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".csv":
+            preds.to_csv(out)
+        else:
+            preds.to_parquet(out)
+        log(f"{len(preds):,} predictions from {len(runs)} model(s) -> {out}")
+    else:
+        preds.to_csv(sys.stdout)
+    return preds
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(argv, log=lambda msg: print(msg, file=sys.stderr))
+    except OrchestratorError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `... | head` stopped reading: not an error; keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

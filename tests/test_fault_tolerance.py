@@ -1,0 +1,236 @@
+"""Fault tolerance, for real: a Ray node killed mid-sweep, the driver killed with SIGKILL,
+and trial processes that crash, with the retry limit set by --max-retries.
+
+Faults are real kills of real processes (SIGKILL, as the OOM killer or a lost machine
+would), except one test that uses the sweep's own ``fail_at_fold`` crash injection. The
+clusters are real Ray nodes started with `ray start` (see tests/test_multinode.py).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator.sweep import SweepSpec, run_sweep
+from orchestrator.tracking import default_tracking_uri, find_child_runs
+from tests.test_multinode import (
+    ROOT,
+    WORKER_IP,
+    cmdline,
+    descendants,
+    kill_tree,
+    ray_cluster,
+    sweep_cmd,
+    trial_id_of,
+    trial_rows,
+    uniform_space,
+)
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="needs Linux (/proc, 127.0.0.2, ray start)"
+)
+
+
+def _popen(cmd: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _child_runs(results: Path, name: str) -> list[str]:
+    runs = find_child_runs(default_tracking_uri(results), "lstm-sweeps", name)
+    return [r.info.run_name for r in runs]
+
+
+@pytest.mark.slow
+@linux_only
+def test_worker_node_killed_mid_sweep_its_trial_finishes_on_another_node(tmp_path):
+    # A node dies mid-trial: the trial goes on elsewhere from its last fold; all trials finish.
+    results = tmp_path / "results"
+    space = uniform_space(tmp_path / "uniform.yaml", epochs=8)
+    lines: list[str] = []
+    with ray_cluster(workers=1) as cluster:
+        cmd = sweep_cmd(
+            results,
+            "nodekill",
+            *["--space", str(space), "--trials", "3", "--folds", "3"],
+            *["--max-concurrent", "2", "--max-retries", "1", "--address", cluster.address],
+        )
+        proc = _popen(cmd, cluster.env)
+        try:
+            first_folds: set[str] = set()
+            for line in proc.stdout:
+                lines.append(line)
+                if " fold 1/3 " in line and "worker0" in cluster.nodes:
+                    first_folds.add(trial_id_of(line))
+                    # Both first trials (one per node, 1 CPU each) have a finished fold and
+                    # are inside their second: the worker node dies now.
+                    if len(first_folds) == 2:
+                        cluster.kill_node("worker0")
+            proc.wait(timeout=400)
+        finally:
+            kill_tree(proc)
+        head_ip = cluster.head_ip
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-4000:]
+    assert "worker0" not in cluster.nodes  # the node was really killed mid-sweep
+    assert "crashed; retrying from its last finished fold" in out
+    board = pd.read_parquet(results / "nodekill" / "leaderboard.parquet")
+    assert len(board) == 3 and set(board.status) == {"completed"}
+    assert all(math.isfinite(v) for v in board.objective)
+    rows = trial_rows(results, "nodekill")
+    victims = [t for t, r in rows.items() if r[0]["node_ip"] == WORKER_IP]
+    assert len(victims) == 1
+    # Fold 1 ran on the dead node; folds 2 and 3 on the head; no fold ran twice.
+    assert [(r["node_ip"], r["folds_done"]) for r in rows[victims[0]]] == [
+        (WORKER_IP, 1),
+        (head_ip, 2),
+        (head_ip, 3),
+    ]
+    assert all([r["folds_done"] for r in trial] == [1, 2, 3] for trial in rows.values())
+    assert sorted(_child_runs(results, "nodekill")) == sorted(board.trial_id)
+
+
+@pytest.mark.slow
+@linux_only
+def test_driver_killed_mid_sweep_resume_finishes_without_rerunning_finished_trials(tmp_path):
+    # SIGKILL the driver, then --resume: every trial finishes, finished ones are not re-run,
+    # and their results (leaderboard, MLflow) are the ones from before the kill.
+    results = tmp_path / "results"
+    space = uniform_space(tmp_path / "uniform.yaml", epochs=4)
+    with ray_cluster(workers=1) as cluster:
+        cmd = sweep_cmd(
+            results,
+            "driverkill",
+            *["--space", str(space), "--trials", "6", "--folds", "2"],
+            *["--max-concurrent", "2", "--address", cluster.address],
+        )
+        proc = _popen(cmd, cluster.env)
+        finished: dict[str, str] = {}  # trial id -> its objective as printed (5 digits)
+        means: dict[str, str] = {}
+        try:
+            for line in proc.stdout:
+                if " fold 2/2 " in line:
+                    means[trial_id_of(line)] = line.rsplit("running_mean=", 1)[1].strip()
+                if " completed |" in line:
+                    finished[trial_id_of(line)] = means[trial_id_of(line)]
+                    if len(finished) == 2:
+                        break
+        finally:
+            kill_tree(proc)  # SIGKILL: no chance to save anything on the way out
+        assert len(finished) == 2, "the sweep ended before two trials finished"
+        resumed = subprocess.run(
+            [*cmd, "--resume"],
+            env=cluster.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
+    for trial_id in finished:
+        assert f"trial {trial_id} fold" not in resumed.stdout  # not trained again
+    board = pd.read_parquet(results / "driverkill" / "leaderboard.parquet")
+    assert len(board) == 6 and set(board.status) == {"completed"}
+    by_id = board.set_index("trial_id")
+    for trial_id, objective in finished.items():
+        assert f"{by_id.objective[trial_id]:.5g}" == objective  # the result from before the kill
+    runs = _child_runs(results, "driverkill")
+    assert sorted(runs) == sorted(board.trial_id)  # one MLflow child per trial, none twice
+
+
+def test_crashed_trial_with_max_retries_0_is_failed_and_keeps_its_finished_folds(tmp_path):
+    # With max_retries=0 a crash is final: the trial is failed, its fold 0 score is kept.
+    lines: list[str] = []
+    out = run_sweep(
+        SweepSpec(
+            space="smoke",
+            trials=1,
+            folds=3,
+            epochs=2,
+            n_bars=1000,
+            num_cpus=2,
+            dashboard=False,
+            scheduler="none",
+            results_dir=str(tmp_path / "results"),
+            name="noretry",
+            fail_at_fold=1,
+            max_retries=0,
+        ),
+        log=lines.append,
+    )
+    board = out.leaderboard
+    assert board.status.tolist() == ["failed"]
+    assert "injected fault at fold 1" in board.reason.iloc[0]
+    assert board.folds_done.tolist() == [1]
+    assert math.isfinite(board.fold0_val_mse.iloc[0])
+    assert not any("crashed; retrying" in ln for ln in lines)  # no retry was made
+
+
+def _kill_trial_process_after_first_fold(proc: subprocess.Popen, lines: list[str]) -> None:
+    """SIGKILL the process running the first trial once it has finished fold 1."""
+    killed = False
+    for line in proc.stdout:
+        lines.append(line)
+        if not killed and " fold 1/3 " in line:
+            deadline = time.time() + 30
+            while not killed and time.time() < deadline:
+                for pid in descendants(proc.pid):
+                    if cmdline(pid).startswith("ray::ImplicitFunc"):
+                        os.kill(pid, signal.SIGKILL)
+                        killed = True
+                time.sleep(0.1)
+    assert killed, "found no trial process to kill"
+
+
+@pytest.mark.slow
+@linux_only
+@pytest.mark.parametrize(
+    ("max_retries", "status"), [("0", "failed"), ("1", "completed")], ids=["0", "1"]
+)
+def test_cli_max_retries_decides_whether_a_killed_trial_is_retried(tmp_path, max_retries, status):
+    # --max-retries 0: a trial whose process is killed is failed; 1: it resumes from fold 2.
+    results = tmp_path / "results"
+    space = uniform_space(tmp_path / "uniform.yaml", epochs=8)
+    cmd = sweep_cmd(
+        results,
+        "kill",
+        *["--space", str(space), "--trials", "2", "--folds", "3", "--max-concurrent", "1"],
+        *["--num-cpus", "2", "--no-dashboard", "--max-retries", max_retries],
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    proc = _popen(cmd, {**env, "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+    try:
+        _kill_trial_process_after_first_fold(proc, lines)
+        proc.wait(timeout=400)
+    finally:
+        kill_tree(proc)
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-4000:]
+    board = pd.read_parquet(results / "kill" / "leaderboard.parquet")
+    first = trial_id_of(next(ln for ln in lines if " fold 1/3 " in ln))
+    by_id = board.set_index("trial_id")
+    assert by_id.status[first] == status
+    assert sorted(board.status) == sorted([status, "completed"])  # the other trial completed
+    rows = trial_rows(results, "kill")
+    if status == "failed":
+        assert by_id.folds_done[first] == 1  # the finished fold is kept, not lost
+        assert "crashed; retrying" not in out
+    else:
+        assert [r["folds_done"] for r in rows[first]] == [1, 2, 3]  # fold 1 not trained again
+        assert "crashed; retrying from its last finished fold" in out

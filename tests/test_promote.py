@@ -1,0 +1,266 @@
+"""Promotion end to end: a tiny real sweep, then real Ray Train retraining, MLflow and report.
+
+One sweep and one promotion (top 2 configs x 2 seeds) are shared by the module; the other
+tests exercise the guard, the settings check and the failure paths without Ray.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+import torch
+from mlflow.tracking import MlflowClient
+
+from orchestrator.baselines import verdict
+from orchestrator.holdout import HoldoutGuard, load_holdout, read_sweep
+from orchestrator.predict import main as predict_main
+from orchestrator.promote import PromoteSpec, log_final_model, promote
+from orchestrator.promote import main as promote_main
+from orchestrator.sweep import SweepSpec, run_sweep
+from orchestrator.tracking import default_tracking_uri
+from trainables.artifacts import FILES
+from trainables.errors import ConfigError
+
+NAME = "p"
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory):
+    """(results dir, promoted.json index, promotion log) of a tiny sweep promoted 2 x 2."""
+    results = tmp_path_factory.mktemp("promote") / "results"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        quiet = lambda *_: None  # noqa: E731
+        run_sweep(
+            SweepSpec(
+                space="smoke",
+                trials=3,
+                folds=2,
+                epochs=2,
+                n_bars=2000,
+                num_cpus=2,
+                dashboard=False,
+                scheduler="none",
+                results_dir=str(results),
+                name=NAME,
+            ),
+            log=quiet,
+        )
+        lines: list[str] = []
+        # The smoke space stops after 2 epochs; the final models get 20 and a patience that
+        # counts every improvement (the default min_delta is large for scaled losses).
+        index = promote(
+            PromoteSpec(
+                name=NAME,
+                results_dir=str(results),
+                top_k=2,
+                seeds=2,
+                epochs=20,
+                overrides={"patience": 5, "min_delta": 0.0},
+            ),
+            log=lines.append,
+        )
+        yield results, index, lines
+    finally:
+        ray.shutdown()
+
+
+def test_promotion_writes_every_artifact(promoted):
+    # Each (rank, seed) has its five run files; ranks have ensemble predictions; index and report exist.
+    results, index, _ = promoted
+    out = results / NAME
+    for rank in (1, 2):
+        for k in (0, 1):
+            for name in FILES:
+                assert (out / "models" / str(rank) / f"seed{k}" / name).is_file(), name
+        assert (out / "models" / str(rank) / "predictions.parquet").is_file()
+    for name in ("promoted.json", "report.html", "report.md"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "promoted.json").read_text()) == json.loads(json.dumps(index))
+    assert not list(out.glob(".models-partial-*"))  # the staging folder is gone
+    seed_preds = pd.read_parquet(out / "models" / "1" / "seed0" / "predictions.parquet")
+    assert set(seed_preds.split) == {"val", "test"}
+    assert len(seed_preds[seed_preds.split == "test"]) == index["data"]["n_test"]
+    metrics = json.loads((out / "models/1/seed0/training_metrics.json").read_text())
+    assert metrics["test_metrics"]["mse"] == index["models"][0]["seeds"][0]["test"]["mse"]
+
+
+def test_training_never_reads_the_test_part(promoted):
+    # Rows handed to training end before the test part, and the test part opened only afterwards.
+    results, index, _ = promoted
+    out = results / NAME
+    guard = index["holdout_guard"]
+    assert guard["test_first_row"] == read_sweep(out)["test_first_row"]
+    assert guard["max_training_row"] < guard["test_first_row"]
+    assert guard["events"] == ["training", "test"] and guard["test_read_after_training"]
+    for config in out.glob("models/*/seed*/config.json"):
+        data = json.loads(config.read_text())["data"]
+        assert data["n_rows"] <= guard["test_first_row"]  # the fold physically had no test row
+    preds = pd.read_parquet(out / "models/1/seed0/predictions.parquet")
+    test = preds[preds.split == "test"]
+    seq_len = json.loads((out / "models/1/seed0/config.json").read_text())["data"]["seq_len"]
+    assert (test.anchor - seq_len + 1).min() >= guard["test_first_row"]  # test windows: test rows
+
+
+def test_guard_refuses_the_test_part_before_training_is_over(promoted):
+    # The test part opens only after finish_training(), and training is refused afterwards.
+    results, _, _ = promoted
+    guard = HoldoutGuard(load_holdout(results / NAME))
+    table = guard.training_table()
+    assert table.n_rows - 1 == guard.max_training_row < guard.test_first_row
+    with pytest.raises(RuntimeError, match="before training finished"):
+        guard.test_part()
+    guard.finish_training()
+    test = guard.test_part()
+    assert test.anchors.min() - test.first_row >= 0
+    with pytest.raises(RuntimeError, match="after the test part was opened"):
+        guard.training_table()
+
+
+def test_seeds_are_separate_runs_with_different_weights(promoted):
+    # Seed 0 and seed 1 of a config are different trained models, so their spread is real.
+    results, index, _ = promoted
+    states = [
+        torch.load(results / NAME / f"models/1/seed{k}/model.pt", weights_only=True)
+        for k in (0, 1)
+    ]
+    assert states[0].keys() == states[1].keys()
+    assert any(not torch.equal(states[0][k], states[1][k]) for k in states[0])
+    seeds = [json.loads((results / NAME / f"models/1/seed{k}/config.json").read_text()) for k in (0, 1)]
+    assert seeds[0]["train_config"]["seed"] != seeds[1]["train_config"]["seed"]
+    model = index["models"][0]
+    mses = [s["test"]["mse"] for s in model["seeds"]]
+    assert mses[0] != mses[1]
+    assert model["test_std"]["mse"] == pytest.approx(np.std(mses, ddof=1))
+    assert model["test_mean"]["mse"] == pytest.approx(np.mean(mses))
+
+
+def test_promoted_model_beats_persistence_on_the_test_part(promoted):
+    # On the built-in data the chosen model's test MSE is below persistence's, and it says so.
+    _, index, lines = promoted
+    chosen = index["chosen"]
+    persistence = index["baselines"]["persistence"]["mse"]
+    assert chosen["test"]["mse"] < persistence
+    assert chosen["verdict"].startswith(f"rank 1 (trial {index['models'][0]['trial_id']}")
+    assert " beats persistence on the test part" in chosen["verdict"]
+    assert chosen["verdict"] in lines  # printed for the user too
+
+
+def test_baselines_and_ensembles_are_scored_on_the_same_rows(promoted):
+    # Every model's persistence reference is the baseline's; ensembles average the seed outputs.
+    results, index, _ = promoted
+    base = index["baselines"]
+    assert set(base) == {"persistence", "ridge"} and np.isfinite(base["ridge"]["mse"])
+    for model in index["models"]:
+        for s in model["seeds"]:
+            assert s["test"]["persistence_mse"] == base["persistence"]["mse"]
+    out = results / NAME / "models/1"
+    seeds = [pd.read_parquet(out / f"seed{k}/predictions.parquet") for k in (0, 1)]
+    seeds = [s[s.split == "test"].reset_index(drop=True) for s in seeds]
+    ensemble = pd.read_parquet(out / "predictions.parquet")
+    mean = (seeds[0].predicted_close + seeds[1].predicted_close) / 2
+    assert np.allclose(ensemble.predicted_close, mean, rtol=0, atol=1e-12)
+    assert index["ensemble"]["ranks"] == [1, 2]
+
+
+def test_predict_cli_reproduces_the_saved_test_predictions(promoted, tmp_path):
+    # predict on a seed folder repeats that run's saved test predictions exactly; a rank folder its ensemble.
+    results, _, _ = promoted
+    out = results / NAME / "models/1"
+    for model, saved_file in ((out / "seed1", out / "seed1/predictions.parquet"), (out, out / "predictions.parquet")):
+        target = tmp_path / f"{model.name}.parquet"
+        assert predict_main(["--model", str(model), "--out", str(target)]) == 0
+        saved = pd.read_parquet(saved_file)
+        saved = saved[saved.split == "test"].set_index("timestamp")
+        fresh = pd.read_parquet(target).loc[saved.index]
+        assert np.array_equal(fresh.predicted_close.to_numpy(), saved.predicted_close.to_numpy())
+
+
+def test_chosen_model_is_registered_in_mlflow_without_pickles(promoted):
+    # The rank-1 ensemble is a child run of the sweep with test metrics, and a registry version.
+    results, index, _ = promoted
+    info = index["chosen"]["mlflow"]
+    client = MlflowClient(tracking_uri=default_tracking_uri(results))
+    version = client.get_model_version(info["registered_model"], str(info["version"]))
+    assert version.run_id == info["run_id"] and version.source.endswith("/model")
+    run = client.get_run(info["run_id"])
+    assert run.data.metrics["test_mse"] == pytest.approx(index["chosen"]["test"]["mse"])
+    assert "persistence_test_mse" in run.data.metrics
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    assert parent.info.run_name == NAME
+    files = [f.path for f in client.list_artifacts(info["run_id"], "model/seed0")]
+    assert "model/seed0/model.pt" in files
+    assert not any(p.endswith((".pkl", ".pickle")) for p in files)
+
+
+def test_report_is_one_self_contained_file(promoted):
+    # report.html shows the verdicts, the comparison table and inline PNG plots, no outside files.
+    results, index, _ = promoted
+    page = (results / NAME / "report.html").read_text()
+    assert index["chosen"]["verdict"] in page.replace("&#x27;", "'")
+    assert "baseline: persistence" in page and "Fold audit" in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 5
+    assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
+    assert not re.search(r'(src|href)="(?!data:)', page)
+    md = (results / NAME / "report.md").read_text()
+    assert "| baseline: persistence |" in md
+
+
+def test_verdict_says_plainly_when_a_model_does_not_beat_persistence():
+    # A model whose test MSE is above persistence's is reported as not beating it, with both numbers.
+    text = verdict(
+        "rank 1 (trial abc)",
+        {"mse": 1.23, "persistence_mse": 1.2, "skill": 1 - 1.23 / 1.2},
+        {"persistence": {"mse": 1.2}},
+        "regression",
+    )
+    assert text == (
+        "rank 1 (trial abc) does NOT beat persistence on the test part: mse 1.23 vs 1.2 "
+        "(skill -0.0250)"
+    )
+
+
+def test_promotion_refuses_to_change_data_settings():
+    # --set may change training settings, not how the data is cut: that would move the test part.
+    with pytest.raises(ConfigError, match=r"--set seq_len \(sequence_length\).*run a new sweep"):
+        PromoteSpec(name="x", overrides={"seq_len": 32})
+    assert PromoteSpec(name="x", overrides={"patience": 9}).overrides == {"patience": 9}
+
+
+def test_promote_cli_without_a_sweep_prints_one_line_and_exits_2(tmp_path, capsys):
+    # An unknown sweep name is one clear line on stderr and exit code 2, no traceback.
+    assert promote_main(["--name", "nope", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no sweep at" in err and "sweep.json" in err
+
+
+def test_changed_data_is_refused(promoted):
+    # If the data no longer gives the sweep's holdout, promotion stops instead of testing on other rows.
+    results, _, _ = promoted
+    sweep = read_sweep(results / NAME)
+    with pytest.raises(ConfigError, match="changed since the sweep"):
+        load_holdout(results / NAME, sweep={**sweep, "n_bars": sweep["n_bars"] + 500})
+
+
+def test_unreachable_mlflow_warns_and_promotion_goes_on(promoted):
+    # A dead tracking server costs one line, never the promotion.
+    results, index, _ = promoted
+    lines: list[str] = []
+    out = log_final_model(
+        "http://127.0.0.1:9",
+        sweep_name=NAME,
+        registered_name="never",
+        model_dir=results / NAME / "models/1",
+        index=index,
+        log=lines.append,
+    )
+    assert out is None
+    assert len(lines) == 1 and "unreachable" in lines[0]
