@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import optuna
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
@@ -272,13 +273,12 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
                 spec,
                 space,
                 trainable,
-                mode,
-                n_folds,
-                storage_path,
-                exp_name,
-                exp_path,
-                callbacks,
-                log,
+                mode=mode,
+                n_folds=n_folds,
+                name=name,
+                out_dir=out_dir,
+                callbacks=callbacks,
+                log=log,
             )
             start = time.perf_counter()
             # Ctrl-C: Tune saves the experiment state and returns with unfinished trials.
@@ -353,9 +353,10 @@ def _trial_resources(spec: SweepSpec) -> dict:
     return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
 
 
-def _make_tuner(
-    spec, space, trainable, mode, n_folds, storage_path, exp_name, exp_path, callbacks, log
-):
+def _make_tuner(spec, space, trainable, *, mode, n_folds, name, out_dir, callbacks, log):
+    storage_path, exp_name = _experiment_path(spec, out_dir, name)
+    exp_path = f"{storage_path}/{exp_name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
     if spec.resume:
         if not tune.Tuner.can_restore(exp_path):
             raise ConfigError(
@@ -370,7 +371,16 @@ def _make_tuner(
         # and MLflow tracker); this run's own must replace them. No public API for it.
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner
-    searcher = OptunaSearch(space=to_optuna(space), metric="objective", mode=mode, seed=spec.seed)
+    # The study lives in sqlite next to the leaderboard, so it can be loaded with Optuna:
+    # optuna.load_study(study_name=<sweep>, storage="sqlite:///results/<sweep>/optuna.db")
+    searcher = OptunaSearch(
+        space=to_optuna(space),
+        metric="objective",
+        mode=mode,
+        seed=spec.seed,
+        study_name=name,
+        storage=optuna.storages.RDBStorage(f"sqlite:///{(out_dir / 'optuna.db').resolve()}"),
+    )
     # Each trial needs cpus_per_trial for each of its training workers.
     per_trial = spec.cpus_per_trial * spec.workers_per_trial
     max_concurrent = spec.max_concurrent or max(

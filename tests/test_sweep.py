@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 import ray
@@ -78,6 +79,10 @@ def test_sweep_writes_every_result_file_and_mlflow_runs(tmp_path):
     runs = find_child_runs(default_tracking_uri(tmp_path / "results"), "lstm-sweeps", "t")
     assert sorted(r.info.run_name for r in runs) == sorted(board.trial_id)
     assert all("mean_val_mse" in r.data.metrics for r in runs)
+    # The Optuna study is kept in sqlite and loads with plain Optuna.
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{d / 'optuna.db'}")
+    assert len(study.trials) == 3
+    assert study.best_value == pytest.approx(board.objective.iloc[0])
 
 
 def test_sweep_never_reads_the_test_part(tmp_path):
