@@ -10,7 +10,6 @@ DistributedDataParallel and each rank trains a strided shard of the same permuta
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,11 +22,13 @@ from torch import nn
 
 from trainables.config import TrainConfig
 from trainables.dataset import FoldData
+from trainables.devices import Deterministic, autocast, resolve_amp, resolve_device
 from trainables.errors import ConfigError, DataError, TrainingError
 from trainables.gpu_probe import choose_batch_size, is_oom
 from trainables.metrics import classification_metrics, fold_outputs
 from trainables.model import SequenceModel
 from trainables.scaling import rows_covered
+from trainables.schedules import EarlyStopping, LRSchedule
 from trainables.windows import gather_windows
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
 # fixed shape, a window's output does not depend on its neighbours, so predictions from
 # artifacts.predict() equal the trainer's bit for bit.
 PREDICT_BATCH = 1024
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -82,167 +82,6 @@ class FitResult:
     device: str
     seconds: float
     model: SequenceModel = field(repr=False)  # best weights (restore_best), on the CPU
-
-
-class EarlyStopping:
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs (0 = never); keeps a CPU copy of the best weights when ``restore_best``."""
-
-    def __init__(
-        self,
-        *,
-        monitor: str = "val_loss",
-        patience: int = 15,
-        min_delta: float = 1e-4,
-        restore_best: bool = True,
-    ) -> None:
-        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
-        self.restore_best = restore_best
-        self.best_value, self.best_epoch, self.wait = math.inf, 0, 0
-        self.best_state: dict[str, torch.Tensor] | None = None
-
-    def step(self, epoch: int, value: float, model: nn.Module) -> bool:
-        """Record ``value`` for ``epoch``; True when training should stop."""
-        if value < self.best_value - self.min_delta:
-            self.best_value, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best:
-                self.best_state = {
-                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-                }
-            return False
-        self.wait += 1
-        return self.patience > 0 and self.wait >= self.patience
-
-    def restore(self, model: nn.Module) -> None:
-        if self.restore_best and self.best_state is not None:
-            model.load_state_dict(self.best_state)
-
-
-class LRSchedule:
-    """The learning rate of every epoch (and, for 'onecycle', of every batch).
-
-    epoch is 0-based here. 'cosine': linear warmup ``lr * (e + 1) / (W + 1)`` for
-    ``W = min(warmup_epochs, epochs - 1)`` epochs, then cosine from ``learning_rate`` to
-    ``min_lr``. 'step': ``lr * gamma ** (e // step_size)``. 'exponential': ``lr * gamma ** e``.
-    'onecycle': torch's OneCycleLR shape (start ``lr / 25``, cosine up to ``lr`` at 30% of
-    training, cosine down to ``lr / 25 / 1e4``), per batch. 'plateau': multiply by
-    ``plateau_factor`` after ``plateau_patience`` epochs without an improvement of more than
-    ``min_delta`` in the validation loss. Nothing goes below ``min_lr``.
-    """
-
-    ONECYCLE_PCT, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
-
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.kind, self.base, self.min_lr = cfg.scheduler, cfg.learning_rate, cfg.min_lr
-        self.epochs, self.warmup = cfg.epochs, min(cfg.warmup_epochs, cfg.epochs - 1)
-        self.step_size, self.gamma = cfg.step_size, cfg.resolved_gamma
-        self.factor, self.patience, self.min_delta = (
-            cfg.plateau_factor,
-            cfg.plateau_patience,
-            cfg.min_delta,
-        )
-        self.current, self.best, self.bad = self.base, math.inf, 0
-
-    @property
-    def per_batch(self) -> bool:
-        return self.kind == "onecycle"
-
-    def lr(self, epoch: int, frac: float = 0.0) -> float:
-        """LR for 0-based ``epoch``; ``frac`` in [0, 1) is the progress within it (onecycle)."""
-        e, base = epoch, self.base
-        if self.kind == "cosine":
-            if e < self.warmup:
-                return base * (e + 1) / (self.warmup + 1)
-            ratio = (e - self.warmup) / max(self.epochs - self.warmup, 1)
-            return self.min_lr + (base - self.min_lr) * 0.5 * (1 + math.cos(math.pi * ratio))
-        if self.kind == "step":
-            return max(self.min_lr, base * self.gamma ** (e // self.step_size))
-        if self.kind == "exponential":
-            return max(self.min_lr, base * self.gamma**e)
-        if self.kind == "onecycle":
-            t = (e + frac) / self.epochs
-            start = base / self.ONECYCLE_DIV
-            if t < self.ONECYCLE_PCT:
-                return _cos_between(start, base, t / self.ONECYCLE_PCT)
-            end = max(self.min_lr, start / self.ONECYCLE_FINAL_DIV)
-            return _cos_between(base, end, (t - self.ONECYCLE_PCT) / (1 - self.ONECYCLE_PCT))
-        if self.kind == "plateau":
-            return self.current
-        return base  # 'none'
-
-    def observe(self, val_loss: float) -> bool:
-        """Feed an epoch's validation loss (plateau only); True when the LR was reduced."""
-        if self.kind != "plateau":
-            return False
-        if val_loss < self.best - self.min_delta:
-            self.best, self.bad = val_loss, 0
-            return False
-        self.bad += 1
-        if self.bad < self.patience:
-            return False
-        self.bad = 0
-        reduced = max(self.current * self.factor, self.min_lr)
-        changed, self.current = reduced < self.current, reduced
-        return changed
-
-
-def _cos_between(start: float, end: float, p: float) -> float:
-    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
-
-
-# ---------------------------------------------------------------------- devices
-
-
-def resolve_device(requested: str | torch.device | None, configured: str = "auto") -> torch.device:
-    """``device`` argument (if given) else the config's; 'auto' = the current CUDA device or CPU."""
-    name = str(requested) if requested is not None else configured
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"device={name!r} is not a device name ({err})") from err
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device={name!r} but CUDA is not available here; use device='auto' or 'cpu'"
-            )
-        index = torch.cuda.current_device() if dev.index is None else dev.index
-        if index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
-        dev = torch.device("cuda", index)
-    return dev
-
-
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """'auto': bf16 on a CUDA device that supports it, fp16 on older GPUs, off on the CPU."""
-    if amp == "off":
-        return "off"
-    if device.type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported()
-        if amp == "auto":
-            return "bf16" if bf16 else "fp16"
-        if amp == "bf16" and not bf16:
-            name = torch.cuda.get_device_name(device)
-            raise ConfigError(
-                f"amp='bf16' needs a GPU with bfloat16 support; {name} has none: use amp='fp16' or 'auto'"
-            )
-        return amp
-    if amp == "fp16":
-        raise ConfigError(
-            f"amp='fp16' needs a CUDA device, but training runs on {device.type}; use 'bf16' or 'off'"
-        )
-    return "bf16" if amp == "bf16" else "off"
-
-
-def _autocast(device: torch.device, amp: str):
-    return torch.autocast(
-        device_type=device.type, dtype=_AMP_DTYPES.get(amp, torch.float32), enabled=amp != "off"
-    )
 
 
 # ---------------------------------------------------------------------- loss and inference
@@ -285,7 +124,7 @@ def predict_scaled(
         xb = gather_windows(x, idx, seq_len)  # [b, L, F]
         if len(idx) < PREDICT_BATCH:
             xb = torch.cat([xb, xb.new_zeros(PREDICT_BATCH - len(idx), *xb.shape[1:])])
-        with _autocast(x.device, amp):
+        with autocast(x.device, amp):
             outs.append(model(xb)[: len(idx)].float())
     if not outs:
         return torch.empty(0, getattr(model, "n_outputs", 1), device=x.device)
@@ -332,7 +171,7 @@ def fit(
     say = log if (log is not None and rank == 0) else (lambda _msg: None)
     dev = resolve_device(device, cfg.device)
     amp = resolve_amp(cfg.amp, dev)
-    determinism = _Deterministic(dev)
+    determinism = Deterministic(dev)
     try:
         return _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start)
     finally:
@@ -395,7 +234,7 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start) -> FitResult:
                 _set_lr(optimizer, schedule.lr(epoch - 1, k / n_batches))
             idx = order[k * batch : (k + 1) * batch]
             xb = gather_windows(x, idx, L)  # [B, L, F]
-            with _autocast(dev, amp):
+            with autocast(dev, amp):
                 out = model(xb)  # [B, n_out]
             loss_sum, weight = criterion(out, y[idx])
             loss = loss_sum / weight
@@ -645,23 +484,3 @@ def _to_cpu(obj):
     if isinstance(obj, list):
         return [_to_cpu(v) for v in obj]
     return obj
-
-
-class _Deterministic:
-    """Deterministic algorithms for the duration of one fit, then the caller's setting back."""
-
-    def __init__(self, dev: torch.device) -> None:
-        self.prev = (
-            torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-        )
-        self.cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-        if dev.type == "cuda":
-            # cuBLAS needs this for deterministic matmuls; it only counts before cuBLAS starts.
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-    def restore(self) -> None:
-        torch.use_deterministic_algorithms(self.prev[0], warn_only=self.prev[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = self.cudnn

@@ -1,0 +1,118 @@
+"""Learning-rate schedules and early stopping: small objects with explicit settings."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from trainables.config import TrainConfig
+
+__all__ = ["EarlyStopping", "LRSchedule"]
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs (0 = never); keeps a CPU copy of the best weights when ``restore_best``."""
+
+    def __init__(
+        self,
+        *,
+        monitor: str = "val_loss",
+        patience: int = 15,
+        min_delta: float = 1e-4,
+        restore_best: bool = True,
+    ) -> None:
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.restore_best = restore_best
+        self.best_value, self.best_epoch, self.wait = math.inf, 0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def step(self, epoch: int, value: float, model: nn.Module) -> bool:
+        """Record ``value`` for ``epoch``; True when training should stop."""
+        if value < self.best_value - self.min_delta:
+            self.best_value, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
+            return False
+        self.wait += 1
+        return self.patience > 0 and self.wait >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        if self.restore_best and self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+class LRSchedule:
+    """The learning rate of every epoch (and, for 'onecycle', of every batch).
+
+    epoch is 0-based here. 'cosine': linear warmup ``lr * (e + 1) / (W + 1)`` for
+    ``W = min(warmup_epochs, epochs - 1)`` epochs, then cosine from ``learning_rate`` to
+    ``min_lr``. 'step': ``lr * gamma ** (e // step_size)``. 'exponential': ``lr * gamma ** e``.
+    'onecycle': torch's OneCycleLR shape (start ``lr / 25``, cosine up to ``lr`` at 30% of
+    training, cosine down to ``lr / 25 / 1e4``), per batch. 'plateau': multiply by
+    ``plateau_factor`` after ``plateau_patience`` epochs without an improvement of more than
+    ``min_delta`` in the validation loss. Nothing goes below ``min_lr``.
+    """
+
+    ONECYCLE_PCT, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.kind, self.base, self.min_lr = cfg.scheduler, cfg.learning_rate, cfg.min_lr
+        self.epochs, self.warmup = cfg.epochs, min(cfg.warmup_epochs, cfg.epochs - 1)
+        self.step_size, self.gamma = cfg.step_size, cfg.resolved_gamma
+        self.factor, self.patience, self.min_delta = (
+            cfg.plateau_factor,
+            cfg.plateau_patience,
+            cfg.min_delta,
+        )
+        self.current, self.best, self.bad = self.base, math.inf, 0
+
+    @property
+    def per_batch(self) -> bool:
+        return self.kind == "onecycle"
+
+    def lr(self, epoch: int, frac: float = 0.0) -> float:
+        """LR for 0-based ``epoch``; ``frac`` in [0, 1) is the progress within it (onecycle)."""
+        e, base = epoch, self.base
+        if self.kind == "cosine":
+            if e < self.warmup:
+                return base * (e + 1) / (self.warmup + 1)
+            ratio = (e - self.warmup) / max(self.epochs - self.warmup, 1)
+            return self.min_lr + (base - self.min_lr) * 0.5 * (1 + math.cos(math.pi * ratio))
+        if self.kind == "step":
+            return max(self.min_lr, base * self.gamma ** (e // self.step_size))
+        if self.kind == "exponential":
+            return max(self.min_lr, base * self.gamma**e)
+        if self.kind == "onecycle":
+            t = (e + frac) / self.epochs
+            start = base / self.ONECYCLE_DIV
+            if t < self.ONECYCLE_PCT:
+                return _cos_between(start, base, t / self.ONECYCLE_PCT)
+            end = max(self.min_lr, start / self.ONECYCLE_FINAL_DIV)
+            return _cos_between(base, end, (t - self.ONECYCLE_PCT) / (1 - self.ONECYCLE_PCT))
+        if self.kind == "plateau":
+            return self.current
+        return base  # 'none'
+
+    def observe(self, val_loss: float) -> bool:
+        """Feed an epoch's validation loss (plateau only); True when the LR was reduced."""
+        if self.kind != "plateau":
+            return False
+        if val_loss < self.best - self.min_delta:
+            self.best, self.bad = val_loss, 0
+            return False
+        self.bad += 1
+        if self.bad < self.patience:
+            return False
+        self.bad = 0
+        reduced = max(self.current * self.factor, self.min_lr)
+        changed, self.current = reduced < self.current, reduced
+        return changed
+
+
+def _cos_between(start: float, end: float, p: float) -> float:
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
