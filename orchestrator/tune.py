@@ -14,10 +14,9 @@ import argparse
 import sys
 from dataclasses import MISSING, fields
 
-import yaml
-
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.sweep import SCHEDULERS, SweepSpec, run_sweep
+from trainables.config import parse_value
 from trainables.errors import ConfigError, OrchestratorError
 
 __all__ = ["main", "parse_args"]
@@ -29,8 +28,8 @@ def _key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--set takes key=value, but got {text!r}")
     key, value = text.split("=", 1)
-    # YAML parses numbers, booleans and lists the way a user writes them: 1e-3, true, [a, b].
-    return key.strip(), yaml.safe_load(value)
+    # Typed from TrainConfig's fields, exactly as `python -m trainables.train --key value`.
+    return key.strip(), parse_value(key.strip(), value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="any training setting for every trial, e.g. "
-        "--set horizon=5 --set target_col=log_return (see docs/parameters.md)",
+        "--set horizon=5 --set f_cols=close,volume,log_return (see docs/parameters.md)",
     )
     g.add_argument("--cv", choices=CV_SCHEMES, default=d["cv"], help="CV scheme")
     g.add_argument(

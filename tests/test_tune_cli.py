@@ -1,0 +1,80 @@
+"""The sweep CLI: bad input is one line on stderr and exit code 2, with nothing left behind."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.tune import main, parse_args
+
+
+def run_cli(capsys, tmp_path, *args: str) -> tuple[int, str]:
+    code = main([*args, "--results-dir", str(tmp_path / "results"), "--no-dashboard"])
+    return code, capsys.readouterr().err
+
+
+def test_misspelt_column_names_file_and_column_and_exits_2(capsys, tmp_path):
+    # A file with a misspelt 'close' column stops before Ray starts, naming file and column.
+    bad = tmp_path / "bars.csv"
+    bad.write_text("timestamp,open,high,low,clsoe,volume\n2024-01-01,1,2,0.5,1.5,100\n")
+    code, err = run_cli(capsys, tmp_path, "--data", str(bad), "--name", "x")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "bars.csv" in lines[0] and "close" in lines[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "results" / "x").exists()  # nothing half-written
+
+
+def test_missing_data_file_exits_2(capsys, tmp_path):
+    # A path that does not exist is named in the one error line.
+    code, err = run_cli(capsys, tmp_path, "--data", str(tmp_path / "nope.parquet"))
+    assert code == 2 and "nope.parquet" in err
+
+
+def test_unknown_space_lists_the_available_ones(capsys, tmp_path):
+    # --space with a typo lists the spaces that exist.
+    code, err = run_cli(capsys, tmp_path, "--space", "defualt")
+    assert code == 2 and "defualt" in err and "default" in err and "daily" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--folds", "1"], "--folds must be >= 2, but got 1"),
+        (["--trials", "0"], "--trials must be >= 1, but got 0"),
+        (["--resume"], "--resume needs --name"),
+        (["--set", "dropout=1.5", "--smoke-test"], "dropout"),
+        (["--set", "hiden_size=64"], "hidden_size"),  # did-you-mean for a misspelt key
+    ],
+)
+def test_bad_settings_exit_2_with_the_numbers(capsys, tmp_path, args, needle):
+    # Out-of-range settings are refused up front with the value in the message.
+    code, err = run_cli(capsys, tmp_path, *args)
+    assert code == 2 and needle in err
+
+
+def test_smoke_test_shrinks_the_sweep():
+    # --smoke-test keeps the user's flags but shrinks trials, folds, epochs and data.
+    spec = parse_args(["--smoke-test", "--trials", "50", "--seed", "7"])
+    assert (spec.space, spec.trials, spec.folds, spec.epochs, spec.seed) == ("smoke", 4, 2, 2, 7)
+
+
+def test_set_types_values_from_the_training_config():
+    # --set key=value reads numbers, booleans and lists the way a user writes them.
+    spec = parse_args(
+        [
+            "--set",
+            "horizon=5",
+            "--set",
+            "f_cols=close,volume",
+            "--set",
+            "bidirectional=true",
+            "--set",
+            "learning_rate=1e-3",
+        ]
+    )
+    assert spec.overrides == {
+        "horizon": 5,
+        "f_cols": ["close", "volume"],
+        "bidirectional": True,
+        "learning_rate": 1e-3,
+    }
