@@ -31,7 +31,13 @@ RESULT_FILE = "fold_result.json"
 def _worker_loop(loop_config: dict) -> None:
     cfg = TrainConfig.from_dict(loop_config["cfg"])
     fold: FoldData = loop_config["fold"]
-    result = fit(cfg, fold, log=None, device=ray.train.torch.get_device())
+    result = fit(
+        cfg,
+        fold,
+        log=None,
+        device=ray.train.torch.get_device(),
+        gpu_share=loop_config["gpus"] or None,
+    )
     payload = {
         "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
         "predictions": result.predictions.tolist(),
@@ -66,7 +72,7 @@ def fit_distributed(
     resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"cfg": cfg.to_dict(), "fold": fold},
+        train_loop_config={"cfg": cfg.to_dict(), "fold": fold, "gpus": gpus},
         scaling_config=ScalingConfig(
             num_workers=workers, use_gpu=gpus > 0, resources_per_worker=resources
         ),

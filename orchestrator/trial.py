@@ -101,7 +101,7 @@ def _train_fold(cfg: TrainConfig, data: SweepData, k: int, workers: int, cpus: f
         scaler=cfg.scaler,
     )
     if workers <= 1:
-        return fit(cfg, fold, log=None), fold
+        return fit(cfg, fold, log=None, gpu_share=gpus or None), fold
     from orchestrator.distributed import fit_distributed
 
     return fit_distributed(cfg, fold, workers=workers, cpus=cpus, gpus=gpus), fold

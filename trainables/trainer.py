@@ -159,11 +159,14 @@ def fit(
     on_epoch: Callable[[EpochRecord], bool | None] | None = None,
     device: str | torch.device | None = None,
     log: Callable[[str], None] | None = print,
+    gpu_share: float | None = None,
 ) -> FitResult:
     """Train on ``fold.train_idx``, validate and early-stop on ``fold.eval_idx``.
 
     ``on_epoch(record)`` runs after every epoch; returning True stops training.
-    ``device`` overrides ``cfg.device``; ``log=None`` is silent.
+    ``device`` overrides ``cfg.device``; ``log=None`` is silent. ``gpu_share`` (0-1] is the
+    part of the GPU this run may use (a sweep's fractional ``--gpus-per-trial``): the batch
+    probe of ``batch_size='auto'`` keeps within it.
     """
     start = time.perf_counter()
     _check_fold(cfg, fold)
@@ -173,12 +176,15 @@ def fit(
     amp = resolve_amp(cfg.amp, dev)
     determinism = Deterministic(dev)
     try:
-        return _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start)
+        budget = None
+        if gpu_share is not None and dev.type == "cuda" and 0 < gpu_share < 1:
+            budget = int(gpu_share * torch.cuda.get_device_properties(dev).total_memory)
+        return _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget)
     finally:
         determinism.restore()
 
 
-def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start) -> FitResult:
+def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget) -> FitResult:
     L, classification = fold.seq_len, fold.task == "classification"
     n_out = fold.n_outputs
     torch.manual_seed(cfg.seed)  # model init: the same on every rank
@@ -211,6 +217,7 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start) -> FitResult:
         device=dev,
         log=say,
         max_batch=max(1, min(8192, len(fold.train_idx))),
+        memory_budget_bytes=budget,
     )
     where = f"{dev} ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else str(dev)
     say(
