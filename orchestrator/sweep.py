@@ -121,6 +121,7 @@ class SweepOutcome:
     files: dict[str, Path]
     dashboard_url: str | None
     tracking_uri: str
+    n_folds: int = 0
     interrupted: bool = False
 
 
@@ -323,7 +324,7 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         if started:
             ray.shutdown()
     outcome = SweepOutcome(
-        name, out_dir, board, best, files, dashboard_url, tracking_uri, interrupted
+        name, out_dir, board, best, files, dashboard_url, tracking_uri, n_folds, interrupted
     )
     _print_summary(outcome, objective, mode, log)
     return outcome
@@ -444,8 +445,12 @@ def _print_summary(outcome: SweepOutcome, objective: str, mode: str, log) -> Non
         ranked = board[board["rank"].notna()].head(5)
         if not ranked.empty:
             params = [c for c in board.columns if c.startswith("param_")]
-            cols = ["rank", "trial_id", "objective", "objective_std", "seconds", *params]
-            log(f"Top trials by {objective} ({mode}):")
+            skill = ["skill"] if "skill" in board.columns else []
+            cols = ["rank", "trial_id", "objective", "objective_std", *skill, "seconds", *params]
+            log(
+                f"Top trials by {objective} ({mode}) over {outcome.n_folds} purged CV folds"
+                + (" (skill = 1 - MSE / persistence MSE: > 0 beats persistence):" if skill else ":")
+            )
             log(
                 ranked[cols]
                 .rename(columns=lambda c: c.removeprefix("param_"))
