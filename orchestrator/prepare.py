@@ -16,16 +16,15 @@ from trainables.config import TrainConfig
 from trainables.data import check_enough_rows, load_bars
 from trainables.dataset import Targets
 from trainables.errors import ConfigError
-from trainables.features import build_features
-from trainables.labels import describe_targets, make_targets
+from trainables.labels import describe_targets
 from trainables.splits import (
     CombinatorialPurgedCV,
     PurgedKFold,
     PurgedWalkForward,
     audit_frame,
-    final_split,
 )
 from trainables.synthetic import make_bars
+from trainables.table import build_table, holdout_split
 
 __all__ = ["CV_SCHEMES", "SweepData", "make_splitter", "prepare_sweep_data"]
 
@@ -91,34 +90,11 @@ def prepare_sweep_data(
     """
     source = data or "built-in data"
     bars = load_source(data, ticker=ticker, n_bars=n_bars, seed=data_seed)
-    features = build_features(
-        bars,
-        base.f_cols,
-        sma_window=base.sma_window,
-        extra=[base.target_col] if base.target_col else (),
-    )
-    targets = make_targets(
-        features,
-        bars,
-        task=base.task,
-        f_cols=base.f_cols,
-        target_col=base.target_col,
-        horizon=base.horizon,
-        threshold=base.threshold,
-    )
+    features, targets = build_table(bars, base)
     check_enough_rows(
         len(features), seq_len=seq_len_max, horizon=base.horizon, n_splits=n_splits, source=source
     )
-    split = final_split(
-        len(features),
-        seq_len=seq_len_max,
-        horizon=base.horizon,
-        train=base.train_split,
-        val=base.val_split,
-        test=round(1.0 - base.train_split - base.val_split, 10),
-        purge=base.purge,
-        embargo=base.embargo,
-    )
+    split = holdout_split(len(features), base, seq_len=seq_len_max)
     # Rows a train+val sample can reach; the test part's spans start after them.
     n_rows = int(split.train_val.max()) + base.horizon + 1
     test_first_row = int(split.test.min()) - seq_len_max + 1

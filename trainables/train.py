@@ -25,10 +25,9 @@ from trainables.config import PRESETS, TrainConfig, parse_value
 from trainables.data import load_bars
 from trainables.dataset import prepare_fold
 from trainables.errors import ConfigError, OrchestratorError
-from trainables.features import build_features
-from trainables.labels import describe_targets, make_targets
-from trainables.splits import final_split
+from trainables.labels import describe_targets
 from trainables.synthetic import make_bars
+from trainables.table import build_table, holdout_split
 from trainables.trainer import fit
 
 __all__ = ["build_config", "main", "run"]
@@ -118,27 +117,8 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         raise ConfigError(f"--out {out} already exists; choose a new directory")
 
     bars = make_bars() if opts.data is None else load_bars(opts.data, ticker=cfg.ticker)
-    extra = [cfg.target_col] if cfg.target_col else []
-    features = build_features(bars, cfg.f_cols, sma_window=cfg.sma_window, extra=extra)
-    targets = make_targets(
-        features,
-        bars,
-        task=cfg.task,
-        f_cols=list(cfg.f_cols),
-        target_col=cfg.target_col,
-        horizon=cfg.horizon,
-        threshold=cfg.threshold,
-    )
-    split = final_split(
-        len(features),
-        seq_len=cfg.sequence_length,
-        horizon=cfg.horizon,
-        train=cfg.train_split,
-        val=cfg.val_split,
-        test=cfg.test_split,
-        purge=cfg.purge,
-        embargo=cfg.embargo,
-    )
+    features, targets = build_table(bars, cfg)
+    split = holdout_split(len(features), cfg)
     fold = prepare_fold(
         features,
         targets,

@@ -1,0 +1,52 @@
+"""From bars to the model's table, as one training config says: features, targets, final split.
+
+The one place that turns a ``TrainConfig`` into features + targets and the chronological
+train / validation / test split, shared by ``trainables.train``, sweeps and promotion, so the
+three always cut the same rows.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from trainables.config import TrainConfig
+from trainables.dataset import Targets
+from trainables.features import build_features
+from trainables.labels import make_targets
+from trainables.splits import FinalSplit, final_split
+
+__all__ = ["build_table", "holdout_split"]
+
+
+def build_table(bars: pd.DataFrame, cfg: TrainConfig) -> tuple[pd.DataFrame, Targets]:
+    """Features (``f_cols`` plus the target column) and the targets of ``cfg.task``."""
+    extra = [cfg.target_col] if cfg.target_col else []
+    features = build_features(bars, cfg.f_cols, sma_window=cfg.sma_window, extra=extra)
+    targets = make_targets(
+        features,
+        bars,
+        task=cfg.task,
+        f_cols=list(cfg.f_cols),
+        target_col=cfg.target_col,
+        horizon=cfg.horizon,
+        threshold=cfg.threshold,
+    )
+    return features, targets
+
+
+def holdout_split(n_rows: int, cfg: TrainConfig, *, seq_len: int | None = None) -> FinalSplit:
+    """``cfg``'s train / validation / test split of ``n_rows`` rows, purged and embargoed.
+
+    ``seq_len`` overrides ``cfg.sequence_length`` (a sweep uses its longest window, so the
+    gaps are wide enough for every trial).
+    """
+    return final_split(
+        n_rows,
+        seq_len=seq_len or cfg.sequence_length,
+        horizon=cfg.horizon,
+        train=cfg.train_split,
+        val=cfg.val_split,
+        test=cfg.test_split,
+        purge=cfg.purge,
+        embargo=cfg.embargo,
+    )
