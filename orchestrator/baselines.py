@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from orchestrator.holdout import HoldoutRows, TrainingTable, write_json
+from orchestrator.holdout import HoldoutRows, Pick, TrainingTable, write_json
 from trainables.artifacts import load_run, predict
 from trainables.config import TrainConfig
 from trainables.dataset import FoldData, prepare_fold
@@ -39,11 +39,10 @@ __all__ = [
     "baseline_outputs",
     "baseline_scores",
     "evaluate_runs",
-    "output_columns",
-    "test_frame",
-    "test_outputs",
-    "headline",
     "mean_outputs",
+    "output_columns",
+    "outputs_on_test",
+    "prediction_frame",
     "score",
     "seed_stats",
     "verdict",
@@ -70,11 +69,6 @@ def score(pred: np.ndarray, test: HoldoutRows) -> dict:
     out.update({f"persistence_{k}": v for k, v in base.items()})
     out["skill"] = 1.0 - out["mse"] / base["mse"] if base["mse"] > 0 else 0.0
     return out
-
-
-def headline(task: str) -> str:
-    """The metric a verdict is stated in."""
-    return "macro_f1" if task == "classification" else "mse"
 
 
 def mean_outputs(outputs: list[np.ndarray]) -> np.ndarray:
@@ -233,7 +227,7 @@ def baseline_scores(
 # ---------------------------------------------------------------------- promoted runs
 
 
-def test_outputs(run_dir: Path, test: HoldoutRows) -> np.ndarray:
+def outputs_on_test(run_dir: Path, test: HoldoutRows) -> np.ndarray:
     """A saved run's outputs on the test anchors, through ``artifacts.predict`` (the same path
     ``python -m orchestrator.predict`` takes): ``[n, T]`` original units or ``[n, 3]``."""
     run = load_run(run_dir)
@@ -248,7 +242,7 @@ def output_columns(task: str, target_names: list[str]) -> list[str]:
     return [f"predicted_{name}" for name in target_names]
 
 
-def test_frame(test: HoldoutRows, pred: np.ndarray) -> pd.DataFrame:
+def prediction_frame(test: HoldoutRows, pred: np.ndarray) -> pd.DataFrame:
     """Test rows in the layout of ``predictions.parquet`` (split 'test')."""
     task, names = test.targets.task, list(test.targets.names)
     cols: dict = {
@@ -274,7 +268,7 @@ def add_test_results(run_dir: Path, test: HoldoutRows, pred: np.ndarray, metrics
     path = Path(run_dir) / "predictions.parquet"
     saved = pd.read_parquet(path)
     saved = saved[saved["split"] != "test"]
-    frame = test_frame(test, pred)
+    frame = prediction_frame(test, pred)
     pd.concat([saved, frame], ignore_index=True).to_parquet(path, index=False)
     metrics_path = Path(run_dir) / "training_metrics.json"
     info = json.loads(metrics_path.read_text())
@@ -283,26 +277,34 @@ def add_test_results(run_dir: Path, test: HoldoutRows, pred: np.ndarray, metrics
 
 
 def evaluate_runs(
-    models: list[dict], jobs: list[dict], models_dir: Path, test: HoldoutRows, baselines: dict
+    picks: list[Pick], jobs: list[dict], models_dir: Path, test: HoldoutRows, baselines: dict
 ) -> dict:
     """Score every saved run, each rank's seed ensemble and the top-k ensemble on the test part.
 
-    ``models``: one dict per promoted config with at least ``rank`` and ``trial_id`` (filled
-    in here); ``jobs``: the training summaries (``rank``, ``k``, ``status``, ...). Each run
-    directory gets its test rows and metrics; ``models_dir/<rank>/predictions.parquet`` gets
-    the seed ensemble's.
+    ``jobs``: the training summaries (``rank``, ``k``, ``status``, ...). Each run directory
+    gets its test rows and metrics; ``models_dir/<rank>/predictions.parquet`` the seed
+    ensemble's. Returns ``{"models": [...], "ensemble": {...}}`` for promoted.json.
     """
     task = test.targets.task
-    rank_outputs = []
-    for model in models:
-        rank = model["rank"]
+    rank_outputs, models = [], []
+    for p in picks:
+        rank = p.rank
+        model = {
+            "rank": rank,
+            "trial_id": p.trial_id,
+            "cv_objective": p.objective,
+            "params": p.params,
+            "epochs": p.cfg.epochs,
+            "path": f"models/{rank}",
+        }
+        models.append(model)
         mine = sorted((j for j in jobs if j["rank"] == rank), key=lambda j: j["k"])
         seeds, outputs = [], []
         for job in mine:
             entry = {k: v for k, v in job.items() if k not in ("dir", "rank")}
             if job["status"] == "ok":
                 run_dir = models_dir / str(rank) / f"seed{job['k']}"
-                pred = test_outputs(run_dir, test)
+                pred = outputs_on_test(run_dir, test)
                 entry["test"] = score(pred, test)
                 entry["path"] = f"models/{rank}/seed{job['k']}"
                 add_test_results(run_dir, test, pred, entry["test"])
@@ -318,7 +320,7 @@ def evaluate_runs(
         model["ensemble_test"] = score(ensemble, test)
         label = f"rank {rank} (trial {model['trial_id']}, {len(outputs)}-seed ensemble)"
         model["verdict"] = verdict(label, model["ensemble_test"], baselines, task)
-        test_frame(test, ensemble).to_parquet(models_dir / str(rank) / "predictions.parquet")
+        prediction_frame(test, ensemble).to_parquet(models_dir / str(rank) / "predictions.parquet")
         rank_outputs.append((rank, ensemble))
     out: dict = {"models": models}
     if len(rank_outputs) > 1:

@@ -38,9 +38,8 @@ from orchestrator.sweep import SweepSpec, base_config, longest_sequence
 from trainables.config import ALIASES, TrainConfig
 from trainables.dataset import Targets
 from trainables.errors import ConfigError
-from trainables.features import build_features
-from trainables.labels import make_targets
-from trainables.splits import FinalSplit, audit_frame, final_split
+from trainables.splits import FinalSplit, audit_frame
+from trainables.table import build_table, holdout_split
 
 __all__ = [
     "DATA_SETTINGS",
@@ -177,6 +176,21 @@ class HoldoutData:
         frame.insert(0, "part", ["promotion: train vs early-stopping tail", "holdout: test"])
         return frame.drop(columns=["fold"])
 
+    def summary(self) -> dict:
+        """Sizes and dates of the parts (timestamps only: no test value is read)."""
+        index, test = self.features.index, self.split.test
+        return {
+            "source": self.source,
+            "n_rows": len(self.features),
+            "test_first_row": self.test_first_row,
+            "n_fit": len(self.split.train),
+            "n_early_stopping": len(self.split.val),
+            "n_test": len(test),
+            "horizon": self.base.horizon,
+            "test_first_time": str(index[test[0]]),
+            "test_last_time": str(index[test[-1]]),
+        }
+
 
 def load_holdout(out_dir: Path, *, sweep: dict | None = None) -> HoldoutData:
     """Rebuild the sweep's table from its ``sweep.json`` and check the holdout is the same."""
@@ -186,31 +200,8 @@ def load_holdout(out_dir: Path, *, sweep: dict | None = None) -> HoldoutData:
     base = base_config(spec, space)
     seq_len_max = longest_sequence(space, base)
     bars = load_source(spec.data, ticker=spec.ticker, n_bars=spec.n_bars, seed=spec.seed)
-    features = build_features(
-        bars,
-        base.f_cols,
-        sma_window=base.sma_window,
-        extra=[base.target_col] if base.target_col else (),
-    )
-    targets = make_targets(
-        features,
-        bars,
-        task=base.task,
-        f_cols=list(base.f_cols),
-        target_col=base.target_col,
-        horizon=base.horizon,
-        threshold=base.threshold,
-    )
-    split = final_split(
-        len(features),
-        seq_len=seq_len_max,
-        horizon=base.horizon,
-        train=base.train_split,
-        val=base.val_split,
-        test=round(1.0 - base.train_split - base.val_split, 10),
-        purge=base.purge,
-        embargo=base.embargo,
-    )
+    features, targets = build_table(bars, base)  # as prepare_sweep_data builds it
+    split = holdout_split(len(features), base, seq_len=seq_len_max)
     # The same arithmetic as prepare_sweep_data: the sweep saw rows < n_train_rows.
     n_train_rows = int(split.train_val.max()) + base.horizon + 1
     test_first_row = int(split.test.min()) - seq_len_max + 1

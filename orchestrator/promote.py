@@ -88,6 +88,7 @@ class PromoteSpec:
 
     def __post_init__(self) -> None:
         check_settings(self.overrides)
+        TrainConfig().replace(**self.overrides)  # unknown names / bad values fail here, early
         for flag, value, low in (
             ("--top-k", self.top_k, 1),
             ("--seeds", self.seeds, 1),
@@ -100,10 +101,6 @@ class PromoteSpec:
 
 
 # ---------------------------------------------------------------------- Ray Train
-
-
-def _job_dir(rank: int, k: int) -> str:
-    return f"rank{rank}-seed{k}"
 
 
 def _train_loop(loop_config: dict) -> list[dict]:
@@ -171,7 +168,7 @@ def _train_all(
     """Train every (rank, seed) job in one TorchTrainer; copy each run to models_dir."""
     jobs = [
         {
-            "dir": _job_dir(p.rank, k),
+            "dir": f"rank{p.rank}-seed{k}",  # the checkpoint's folder name
             "rank": p.rank,
             "k": k,
             "cfg": p.cfg.replace(seed=p.cfg.seed + k).to_dict(),
@@ -182,7 +179,7 @@ def _train_all(
     use_gpu = ray.cluster_resources().get("GPU", 0) >= spec.workers
     run_name = f"promote-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     log(
-        f"Training {len(jobs)} models ({len(picks)} configs x {spec.seeds} seeds) in one "
+        f"Training {len(jobs)} model(s) ({len(picks)} config(s) x {spec.seeds} seed(s)) in one "
         f"TorchTrainer: {spec.workers} worker(s), {'a GPU' if use_gpu else 'CPU'} each"
     )
     trainer = TorchTrainer(
@@ -207,14 +204,14 @@ def _train_all(
     )
     try:
         result = trainer.fit()
+        for checkpoint, _ in result.best_checkpoints or []:
+            rank, seed = Path(checkpoint.path).name.removeprefix("rank").split("-seed")
+            checkpoint.to_directory(str(models_dir / rank / f"seed{seed}"))
     except ray.train.TrainingFailedError as err:
         raise TrainingError(f"promotion training failed: {err}") from err
-    for checkpoint, _ in result.best_checkpoints or []:
-        name = Path(checkpoint.path).name
-        rank, seed = name.removeprefix("rank").split("-seed")
-        checkpoint.to_directory(str(models_dir / rank / f"seed{seed}"))
-    if not storage.startswith(("s3://", "gs://", "gcs://", "abfs://", "hdfs://")):
-        shutil.rmtree(Path(storage) / run_name, ignore_errors=True)  # copies of the above
+    finally:
+        if "://" not in storage:  # a local run folder: only copies of models_dir's runs
+            shutil.rmtree(Path(storage) / run_name, ignore_errors=True)
     return list(result.return_value or [])
 
 
@@ -294,6 +291,10 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
     picks = top_configs(board, data.base, top_k=spec.top_k, settings=settings)
     if not picks:
         raise ConfigError(f"sweep {spec.name!r} has no completed trial to promote")
+    if len(picks) < spec.top_k:
+        log(
+            f"The sweep has {len(picks)} completed trial(s); promoting those (--top-k {spec.top_k})"
+        )
     guard = HoldoutGuard(data)
     table = guard.training_table()
     log(
@@ -325,18 +326,7 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
         guard.finish_training()
         test = guard.test_part()
         baselines = baseline_scores(linear, majority, test)
-        models = [
-            {
-                "rank": p.rank,
-                "trial_id": p.trial_id,
-                "cv_objective": p.objective,
-                "params": p.params,
-                "epochs": p.cfg.epochs,
-                "path": f"models/{p.rank}",
-            }
-            for p in picks
-        ]
-        result = evaluate_runs(models, jobs, staging, test, baselines)
+        result = evaluate_runs(picks, jobs, staging, test, baselines)
         shutil.rmtree(out_dir / "models", ignore_errors=True)
         os.replace(staging, out_dir / "models")
     finally:
@@ -356,17 +346,7 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
         "seeds": spec.seeds,
         "workers": spec.workers,
         "settings": settings,
-        "data": {
-            "source": data.source,
-            "n_rows": len(data.features),
-            "test_first_row": data.test_first_row,
-            "n_fit": len(table.fit_idx),
-            "n_early_stopping": len(table.stop_idx),
-            "n_test": len(test.anchors),
-            "horizon": data.base.horizon,
-            "test_first_time": str(test.timestamps[0]),
-            "test_last_time": str(test.timestamps[-1]),
-        },
+        "data": data.summary(),
         "holdout_guard": guard.to_dict(),
         "audit": data.audit().to_dict(orient="records"),
         **result,
@@ -417,20 +397,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m orchestrator.promote",
         description="Retrain a sweep's best configs on train+validation (several seeds, "
         "Ray Train), judge them once on the untouched test part against baselines, save, "
-        "register and report them.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "register and report them. See docs/promotion.md.",
     )
     p.add_argument("--name", required=True, help="the sweep's name (a folder in --results-dir)")
-    p.add_argument("--results-dir", default=d.results_dir)
-    p.add_argument("--top-k", type=int, default=d.top_k, help="configs to promote")
-    p.add_argument("--seeds", type=int, default=d.seeds, help="models per config")
-    p.add_argument("--workers", type=int, default=d.workers, help="DDP workers (GPUs)")
-    p.add_argument("--cpus-per-worker", type=int, default=d.cpus_per_worker)
-    p.add_argument("--epochs", type=int, default=None, help="max epochs (default: the trial's)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
-    p.add_argument("--address", default=None, help="Ray cluster (default: the sweep's)")
-    p.add_argument("--mlflow-uri", default=None, help="default: the sweep's store")
-    p.add_argument("--registered-name", default=None, help="model registry name (lstm-<name>)")
+    p.add_argument("--results-dir", default=d.results_dir, help="default: %(default)s")
+    p.add_argument("--top-k", type=int, default=d.top_k, help="configs (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=d.seeds, help="per config (default: %(default)s)")
+    p.add_argument(
+        "--workers", type=int, default=d.workers, help="DDP workers (default: %(default)s)"
+    )
+    p.add_argument(
+        "--cpus-per-worker", type=int, default=d.cpus_per_worker, help="default: %(default)s"
+    )
+    p.add_argument("--epochs", type=int, help="max epochs (default: the trial's)")
+    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+    p.add_argument("--address", help="Ray cluster to attach to (default: the sweep's)")
+    p.add_argument("--mlflow-uri", help="tracking store (default: the sweep's)")
+    p.add_argument("--registered-name", help="model registry name (default: lstm-<name>)")
     p.add_argument(
         "--set",
         dest="overrides",

@@ -31,6 +31,8 @@ from trainables.metrics import CLASS_NAMES
 
 __all__ = ["comparison_table", "main", "param_importances", "summary_lines", "write_report"]
 
+MIN_TRIALS_FOR_IMPORTANCE = 3
+
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
@@ -129,7 +131,8 @@ def _history_plot(board: pd.DataFrame, tune_dir: Path, objective: str, mode: str
 
 
 def param_importances(board: pd.DataFrame, space_name: str, mode: str) -> dict[str, float]:
-    """Optuna's parameter importances on a study rebuilt from the completed trials."""
+    """Optuna's fANOVA parameter importances (summing to 1) on a study rebuilt from the
+    leaderboard's completed trials with the search space's distributions."""
     dists = to_optuna(load_space(space_name))
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
@@ -153,7 +156,16 @@ def param_importances(board: pd.DataFrame, space_name: str, mode: str) -> dict[s
         study.add_trial(
             optuna.trial.create_trial(params=params, distributions=used, value=row["objective"])
         )
-    return optuna.importance.get_param_importances(study)
+    done = len(study.trials)
+    if done < MIN_TRIALS_FOR_IMPORTANCE:
+        raise ValueError(
+            f"importances need at least {MIN_TRIALS_FOR_IMPORTANCE} completed trials, "
+            f"the sweep has {done}"
+        )
+    # fANOVA (a seeded random forest) copes with the few dozen trials a sweep has; Optuna's
+    # default PED-ANOVA needs many more before its top quantile holds more than one trial.
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return optuna.importance.get_param_importances(study, evaluator=evaluator)
 
 
 def _importance_plot(importances: dict[str, float]) -> str:

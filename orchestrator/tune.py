@@ -6,15 +6,17 @@ Examples::
     python -m orchestrator.tune --trials 50               # default space, built-in data
     python -m orchestrator.tune --data bars.parquet --ticker AAPL --space daily --trials 100
     python -m orchestrator.tune --resume --name default-20261121-101500
+    python -m orchestrator.tune --smoke-test --promote    # then retrain + test the top configs
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 
 from orchestrator.prepare import CV_SCHEMES
+from orchestrator.promote import PromoteSpec, promote
 from orchestrator.sweep import SCHEDULERS, SweepSpec, run_sweep
 from trainables.config import parse_value
 from trainables.errors import ConfigError, OrchestratorError
@@ -22,6 +24,9 @@ from trainables.errors import ConfigError, OrchestratorError
 __all__ = ["main", "parse_args"]
 
 _DEFAULTS = {f.name: f.default for f in fields(SweepSpec) if f.default is not MISSING}
+_PROMOTE_DEFAULTS = {f.name: f.default for f in fields(PromoteSpec) if f.default is not MISSING}
+# Command-line names of the promotion options; they are not SweepSpec fields.
+_PROMOTE_ARGS = ("promote", "top_k", "seeds", "promote_workers", "promote_epochs")
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -141,11 +146,49 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the interrupted sweep --name (finished trials are kept)",
     )
+    q = p.add_argument_group("promotion right after the sweep (docs/promotion.md)")
+    q.add_argument(
+        "--promote",
+        action="store_true",
+        help="retrain the top configs on train+validation and judge them on the test part",
+    )
+    q.add_argument("--top-k", type=int, default=_PROMOTE_DEFAULTS["top_k"])
+    q.add_argument("--seeds", type=int, default=_PROMOTE_DEFAULTS["seeds"])
+    q.add_argument(
+        "--promote-workers",
+        type=int,
+        default=_PROMOTE_DEFAULTS["workers"],
+        help="DDP workers per promoted model",
+    )
+    q.add_argument(
+        "--promote-epochs", type=int, default=None, help="max epochs (default: the trial's)"
+    )
     return p
+
+
+def promote_spec(argv: list[str] | None, spec: SweepSpec) -> PromoteSpec | None:
+    """The promotion asked for on the command line (None without --promote); its name is
+    the sweep's, known once the sweep has run."""
+    args = build_parser().parse_args(argv)
+    if not args.promote:
+        return None
+    return PromoteSpec(
+        name=spec.name or "",
+        results_dir=spec.results_dir,
+        top_k=args.top_k,
+        seeds=args.seeds,
+        workers=args.promote_workers,
+        epochs=args.promote_epochs,
+        num_cpus=spec.num_cpus,
+        address=spec.address,
+        mlflow_uri=spec.mlflow_uri,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> SweepSpec:
     args = vars(build_parser().parse_args(argv))
+    for key in _PROMOTE_ARGS:
+        args.pop(key)
     smoke = args.pop("smoke_test")
     overrides = dict(args.pop("overrides"))
     if args["resume"] and not args["name"]:
@@ -157,7 +200,12 @@ def parse_args(argv: list[str] | None = None) -> SweepSpec:
 def main(argv: list[str] | None = None) -> int:
     try:
         spec = parse_args(argv)
+        promotion = promote_spec(argv, spec)  # bad promotion options fail before the sweep
         outcome = run_sweep(spec)
+        if promotion is not None and outcome.interrupted:
+            print("the sweep was interrupted: not promoting", file=sys.stderr)
+        elif promotion is not None:
+            promote(replace(promotion, name=outcome.name))
     except OrchestratorError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

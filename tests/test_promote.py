@@ -18,7 +18,7 @@ import ray
 import torch
 from mlflow.tracking import MlflowClient
 
-from orchestrator.baselines import verdict
+from orchestrator.baselines import baseline_outputs, baseline_scores, verdict
 from orchestrator.holdout import HoldoutGuard, load_holdout, read_sweep
 from orchestrator.predict import main as predict_main
 from orchestrator.promote import PromoteSpec, log_final_model, promote
@@ -29,6 +29,15 @@ from trainables.artifacts import FILES
 from trainables.errors import ConfigError
 
 NAME = "p"
+
+
+def _hand_sweep(tmp_path: Path, **spec) -> Path:
+    """A sweep folder holding only sweep.json (all load_holdout reads), for tests without Ray."""
+    out = tmp_path / "results" / "h"
+    out.mkdir(parents=True)
+    record = {"name": "h", "space": "smoke", "n_bars": 1200, "seed": 0, "folds": 2, **spec}
+    (out / "sweep.json").write_text(json.dumps(record))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +59,9 @@ def promoted(tmp_path_factory):
                 scheduler="none",
                 results_dir=str(results),
                 name=NAME,
+                # Standardised inputs keep log_return's signal visible (min-max squeezes its
+                # fat-tailed values into a narrow band), so 20 epochs beat persistence clearly.
+                overrides={"scaler": "standard"},
             ),
             log=quiet,
         )
@@ -109,31 +121,32 @@ def test_training_never_reads_the_test_part(promoted):
     assert (test.anchor - seq_len + 1).min() >= guard["test_first_row"]  # test windows: test rows
 
 
-def test_guard_refuses_the_test_part_before_training_is_over(promoted):
+def test_guard_refuses_the_test_part_before_training_is_over(tmp_path):
     # The test part opens only after finish_training(), and training is refused afterwards.
-    results, _, _ = promoted
-    guard = HoldoutGuard(load_holdout(results / NAME))
+    guard = HoldoutGuard(load_holdout(_hand_sweep(tmp_path)))
     table = guard.training_table()
     assert table.n_rows - 1 == guard.max_training_row < guard.test_first_row
     with pytest.raises(RuntimeError, match="before training finished"):
         guard.test_part()
     guard.finish_training()
     test = guard.test_part()
-    assert test.anchors.min() - test.first_row >= 0
+    assert test.first_row == guard.test_first_row and test.anchors.min() > test.first_row
     with pytest.raises(RuntimeError, match="after the test part was opened"):
         guard.training_table()
+    assert guard.to_dict()["events"] == ["training", "test"]
 
 
 def test_seeds_are_separate_runs_with_different_weights(promoted):
     # Seed 0 and seed 1 of a config are different trained models, so their spread is real.
     results, index, _ = promoted
     states = [
-        torch.load(results / NAME / f"models/1/seed{k}/model.pt", weights_only=True)
-        for k in (0, 1)
+        torch.load(results / NAME / f"models/1/seed{k}/model.pt", weights_only=True) for k in (0, 1)
     ]
     assert states[0].keys() == states[1].keys()
     assert any(not torch.equal(states[0][k], states[1][k]) for k in states[0])
-    seeds = [json.loads((results / NAME / f"models/1/seed{k}/config.json").read_text()) for k in (0, 1)]
+    seeds = [
+        json.loads((results / NAME / f"models/1/seed{k}/config.json").read_text()) for k in (0, 1)
+    ]
     assert seeds[0]["train_config"]["seed"] != seeds[1]["train_config"]["seed"]
     model = index["models"][0]
     mses = [s["test"]["mse"] for s in model["seeds"]]
@@ -174,7 +187,10 @@ def test_predict_cli_reproduces_the_saved_test_predictions(promoted, tmp_path):
     # predict on a seed folder repeats that run's saved test predictions exactly; a rank folder its ensemble.
     results, _, _ = promoted
     out = results / NAME / "models/1"
-    for model, saved_file in ((out / "seed1", out / "seed1/predictions.parquet"), (out, out / "predictions.parquet")):
+    for model, saved_file in (
+        (out / "seed1", out / "seed1/predictions.parquet"),
+        (out, out / "predictions.parquet"),
+    ):
         target = tmp_path / f"{model.name}.parquet"
         assert predict_main(["--model", str(model), "--out", str(target)]) == 0
         saved = pd.read_parquet(saved_file)
@@ -242,12 +258,34 @@ def test_promote_cli_without_a_sweep_prints_one_line_and_exits_2(tmp_path, capsy
     assert err.count("\n") == 0 and "no sweep at" in err and "sweep.json" in err
 
 
-def test_changed_data_is_refused(promoted):
+def test_changed_data_is_refused(tmp_path):
     # If the data no longer gives the sweep's holdout, promotion stops instead of testing on other rows.
-    results, _, _ = promoted
-    sweep = read_sweep(results / NAME)
+    out = _hand_sweep(tmp_path)
+    sweep = read_sweep(out)
+    sweep["test_first_row"] = load_holdout(out).test_first_row
+    assert load_holdout(out, sweep=sweep).test_first_row == sweep["test_first_row"]
     with pytest.raises(ConfigError, match="changed since the sweep"):
-        load_holdout(results / NAME, sweep={**sweep, "n_bars": sweep["n_bars"] + 500})
+        load_holdout(out, sweep={**sweep, "n_bars": sweep["n_bars"] + 500})
+
+
+def test_classification_is_judged_against_majority_class_and_logistic_regression(tmp_path):
+    # Classification baselines on the test rows: the training majority class and a logistic model.
+    out = _hand_sweep(tmp_path, task="classification", overrides={"horizon": 5, "threshold": 0.005})
+    data = load_holdout(out)
+    guard = HoldoutGuard(data)
+    linear, majority = baseline_outputs(guard.training_table(), data.base)
+    guard.finish_training()
+    test = guard.test_part()
+    scores = baseline_scores(linear, majority, test)
+    assert list(scores) == ["majority class", "logistic regression"]
+    truth = test.truth()
+    assert scores["majority class"]["accuracy"] == pytest.approx(
+        np.mean(truth == majority.argmax())
+    )
+    logistic = scores["logistic regression"]
+    assert 0 <= logistic["macro_f1"] <= 1 and logistic["C"] > 0
+    text = verdict("logistic", logistic, scores, "classification")
+    assert "the majority class on the test part: macro F1" in text
 
 
 def test_unreachable_mlflow_warns_and_promotion_goes_on(promoted):
@@ -264,3 +302,24 @@ def test_unreachable_mlflow_warns_and_promotion_goes_on(promoted):
     )
     assert out is None
     assert len(lines) == 1 and "unreachable" in lines[0]
+
+
+@pytest.mark.slow
+def test_two_ddp_workers_train_every_job(promoted, tmp_path):
+    # With --workers 2 the same TorchTrainer runs DDP: every job still yields one saved run.
+    results, _, _ = promoted
+    copy = tmp_path / "results" / NAME
+    copy.mkdir(parents=True)
+    for name in ("sweep.json", "leaderboard.parquet", "fold_audit.csv"):
+        (copy / name).write_bytes((results / NAME / name).read_bytes())
+    index = promote(
+        PromoteSpec(
+            name=NAME, results_dir=str(tmp_path / "results"), top_k=1, seeds=2, workers=2, epochs=3
+        ),
+        log=lambda *_: None,
+    )
+    assert index["workers"] == 2
+    assert [s["status"] for s in index["models"][0]["seeds"]] == ["ok", "ok"]
+    for k in (0, 1):
+        assert (copy / f"models/1/seed{k}/model.pt").is_file()
+    assert index["holdout_guard"]["test_read_after_training"]
