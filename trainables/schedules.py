@@ -9,11 +9,23 @@ from torch import nn
 
 from trainables.config import TrainConfig
 
-__all__ = ["EarlyStopping", "LRSchedule"]
+__all__ = ["EarlyStopping", "LRSchedule", "improves"]
+
+
+def improves(value: float, best: float, min_delta: float) -> bool:
+    """``value`` beats ``best`` by more than ``min_delta`` *relative* to ``best``.
+
+    Relative, so one default works for cross-entropy losses near 1 (where 1e-4 is the users'
+    absolute threshold) and for scaled-price MSEs near 1e-3 (where an absolute 1e-4 would
+    ignore a 10 % improvement).
+    """
+    if not math.isfinite(best):
+        return math.isfinite(value)
+    return value < best - min_delta * abs(best)
 
 
 class EarlyStopping:
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` (relative) for ``patience``
     epochs (0 = never); keeps a CPU copy of the best weights when ``restore_best``."""
 
     def __init__(
@@ -31,7 +43,7 @@ class EarlyStopping:
 
     def step(self, epoch: int, value: float, model: nn.Module) -> bool:
         """Record ``value`` for ``epoch``; True when training should stop."""
-        if value < self.best_value - self.min_delta:
+        if improves(value, self.best_value, self.min_delta):
             self.best_value, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best:
                 self.best_state = {
@@ -102,7 +114,7 @@ class LRSchedule:
         """Feed an epoch's validation loss (plateau only); True when the LR was reduced."""
         if self.kind != "plateau":
             return False
-        if val_loss < self.best - self.min_delta:
+        if improves(val_loss, self.best, self.min_delta):
             self.best, self.bad = val_loss, 0
             return False
         self.bad += 1

@@ -28,7 +28,7 @@ from trainables.gpu_probe import choose_batch_size, is_oom
 from trainables.metrics import classification_metrics, fold_outputs
 from trainables.model import SequenceModel
 from trainables.scaling import rows_covered
-from trainables.schedules import EarlyStopping, LRSchedule
+from trainables.schedules import EarlyStopping, LRSchedule, improves
 from trainables.windows import gather_windows
 
 __all__ = [
@@ -324,7 +324,7 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget) -> FitR
             raise TrainingError(
                 f"validation loss became {val_loss} at epoch {epoch}; lower learning_rate or grad_clip"
             )
-        improved = val_loss < stopper.best_value - stopper.min_delta
+        improved = improves(val_loss, stopper.best_value, stopper.min_delta)
         stop = stopper.step(epoch, val_loss, core)
         record = EpochRecord(
             epoch=epoch,
