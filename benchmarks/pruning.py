@@ -27,6 +27,7 @@ def one(scheduler: str, args, tmp: str):
         epochs=args.epochs,
         n_bars=args.bars,
         scheduler=scheduler,
+        asha_eta=args.eta,
         seed=args.seed,
         max_concurrent=args.concurrency,
         num_cpus=args.concurrency,
@@ -55,6 +56,12 @@ def main() -> None:
     p.add_argument("--space", default="smoke")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument(
+        "--eta",
+        type=float,
+        default=SweepSpec.asha_eta,
+        help="ASHA reduction factor (default: the sweep's)",
+    )
     args = p.parse_args()
     ray.init(num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False)
     try:
@@ -63,7 +70,10 @@ def main() -> None:
             asha = one("asha", args, tmp)
     finally:
         ray.shutdown()
-    print(f"{args.trials} trials x {args.folds} folds, space {args.space}, seed {args.seed}")
+    print(
+        f"{args.trials} trials x {args.folds} folds, space {args.space}, seed {args.seed}, "
+        f"ASHA eta {args.eta:g}"
+    )
     print(f"{'':22}{'none':>12}{'asha':>12}{'ratio':>10}")
     print(
         f"{'trial-epochs':22}{none['trial_epochs']:>12}{asha['trial_epochs']:>12}"

@@ -49,6 +49,7 @@ class SweepSpec:
     epochs: int | None = None
     seed: int = 0
     scheduler: str = "asha"
+    asha_eta: float = 4  # ASHA's reduction factor: keep the best 1/eta at each rung
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -87,6 +88,7 @@ class SweepSpec:
                 f"--workers-per-trial must be >= 1, but got {self.workers_per_trial}",
             ),
             (self.max_retries >= 0, f"--max-retries must be >= 0, but got {self.max_retries}"),
+            (self.asha_eta > 1, f"--asha-eta must be > 1, but got {self.asha_eta}"),
             (
                 self.max_concurrent is None or self.max_concurrent >= 1,
                 f"--max-concurrent must be >= 1, but got {self.max_concurrent}",
@@ -183,10 +185,14 @@ def _start_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
 
 def _scheduler(spec: SweepSpec, n_folds: int):
     if spec.scheduler == "asha":
-        # Rungs at folds 1, 2, 4, ...: a trial whose running mean is in the bottom half at a
-        # rung stops there. All trials share the folds, so running means are comparable.
+        # Rungs at folds 1, eta, eta^2, ... (below n_folds): a trial whose running mean is
+        # not in the best 1/eta of the trials seen at a rung stops there. All trials share the
+        # folds, so running means compare like with like.
         return ASHAScheduler(
-            time_attr="training_iteration", max_t=n_folds, grace_period=1, reduction_factor=2
+            time_attr="training_iteration",
+            max_t=n_folds,
+            grace_period=1,
+            reduction_factor=spec.asha_eta,
         )
     if spec.scheduler == "median":
         return MedianStoppingRule(

@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d["scheduler"],
         help="early stopping of bad trials after each fold",
     )
+    g.add_argument(
+        "--asha-eta",
+        type=float,
+        default=d["asha_eta"],
+        help="ASHA reduction factor: at each rung only the best 1/eta of trials go on",
+    )
     g.add_argument("--seed", type=int, default=d["seed"], help="Optuna TPE seed and data seed")
     g.add_argument("--name", default=None, help="sweep name (default: <space>-<timestamp>)")
     g.add_argument(
