@@ -98,6 +98,8 @@ class ProgressCallback(Callback):
         return f"[{time.perf_counter() - self.start:7.1f}s]"
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "fold_objective" not in result:
+            return  # a mid-fold estimate (for the scheduler), not a finished fold
         folds = result.get("folds_done", 0)
         obj = result.get("objective", math.nan)
         self.log(

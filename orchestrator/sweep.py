@@ -185,19 +185,18 @@ def _start_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
 
 def _scheduler(spec: SweepSpec, n_folds: int):
     if spec.scheduler == "asha":
-        # Rungs at folds 1, eta, eta^2, ... (below n_folds): a trial whose running mean is
-        # not in the best 1/eta of the trials seen at a rung stops there. All trials share the
-        # folds, so running means compare like with like.
+        # Rungs at progress 1/eta, 1, eta, ... (progress = folds done + the share of the
+        # current fold's epochs): a trial not in the best 1/eta of the trials seen at a rung
+        # stops there. The first rung sits inside fold 0, where every trial is on the same
+        # fold, and later rungs at fold ends, so estimates compare like with like.
         return ASHAScheduler(
-            time_attr="training_iteration",
+            time_attr="progress",
             max_t=n_folds,
-            grace_period=1,
+            grace_period=1 / spec.asha_eta,
             reduction_factor=spec.asha_eta,
         )
     if spec.scheduler == "median":
-        return MedianStoppingRule(
-            time_attr="training_iteration", grace_period=1, min_samples_required=3
-        )
+        return MedianStoppingRule(time_attr="progress", grace_period=1, min_samples_required=3)
     return None
 
 

@@ -69,11 +69,19 @@ def _load_done(checkpoint) -> dict:
         return json.loads((Path(d) / FOLDS_FILE).read_text())
 
 
-def _report(done: dict, task: str, n_folds: int, extra: dict) -> None:
+def _report(
+    done: dict, task: str, n_folds: int, extra: dict, *, partial: float | None = None
+) -> None:
+    """Report to Tune. After a fold: the running mean, with a checkpoint of the done folds.
+
+    Mid-fold (``partial`` = the current fold's best validation score so far): the estimate
+    mean(done folds + partial), no checkpoint, so ASHA can stop a bad trial inside a fold.
+    """
     name, _ = objective_of(task)
     scores = [f[name] for f in done["folds"]]
+    estimate = scores if partial is None else [*scores, partial]
     metrics = {
-        "objective": float(np.mean(scores)) if scores else float("nan"),
+        "objective": float(np.mean(estimate)) if estimate else float("nan"),
         "objective_std": float(np.std(scores)) if scores else float("nan"),
         "folds_done": len(scores),
         "train_seconds": float(sum(f["seconds"] for f in done["folds"])),
@@ -81,14 +89,27 @@ def _report(done: dict, task: str, n_folds: int, extra: dict) -> None:
         "n_folds": n_folds,
         # The driver builds the leaderboard and MLflow runs from this (no checkpoint reads).
         "folds_json": json.dumps(done["folds"]),
+        # ASHA's clock: folds done plus the share of the current fold's epoch budget.
+        "progress": float(len(scores)),
         **extra,
     }
+    if partial is not None:
+        tune.report(metrics)
+        return
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / FOLDS_FILE).write_text(json.dumps(done))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def _train_fold(cfg: TrainConfig, data: SweepData, k: int, workers: int, cpus: float, gpus: float):
+def _train_fold(
+    cfg: TrainConfig,
+    data: SweepData,
+    k: int,
+    workers: int,
+    cpus: float,
+    gpus: float,
+    on_epoch=None,
+):
     """Train fold ``k``; returns (FitResult-like with metrics/predictions, FoldData)."""
     train_idx, eval_idx = data.folds[k]
     fold = prepare_fold(
@@ -101,7 +122,7 @@ def _train_fold(cfg: TrainConfig, data: SweepData, k: int, workers: int, cpus: f
         scaler=cfg.scaler,
     )
     if workers <= 1:
-        return fit(cfg, fold, log=None, gpu_share=gpus or None), fold
+        return fit(cfg, fold, log=None, gpu_share=gpus or None, on_epoch=on_epoch), fold
     from orchestrator.distributed import fit_distributed
 
     return fit_distributed(cfg, fold, workers=workers, cpus=cpus, gpus=gpus), fold
@@ -127,8 +148,9 @@ def run_trial(
     for k in range(len(done["folds"]), len(data.folds)):
         _maybe_inject_fault(fail_at_fold, k)
         start = time.perf_counter()
+        on_epoch = _epoch_reporter(cfg, done, k, len(data.folds))
         try:
-            result, fold = _train_fold(cfg, data, k, workers, cpus, gpus)
+            result, fold = _train_fold(cfg, data, k, workers, cpus, gpus, on_epoch)
         except TrainingError as err:
             done["diverged"] = f"fold {k}: {err}"
             _report(
@@ -160,6 +182,34 @@ def run_trial(
             }
         )
         _report(done, cfg.task, len(data.folds), {"fold": k, "fold_objective": scores[name]})
+
+
+def _epoch_reporter(cfg: TrainConfig, done: dict, k: int, n_folds: int):
+    """Per-epoch reports inside fold ``k``, when the epoch's validation score is the objective.
+
+    That holds for classification (macro-F1) and for regression trained with MSE (its
+    validation loss is the scaled MSE); other losses are only scored at fold ends.
+    """
+    classification = cfg.task == "classification"
+    if not classification and cfg.resolved_loss != "mse":
+        return None
+    best = [None]
+
+    def on_epoch(rec) -> None:
+        value = rec.val_f1 if classification else rec.val_loss
+        if value is None or not math.isfinite(value):
+            return
+        better = max if classification else min
+        best[0] = value if best[0] is None else better(best[0], value)
+        _report(
+            done,
+            cfg.task,
+            n_folds,
+            {"progress": k + rec.epoch / cfg.epochs, "epoch": rec.epoch},
+            partial=best[0],
+        )
+
+    return on_epoch
 
 
 def _maybe_inject_fault(fail_at_fold: int | None, k: int) -> None:
