@@ -104,6 +104,14 @@ def test_cpu_auto_returns_the_fallback_without_probing(tmp_path, monkeypatch):
     assert not default_cache_path().exists()
 
 
+def test_cpu_fallback_is_capped_at_max_batch():
+    # A fold with 300 training samples must not get a batch of 512 on CPU.
+    n = choose_batch_size(
+        _auto_config(), n_features=3, n_outputs=1, device="cpu", max_batch=300, log=print
+    )
+    assert n == 300
+
+
 def test_probe_picks_the_largest_batch_before_oom():
     # Growing from the smallest size, the first OOM stops the search; the size before it wins.
     step = OomAbove(256)
@@ -216,19 +224,24 @@ def test_real_probe_on_cuda_fits_within_the_budget(tmp_path, monkeypatch):
         pytest.skip("needs a CUDA device")
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
     budget = 2 * 1024**3
-    result = probe_batch_size(
-        lambda: TinyLSTM(n_features=8, hidden=128),
-        seq_len=60,
-        n_features=8,
-        n_outputs=2,
-        device="cuda",
-        memory_budget_bytes=budget,
-        model_shape={**SHAPE, "hidden_size": 128},
-        cache=ProbeCache(default_cache_path()),
-    )
+
+    def run():
+        return probe_batch_size(
+            lambda: TinyLSTM(n_features=8, hidden=128),
+            seq_len=60,
+            n_features=8,
+            n_outputs=2,
+            device="cuda",
+            memory_budget_bytes=budget,
+            model_shape={**SHAPE, "hidden_size": 128},
+            cache=ProbeCache(default_cache_path()),
+        )
+
+    result = run()
     chosen = next(t for t in result.tries if t.batch_size == result.batch_size)
     assert chosen.fits and 0 < chosen.peak_bytes <= 0.9 * budget
     assert all(t.peak_bytes is not None for t in result.tries)
+    assert run().from_cache  # a fresh cache object reads the JSON file
     lines: list[str] = []
     n = choose_batch_size(
         _auto_config(), n_features=8, n_outputs=1, device="cuda", log=lines.append

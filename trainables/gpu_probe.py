@@ -350,13 +350,13 @@ def _try_once(
     budget: int | None,
 ) -> ProbeTry:
     cuda = device.type == "cuda"
-    # A fresh model per try, so optimizer state of an earlier try does not count here.
-    model = build_model().to(device)
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    reason = ""
+    model, reason = None, ""
     try:
+        # A fresh model per try, so optimizer state of an earlier try does not count here.
+        model = build_model().to(device)
         step(model, batch_size)
     except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError
         if not is_oom(err):
@@ -391,14 +391,15 @@ def choose_batch_size(
     CPU: ``fallback`` (default ``CPU_FALLBACK_BATCH_SIZE`` = 512, the guide's default),
     without probing. CUDA: the cached probe result for this model shape, device and budget,
     else a real probe (cached in-process and in the JSON file of ``default_cache_path()``).
-    ``max_batch`` caps the search (pass the number of training samples to avoid batches
-    larger than an epoch); ``memory_budget_bytes`` is the trial's share of a fractional GPU.
+    ``max_batch`` caps the search and the fallback (pass the number of training samples to
+    avoid batches larger than an epoch); ``memory_budget_bytes`` is the trial's share of a fractional GPU.
     """
     if cfg.batch_size != "auto":
         return int(cfg.batch_size)
     device = torch.device(device)
     if device.type != "cuda":
         chosen = CPU_FALLBACK_BATCH_SIZE if fallback is None else int(fallback)
+        chosen = max(1, min(chosen, max_batch))
         log(f"batch_size auto -> {chosen} (no CUDA device: default, no probe)")
         return chosen
     spec = ModelSpec.of(cfg)
