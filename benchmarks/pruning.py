@@ -28,6 +28,7 @@ def one(scheduler: str, args, tmp: str):
         n_bars=args.bars,
         scheduler=scheduler,
         asha_eta=args.eta,
+        asha_grace=args.grace,
         seed=args.seed,
         max_concurrent=args.concurrency,
         num_cpus=args.concurrency,
@@ -57,6 +58,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument(
+        "--grace",
+        type=float,
+        default=SweepSpec.asha_grace,
+        help="ASHA first rung in folds (default: the sweep's)",
+    )
+    p.add_argument(
         "--eta",
         type=float,
         default=SweepSpec.asha_eta,
@@ -72,7 +79,7 @@ def main() -> None:
         ray.shutdown()
     print(
         f"{args.trials} trials x {args.folds} folds, space {args.space}, seed {args.seed}, "
-        f"ASHA eta {args.eta:g}"
+        f"ASHA eta {args.eta:g}, grace {args.grace:g} fold(s)"
     )
     print(f"{'':22}{'none':>12}{'asha':>12}{'ratio':>10}")
     print(

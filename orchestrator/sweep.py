@@ -50,6 +50,7 @@ class SweepSpec:
     seed: int = 0
     scheduler: str = "asha"
     asha_eta: float = 4  # ASHA's reduction factor: keep the best 1/eta at each rung
+    asha_grace: float = 1.0  # ASHA's first rung, in folds (0.25 = a quarter into fold 0)
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -89,6 +90,10 @@ class SweepSpec:
             ),
             (self.max_retries >= 0, f"--max-retries must be >= 0, but got {self.max_retries}"),
             (self.asha_eta > 1, f"--asha-eta must be > 1, but got {self.asha_eta}"),
+            (
+                0 < self.asha_grace <= self.folds,
+                f"--asha-grace must be in (0, folds={self.folds}], but got {self.asha_grace}",
+            ),
             (
                 self.max_concurrent is None or self.max_concurrent >= 1,
                 f"--max-concurrent must be >= 1, but got {self.max_concurrent}",
@@ -185,14 +190,14 @@ def _start_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
 
 def _scheduler(spec: SweepSpec, n_folds: int):
     if spec.scheduler == "asha":
-        # Rungs at progress 1/eta, 1, eta, ... (progress = folds done + the share of the
+        # Rungs at progress grace, grace*eta, ... (progress = folds done + the share of the
         # current fold's epochs): a trial not in the best 1/eta of the trials seen at a rung
-        # stops there. The first rung sits inside fold 0, where every trial is on the same
-        # fold, and later rungs at fold ends, so estimates compare like with like.
+        # stops there. With grace=1 every rung is a fold end (running means of the same folds);
+        # grace<1 adds a rung inside fold 0 (more pruning, noisier: see benchmarks/README.md).
         return ASHAScheduler(
             time_attr="progress",
             max_t=n_folds,
-            grace_period=1 / spec.asha_eta,
+            grace_period=spec.asha_grace,
             reduction_factor=spec.asha_eta,
         )
     if spec.scheduler == "median":

@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=d["asha_eta"],
         help="ASHA reduction factor: at each rung only the best 1/eta of trials go on",
     )
+    g.add_argument(
+        "--asha-grace",
+        type=float,
+        default=d["asha_grace"],
+        help="ASHA's first rung in folds; <1 also prunes inside the first fold "
+        "(e.g. 0.25: after a quarter of its epochs)",
+    )
     g.add_argument("--seed", type=int, default=d["seed"], help="Optuna TPE seed and data seed")
     g.add_argument("--name", default=None, help="sweep name (default: <space>-<timestamp>)")
     g.add_argument(
