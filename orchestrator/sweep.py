@@ -49,7 +49,7 @@ class SweepSpec:
     epochs: int | None = None
     seed: int = 0
     scheduler: str = "asha"
-    asha_eta: float = 4  # ASHA's reduction factor: keep the best 1/eta at each rung
+    asha_eta: float = 2  # ASHA's reduction factor: keep the best 1/eta at each rung
     asha_grace: float = 1.0  # ASHA's first rung, in folds (0.25 = a quarter into fold 0)
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
@@ -169,7 +169,17 @@ def _start_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
     if ray.is_initialized():
         return False, None
     if spec.address:
-        ctx = ray.init(address=spec.address, log_to_driver=False)
+        try:
+            ctx = ray.init(address=spec.address, log_to_driver=False)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as err:
+            # The usual causes: no Ray at that address, or a token-auth cluster (such as
+            # cluster.yaml's) refusing a driver that lacks its token.
+            raise ConfigError(
+                f"--address {spec.address}: cannot attach to a Ray cluster ({err}). Check that "
+                f"Ray runs there and, for a cluster with token authentication, that "
+                f"RAY_AUTH_MODE=token is set and its token is in ~/.ray/auth_token "
+                f"(or RAY_AUTH_TOKEN_PATH)"
+            ) from None
     else:
         ctx = ray.init(
             num_cpus=spec.num_cpus or os.cpu_count(),
@@ -208,7 +218,12 @@ def _scheduler(spec: SweepSpec, n_folds: int):
 def _experiment_path(spec: SweepSpec, out_dir: Path, name: str) -> tuple[str, str]:
     """(storage_path, experiment name) for RunConfig; cloud storage for multi-node."""
     if spec.storage:
-        return f"{spec.storage.rstrip('/')}/{name}", "tune"
+        # A URI (s3://, gs://, file://) goes to Tune as it is; a local path must be absolute,
+        # or pyarrow reads "shared/sweeps" as a URI without a scheme and fails.
+        storage = spec.storage
+        if "://" not in storage:
+            storage = str(Path(storage).expanduser().resolve())
+        return f"{storage.rstrip('/')}/{name}", "tune"
     return str(out_dir.resolve()), "tune"
 
 
@@ -368,6 +383,9 @@ def _make_tuner(spec, space, trainable, *, mode, n_folds, name, out_dir, callbac
     storage_path, exp_name = _experiment_path(spec, out_dir, name)
     exp_path = f"{storage_path}/{exp_name}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    # One experiment snapshot per fold checkpoint is deliberate (see checkpoint_config):
+    # silence Tune's warning that snapshots come more often than every 5 s.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if spec.resume:
         if not tune.Tuner.can_restore(exp_path):
             raise ConfigError(
@@ -414,8 +432,13 @@ def _make_tuner(spec, space, trainable, *, mode, n_folds, name, out_dir, callbac
             callbacks=callbacks,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_retries),
-            # Fold checkpoints are a few hundred bytes of JSON: keep them all. A num_to_keep
-            # forces an experiment snapshot per checkpoint, which Tune warns is a bottleneck.
+            # Each fold checkpoint holds every finished fold, so the newest is all a retry
+            # needs. num_to_keep=1 also makes Tune snapshot the experiment state right after
+            # each fold checkpoint and wait for its upload to --storage, so a driver killed
+            # by SIGKILL (OOM, lost head node) loses no finished fold: --resume goes on from
+            # each trial's newest fold. Without it the snapshot is taken every >= 10 s, and
+            # trials that finished since were re-run or lost on --resume.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
 

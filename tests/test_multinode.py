@@ -21,9 +21,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pandas as pd
@@ -96,15 +95,12 @@ def cmdline(pid: int) -> str:
 
 def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL ``proc`` and everything below it at once, like a machine losing power."""
-    for pid in [*descendants(proc.pid), proc.pid]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
+    if proc.poll() is None:  # once reaped, its pid may belong to someone else's process
+        for pid in [*descendants(proc.pid), proc.pid]:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # anything started since, in its session
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait(timeout=60)
 
 
@@ -139,9 +135,10 @@ class RayCluster:
         )
         log.close()
 
-    def start(self, *, workers: int = 1, cpus: int = 1) -> None:
+    def start(self, *, workers: int = 1, cpus: int = 1, head_cpus: int = 1) -> None:
         port = self.address.rsplit(":", 1)[1]
-        head = ["--head", "--port", port, "--num-cpus", str(cpus), "--include-dashboard", "false"]
+        head = ["--head", "--port", port, "--num-cpus", str(head_cpus)]
+        head += ["--include-dashboard", "false"]
         self._start("head", [*head, "--temp-dir", str(self.root / "h")])
         for i in range(workers):
             self.add_worker(f"worker{i}", ip=f"127.0.0.{2 + i}", cpus=cpus)
@@ -176,11 +173,11 @@ class RayCluster:
 
 
 @contextmanager
-def ray_cluster(*, workers: int = 1) -> Iterator[RayCluster]:
+def ray_cluster(*, workers: int = 1, head_cpus: int = 1) -> Iterator[RayCluster]:
     root = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
     cluster = RayCluster(root)
     try:
-        cluster.start(workers=workers)
+        cluster.start(workers=workers, head_cpus=head_cpus)
         yield cluster
     finally:
         cluster.stop()
@@ -222,13 +219,18 @@ def sweep_cmd(results: Path, name: str, *args: str) -> list[str]:
     ]
 
 
-def trial_rows(results: Path, name: str) -> dict[str, list[dict]]:
-    """Each trial's result.json rows (one per reported fold), by trial id."""
+def trial_rows(experiment: Path) -> dict[str, list[dict]]:
+    """Each trial's finished-fold reports in a Tune experiment's result.json files, by id.
+
+    Mid-fold reports (per-epoch estimates for the scheduler) have no fold_objective and are
+    left out, so there is one row per fold a trial finished, in the order it finished them.
+    """
     rows = {}
-    for path in (results / name / "tune").glob("*/result.json"):
+    for path in experiment.glob("*/result.json"):
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if lines:
-            rows[lines[0]["trial_id"]] = lines
+        folds = [row for row in lines if "fold_objective" in row]
+        if folds:
+            rows[folds[0]["trial_id"]] = folds
     return rows
 
 
@@ -238,15 +240,16 @@ def trial_id_of(line: str) -> str:
 
 
 def test_sweep_with_address_runs_trials_on_both_nodes(tmp_path):
-    # `--address` attaches to a running 2-node cluster; trials run on both nodes, all complete.
-    results = tmp_path / "results"
+    # `--address` attaches to a running 2-node cluster; trials run on both nodes, all complete,
+    # and the Tune experiment goes to --storage (a directory both nodes share here).
+    results, storage = tmp_path / "results", tmp_path / "shared"
     with ray_cluster(workers=1) as cluster:
         cmd = sweep_cmd(
             results,
             "mn",
             *["--space", str(uniform_space(tmp_path / "uniform.yaml", epochs=3))],
             *["--trials", "4", "--folds", "2", "--max-concurrent", "2"],
-            *["--address", cluster.address],
+            *["--address", cluster.address, "--storage", str(storage)],
         )
         done = subprocess.run(
             cmd, env=cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=400
@@ -256,7 +259,7 @@ def test_sweep_with_address_runs_trials_on_both_nodes(tmp_path):
     assert f"attached to {cluster.address}; 2 CPUs" in done.stdout
     board = pd.read_parquet(results / "mn" / "leaderboard.parquet")
     assert len(board) == 4 and set(board.status) == {"completed"}
-    rows = trial_rows(results, "mn")
+    rows = trial_rows(storage / "mn" / "tune")
     assert sorted(rows) == sorted(board.trial_id)
     assert all([r["folds_done"] for r in trial] == [1, 2] for trial in rows.values())
     nodes = {r["node_ip"] for trial in rows.values() for r in trial}
@@ -270,7 +273,9 @@ def test_cluster_with_token_auth_refuses_a_driver_without_the_token(tmp_path):
     with ray_cluster(workers=0) as cluster:
         env = {k: v for k, v in cluster.env.items() if not k.startswith("RAY_AUTH")}
         env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token to fall back on
-        cmd = sweep_cmd(tmp_path / "results", "noauth", "--smoke-test", "--address", cluster.address)
+        cmd = sweep_cmd(
+            tmp_path / "results", "noauth", "--smoke-test", "--address", cluster.address
+        )
         done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     out = done.stdout + done.stderr
     assert done.returncode != 0, out[-3000:]

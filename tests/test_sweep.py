@@ -185,13 +185,13 @@ def test_resume_after_ctrl_c_does_not_rerun_finished_trials(tmp_path):
     deadline = time.time() + 240
     for line in proc.stdout:
         if " completed |" in line:
-            first_done.append(line.split()[2])
+            first_done.append(line.split(" trial ", 1)[1].split()[0])
         if len(first_done) == 2 or time.time() > deadline:
             proc.send_signal(signal.SIGINT)
             break
     rest = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, rest[-2000:]
-    assert len(first_done) == 2
+    assert len(first_done) == 2 and all(len(t) == 8 for t in first_done)  # Tune trial ids
 
     ray.shutdown()  # the resumed CLI starts its own Ray, as a user's would
     try:
