@@ -205,7 +205,9 @@ def _epoch_reporter(cfg: TrainConfig, done: dict, k: int, n_folds: int):
             done,
             cfg.task,
             n_folds,
-            {"progress": k + rec.epoch / cfg.epochs, "epoch": rec.epoch},
+            # Strictly below k + 1: a fold's end (and, for the last fold, the scheduler's
+            # max_t) is reached only by the fold-end report that records the fold's score.
+            {"progress": k + rec.epoch / (cfg.epochs + 1), "epoch": rec.epoch},
             partial=best[0],
         )
 
