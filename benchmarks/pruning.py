@@ -1,6 +1,6 @@
 """What early stopping of trials saves: ASHA vs. no scheduler, same seed, same trials.
 
-    python benchmarks/pruning.py                 # 30 trials, 5 folds
+    python benchmarks/pruning.py                 # quick space, 30 trials x 5 folds, 10 epochs
     python benchmarks/pruning.py --trials 50
 
 Prints trial-epochs (epochs trained, summed over every fold of every trial) and the best CV
@@ -52,9 +52,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--bars", type=int, default=2500)
-    p.add_argument("--space", default="smoke")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--bars", type=int, default=3000)
+    p.add_argument("--space", default="quick")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument(
