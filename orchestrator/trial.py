@@ -152,24 +152,10 @@ def run_trial(
         try:
             result, fold = _train_fold(cfg, data, k, workers, cpus, gpus, on_epoch)
         except TrainingError as err:
-            done["diverged"] = f"fold {k}: {err}"
-            _report(
-                done,
-                cfg.task,
-                len(data.folds),
-                {"fold": k, "fold_objective": float("nan"), "failure": done["diverged"]},
-            )
-            raise TrialDiverged(done["diverged"]) from err
+            _diverged(done, cfg.task, len(data.folds), k, str(err))
         scores = fold_score(cfg.task, result, fold)
         if not math.isfinite(scores.get(name, float("nan"))):
-            done["diverged"] = f"fold {k}: objective {name} is not finite"
-            _report(
-                done,
-                cfg.task,
-                len(data.folds),
-                {"fold": k, "fold_objective": float("nan"), "failure": done["diverged"]},
-            )
-            raise TrialDiverged(done["diverged"])
+            _diverged(done, cfg.task, len(data.folds), k, f"objective {name} is not finite")
         done["folds"].append(
             {
                 "fold": k,
@@ -182,6 +168,18 @@ def run_trial(
             }
         )
         _report(done, cfg.task, len(data.folds), {"fold": k, "fold_objective": scores[name]})
+
+
+def _diverged(done: dict, task: str, n_folds: int, k: int, reason: str) -> None:
+    """Checkpoint the failure (so a retry fails at once, untrained) and fail the trial."""
+    done["diverged"] = f"fold {k}: {reason}"
+    _report(
+        done,
+        task,
+        n_folds,
+        {"fold": k, "fold_objective": float("nan"), "failure": done["diverged"]},
+    )
+    raise TrialDiverged(done["diverged"])
 
 
 def _epoch_reporter(cfg: TrainConfig, done: dict, k: int, n_folds: int):
