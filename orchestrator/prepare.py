@@ -50,7 +50,10 @@ class SweepData:
         return len(self.values)
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.values, columns=self.columns, index=pd.DatetimeIndex(self.index))
+        # No copy: the arrays come read-only from the object store and are only read.
+        return pd.DataFrame(
+            self.values, columns=self.columns, index=pd.DatetimeIndex(self.index), copy=False
+        )
 
 
 def make_splitter(cv: str, *, n_splits: int, seq_len: int, horizon: int, purge=None, embargo=None):

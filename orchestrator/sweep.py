@@ -304,6 +304,8 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
                 n_folds=n_folds,
                 name=name,
                 out_dir=out_dir,
+                storage_path=storage_path,
+                exp_name=exp_name,
                 callbacks=callbacks,
                 log=log,
             )
@@ -380,8 +382,9 @@ def _trial_resources(spec: SweepSpec) -> dict:
     return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
 
 
-def _make_tuner(spec, space, trainable, *, mode, n_folds, name, out_dir, callbacks, log):
-    storage_path, exp_name = _experiment_path(spec, out_dir, name)
+def _make_tuner(
+    spec, space, trainable, *, mode, n_folds, name, out_dir, storage_path, exp_name, callbacks, log
+):
     exp_path = f"{storage_path}/{exp_name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     # One experiment snapshot per fold checkpoint is deliberate (see checkpoint_config):
