@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -75,3 +77,65 @@ def test_gradients_reach_every_parameter():
     model = SequenceModel(ModelSpec(hidden_size=8, attention=True, attention_heads=2), 4, 3)
     model(_x()).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def _single_layer(rnn: torch.nn.RNNBase, layer: int) -> torch.nn.RNNBase:
+    """A one-layer copy of ``rnn``'s layer ``layer`` (both directions), same weights."""
+    one = type(rnn)(
+        rnn.input_size if layer == 0 else rnn.hidden_size * (2 if rnn.bidirectional else 1),
+        rnn.hidden_size,
+        1,
+        batch_first=True,
+        bidirectional=rnn.bidirectional,
+    )
+    suffix = re.compile(rf"_l{layer}(_reverse)?$")
+    one.load_state_dict(
+        {
+            suffix.sub(lambda m: "_l0" + (m.group(1) or ""), name): value
+            for name, value in rnn.state_dict().items()
+            if suffix.search(name)
+        }
+    )
+    return one
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"cell": "gru"}, {"bidirectional": True}, {"num_layers": 3, "cell": "gru"}]
+)
+def test_training_on_cpu_is_the_stack_with_dropout_between_layers(settings):
+    # Rule: in training on the CPU the stacked RNN runs layer by layer (a cheaper dropout
+    # mask); it must be exactly "layer, inverted dropout with keep-probability 1-p, layer".
+    spec = ModelSpec(**{"hidden_size": 8, "num_layers": 2, "dropout": 0.4, **settings})
+    model = SequenceModel(spec, 4, 1).train()
+    layers = [_single_layer(model.rnn, k) for k in range(spec.num_layers)]
+    x = _x().requires_grad_(True)
+    torch.manual_seed(7)
+    got = model.hidden_states(x)
+    got.sum().backward()
+    got_grads = [p.grad.clone() for p in model.rnn.parameters()]
+
+    torch.manual_seed(7)  # the same draws, made by hand
+    out = x
+    dropped = []
+    for k, layer in enumerate(layers):
+        if k:
+            keep = torch.rand(out.shape) >= spec.dropout
+            dropped.append(1 - keep.float().mean().item())
+            out = torch.where(keep, out, 0.0) / (1 - spec.dropout)
+        out, _ = layer(out)
+    torch.testing.assert_close(got, out, rtol=0, atol=1e-6)
+    out.sum().backward()
+    want_grads = [p.grad for layer in layers for p in layer.parameters()]
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    assert all(0.2 < d < 0.6 for d in dropped)  # p = 0.4 of the units really are dropped
+
+
+@pytest.mark.parametrize("settings", [{}, {"cell": "gru", "bidirectional": True}])
+def test_layer_by_layer_without_dropout_equals_the_stacked_module(settings):
+    # Rule: the layer-by-layer path runs the same weights in the same order as self.rnn.
+    spec = ModelSpec(**{"hidden_size": 8, "num_layers": 3, "dropout": 0.0, **settings})
+    model = SequenceModel(spec, 4, 1).train()
+    model.rnn.dropout = 1e-30  # takes the layer-by-layer path; no unit is ever dropped
+    stacked, _ = model.rnn.__class__.forward(model.rnn, _x())
+    assert torch.equal(model.hidden_states(_x()), stacked)

@@ -204,6 +204,7 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget) -> FitR
     eval_idx = torch.from_numpy(fold.eval_idx).to(dev)
 
     optimizer = _make_optimizer(cfg, model)
+    grads = _Grads(list(model.parameters()), flat=world == 1)
     schedule = LRSchedule(cfg)
     criterion = _Loss(cfg, _class_weight(cfg, fold, dev) if classification else None)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
@@ -245,14 +246,13 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget) -> FitR
                 out = model(xb)  # [B, n_out]
             loss_sum, weight = criterion(out, y[idx])
             loss = loss_sum / weight
-            optimizer.zero_grad(set_to_none=True)
+            grads.zero()
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)  # clip and measure the true gradient
             else:
                 loss.backward()
-            max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-            norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)  # pre-clip norm
+            norm = grads.clip(cfg.grad_clip if cfg.grad_clip > 0 else math.inf)  # pre-clip
             if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
@@ -450,12 +450,68 @@ def _class_weight(cfg: TrainConfig, fold: FoldData, dev: torch.device) -> torch.
 
 
 def _make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params, lr, wd = model.parameters(), cfg.learning_rate, cfg.weight_decay
+    """The configured optimizer, fused where torch has a fused kernel for the device.
+
+    Fused = one kernel updates every parameter instead of ~10 small ops per tensor; on a
+    small CPU model (hidden 64) it cuts the optimizer's share of a step from ~15% to ~6%.
+    The update rule is the same; results can differ from the unfused one in the last bits.
+    """
+    params = list(model.parameters())
+    lr, wd = cfg.learning_rate, cfg.weight_decay
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd)
+        cls, kwargs = torch.optim.AdamW, {"lr": lr, "weight_decay": wd}
+    elif cfg.optimizer == "adam":
+        cls, kwargs = torch.optim.Adam, {"lr": lr, "weight_decay": wd}
+    else:
+        cls, kwargs = torch.optim.SGD, {"lr": lr, "momentum": cfg.momentum, "weight_decay": wd}
+    if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+        try:
+            return cls(params, fused=True, **kwargs)
+        except RuntimeError:  # no fused kernel in this torch build for these tensors
+            pass
+    return cls(params, **kwargs)
+
+
+class _Grads:
+    """Zeroing and max-norm clipping of the gradients, once per training step.
+
+    With ``flat`` (a single process) every parameter's ``.grad`` is a view of one buffer, and
+    autograd accumulates into an existing ``.grad`` in place, so zeroing, the norm and the
+    clip are one op each instead of ~25 small per-tensor ops (about 3% of a small CPU
+    model's step). Under DDP, whose reducer owns the gradients, it is the usual
+    ``.grad = None`` and ``clip_grad_norm_``.
+    """
+
+    def __init__(self, params: list[nn.Parameter], *, flat: bool) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.flat: torch.Tensor | None = None
+        kinds = {(p.device, p.dtype) for p in self.params}
+        if flat and len(kinds) == 1:
+            device, dtype = kinds.pop()
+            n = sum(p.numel() for p in self.params)
+            self.flat = torch.zeros(n, device=device, dtype=dtype)
+            offset = 0
+            for p in self.params:
+                p.grad = self.flat[offset : offset + p.numel()].view_as(p)
+                offset += p.numel()
+
+    def zero(self) -> None:
+        if self.flat is not None:
+            self.flat.zero_()
+        else:
+            for p in self.params:
+                p.grad = None
+
+    def clip(self, max_norm: float) -> torch.Tensor:
+        """Scale the gradients to a total 2-norm of at most ``max_norm``; returns the norm
+        before clipping (a 0-d tensor, left on the device)."""
+        if self.flat is None:
+            return nn.utils.clip_grad_norm_(self.params, max_norm)
+        norm = torch.linalg.vector_norm(self.flat)
+        if math.isfinite(max_norm):
+            # The same rule as clip_grad_norm_: a factor of min(1, max_norm / norm).
+            self.flat.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+        return norm
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
