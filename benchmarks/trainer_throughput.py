@@ -261,7 +261,14 @@ def run_pairs(s: Scenario, fold: FoldData, device: torch.device) -> list[tuple[f
     pairs: list[tuple[float, float]] = []
 
     def on_epoch(record: EpochRecord) -> bool:
-        pairs.append((record.seconds, baseline.epoch()))
+        # fit's deterministic mode is on while this callback runs; the users' loop has none.
+        mode = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(False)
+        try:
+            pairs.append((record.seconds, baseline.epoch()))
+        finally:
+            torch.use_deterministic_algorithms(mode, warn_only=warn_only)
         measured = pairs[1:]
         return len(measured) >= s.pairs or sum(a + b for a, b in measured) >= s.seconds
 

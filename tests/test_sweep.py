@@ -106,6 +106,17 @@ def test_asha_stops_bad_trials_early(tmp_path):
     assert (pruned.stopped_at_fold < 3).all()
 
 
+def test_one_trial_at_a_time_the_same_sweep_repeats_exactly(tmp_path):
+    # Rule (README, docs/sweeps.md): with --max-concurrent 1 a seeded sweep is repeatable:
+    # the same configs, pruning decisions and per-fold scores, run after run.
+    boards = []
+    for k in range(2):
+        spec = tiny(tmp_path, trials=4, scheduler="asha", max_concurrent=1, name=f"r{k}")
+        board = run_sweep(spec, log=lambda *_: None).leaderboard
+        boards.append(board.drop(columns=["trial_id", "seconds", "train_seconds"]))
+    pd.testing.assert_frame_equal(boards[0], boards[1])
+
+
 def test_diverging_trial_is_marked_failed_and_sweep_finishes(tmp_path):
     # A trial whose loss blows up is failed with the reason; the other trials complete.
     space = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
