@@ -1,7 +1,8 @@
 """What early stopping of trials saves: ASHA vs. no scheduler, same seed, same trials.
 
     python benchmarks/pruning.py                 # quick space, 30 trials x 5 folds, 10 epochs
-    python benchmarks/pruning.py --trials 50
+    python benchmarks/pruning.py --concurrency 1 # one trial at a time: the same figures every run
+    python benchmarks/pruning.py --trials 50 --race 0   # plain ASHA, without the fold race
 
 Prints trial-epochs (epochs trained, summed over every fold of every trial) and the best CV
 objective of each run, and their ratios. Target: >= 3x fewer trial-epochs with ASHA at a best
@@ -29,6 +30,7 @@ def one(scheduler: str, args, tmp: str):
         scheduler=scheduler,
         asha_eta=args.eta,
         asha_grace=args.grace,
+        race_margin=args.race,
         seed=args.seed,
         max_concurrent=args.concurrency,
         num_cpus=args.concurrency,
@@ -69,6 +71,12 @@ def main() -> None:
         default=SweepSpec.asha_eta,
         help="ASHA reduction factor (default: the sweep's)",
     )
+    p.add_argument(
+        "--race",
+        type=float,
+        default=SweepSpec.race_margin,
+        help="fold race margin, relative; 0 = plain ASHA (default: the sweep's)",
+    )
     args = p.parse_args()
     ray.init(num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False)
     try:
@@ -79,7 +87,8 @@ def main() -> None:
         ray.shutdown()
     print(
         f"{args.trials} trials x {args.folds} folds, space {args.space}, seed {args.seed}, "
-        f"ASHA eta {args.eta:g}, grace {args.grace:g} fold(s)"
+        f"ASHA eta {args.eta:g}, grace {args.grace:g} fold(s), race margin {args.race:g}, "
+        f"{args.concurrency} trial(s) at a time"
     )
     print(f"{'':22}{'none':>12}{'asha':>12}{'ratio':>10}")
     print(

@@ -15,12 +15,13 @@ from pathlib import Path
 import optuna
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
+from ray.tune.schedulers import MedianStoppingRule
 from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.leaderboard import TrialRecord, build_leaderboard, write_results
 from orchestrator.prepare import CV_SCHEMES, SweepData, prepare_sweep_data
 from orchestrator.progress import ProgressCallback, TrackingCallback, log_record, record_of
+from orchestrator.schedulers import FoldRaceASHA
 from orchestrator.spaces import SearchSpace, load_space, to_optuna
 from orchestrator.tracking import SweepTracker, default_tracking_uri, ui_hint
 from orchestrator.trial import objective_of, run_trial
@@ -51,6 +52,7 @@ class SweepSpec:
     scheduler: str = "asha"
     asha_eta: float = 2  # ASHA's reduction factor: keep the best 1/eta at each rung
     asha_grace: float = 0.25  # ASHA's first rung, in folds (0.25 = a quarter into fold 0)
+    race_margin: float = 0.02  # stop a trial this much worse than the best on the same folds
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -90,6 +92,10 @@ class SweepSpec:
             ),
             (self.max_retries >= 0, f"--max-retries must be >= 0, but got {self.max_retries}"),
             (self.asha_eta > 1, f"--asha-eta must be > 1, but got {self.asha_eta}"),
+            (
+                0 <= self.race_margin < 1,
+                f"--race-margin must be in [0, 1) (0 = off), but got {self.race_margin}",
+            ),
             (
                 0 < self.asha_grace <= self.folds,
                 f"--asha-grace must be in (0, folds={self.folds}], but got {self.asha_grace}",
@@ -198,14 +204,19 @@ def _start_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
     return True, url
 
 
-def _scheduler(spec: SweepSpec, n_folds: int):
+def _scheduler(spec: SweepSpec, n_folds: int, objective: str):
     if spec.scheduler == "asha":
         # Rungs at progress grace, grace*eta, ... (progress = folds done + the share of the
         # current fold's epochs): a trial not in the best 1/eta of the trials seen at a rung
         # stops there. With the defaults (0.25, 2) the rungs are a quarter and half way into
         # fold 0, where every trial is on the same fold, then the ends of folds 1, 2 and 4,
-        # where running means cover the same folds (measured in benchmarks/README.md).
-        return ASHAScheduler(
+        # where running means cover the same folds. On top, the fold race: after each fold a
+        # trial more than race_margin behind the best finished trial on the same folds stops
+        # (orchestrator/schedulers.py; measured in benchmarks/README.md).
+        return FoldRaceASHA(
+            fold_key=objective,
+            n_folds=n_folds,
+            race_margin=spec.race_margin,
             time_attr="progress",
             max_t=n_folds,
             grace_period=spec.asha_grace,
@@ -301,6 +312,7 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
                 space,
                 trainable,
                 mode=mode,
+                objective=objective,
                 n_folds=n_folds,
                 name=name,
                 out_dir=out_dir,
@@ -383,7 +395,19 @@ def _trial_resources(spec: SweepSpec) -> dict:
 
 
 def _make_tuner(
-    spec, space, trainable, *, mode, n_folds, name, out_dir, storage_path, exp_name, callbacks, log
+    spec,
+    space,
+    trainable,
+    *,
+    mode,
+    objective,
+    n_folds,
+    name,
+    out_dir,
+    storage_path,
+    exp_name,
+    callbacks,
+    log,
 ):
     exp_path = f"{storage_path}/{exp_name}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -425,7 +449,7 @@ def _make_tuner(
             metric="objective",
             mode=mode,
             search_alg=searcher,
-            scheduler=_scheduler(spec, n_folds),
+            scheduler=_scheduler(spec, n_folds, objective),
             num_samples=spec.trials,
             max_concurrent_trials=max_concurrent,
             reuse_actors=True,

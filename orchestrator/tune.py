@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="ASHA's first rung in folds; <1 also prunes inside the first fold "
         "(e.g. 0.25: after a quarter of its epochs)",
     )
+    g.add_argument(
+        "--race-margin",
+        type=float,
+        default=d["race_margin"],
+        help="with asha: after each fold, stop a trial whose mean is this much (relative) "
+        "worse than the best finished trial's on the same folds; 0 = plain ASHA",
+    )
     g.add_argument("--seed", type=int, default=d["seed"], help="Optuna TPE seed and data seed")
     g.add_argument("--name", default=None, help="sweep name (default: <space>-<timestamp>)")
     g.add_argument(

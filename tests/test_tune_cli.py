@@ -41,6 +41,7 @@ def test_unknown_space_lists_the_available_ones(capsys, tmp_path):
     [
         (["--folds", "1"], "--folds must be >= 2, but got 1"),
         (["--trials", "0"], "--trials must be >= 1, but got 0"),
+        (["--race-margin", "1.5"], "--race-margin must be in [0, 1) (0 = off), but got 1.5"),
         (["--resume"], "--resume needs --name"),
         (["--set", "dropout=1.5", "--smoke-test"], "dropout"),
         (["--set", "hiden_size=64"], "hidden_size"),  # did-you-mean for a misspelt key
