@@ -383,7 +383,8 @@ def test_fit_skips_nan_filling_of_new_tensors_and_restores_the_setting():
 
 def test_bf16_autocast_runs_on_cpu():
     # Rule: amp='bf16' trains on the CPU under bfloat16 autocast.
-    result = fit(tiny(epochs=2, amp="bf16"), bars_fold(400), log=None)
+    # Two layers with dropout: the CPU's layer-by-layer path runs under autocast too.
+    result = fit(tiny(epochs=2, amp="bf16", num_layers=2, dropout=0.2), bars_fold(400), log=None)
     assert result.amp == "bf16" and math.isfinite(result.best_val_loss)
 
 
