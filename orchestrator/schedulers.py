@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from statistics import fmean
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
@@ -50,14 +51,11 @@ class FoldRaceASHA(AsyncHyperBandScheduler):
             return TrialScheduler.STOP
         return action
 
-    def _mean(self, scores: list[float]) -> float:
-        return sum(scores) / len(scores)
-
     def _behind(self, scores: list[float]) -> bool:
         """Worse than the incumbent on the same folds by more than the margin."""
         if self.incumbent is None or self.race_margin <= 0:
             return False
-        mine, theirs = self._mean(scores), self._mean(self.incumbent[: len(scores)])
+        mine, theirs = fmean(scores), fmean(self.incumbent[: len(scores)])
         if self._mode == "max":  # e.g. macro-F1: higher is better
             return mine < theirs * (1 - self.race_margin)
         return mine > theirs * (1 + self.race_margin)
@@ -66,7 +64,7 @@ class FoldRaceASHA(AsyncHyperBandScheduler):
         if self.incumbent is None:
             self.incumbent = scores
             return
-        mine, theirs = self._mean(scores), self._mean(self.incumbent)
+        mine, theirs = fmean(scores), fmean(self.incumbent)
         if (mine > theirs) if self._mode == "max" else (mine < theirs):
             self.incumbent = scores
 

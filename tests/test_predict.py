@@ -19,9 +19,9 @@ from trainables.artifacts import save_run
 from trainables.config import TrainConfig
 from trainables.dataset import prepare_fold
 from trainables.features import build_features
-from trainables.labels import make_targets
 from trainables.splits import final_split
 from trainables.synthetic import make_bars
+from trainables.table import build_table
 from trainables.trainer import fit
 
 N_BARS = 600
@@ -41,16 +41,7 @@ def _train_rank(rank_dir: Path, bars: pd.DataFrame, **settings) -> None:
             seed=k,
             **settings,
         )
-        features = build_features(bars, cfg.f_cols, extra=[cfg.target_col])
-        targets = make_targets(
-            features,
-            bars,
-            task=cfg.task,
-            f_cols=list(cfg.f_cols),
-            target_col=cfg.target_col,
-            horizon=cfg.horizon,
-            threshold=cfg.threshold,
-        )
+        features, targets = build_table(bars, cfg)
         split = final_split(len(features), seq_len=8, horizon=cfg.horizon)
         fold = prepare_fold(
             features, targets, split.train, split.val, f_cols=list(cfg.f_cols), seq_len=8

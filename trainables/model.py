@@ -137,6 +137,7 @@ class SequenceModel(nn.Module):
         dirs = 2 if rnn.bidirectional else 1
         per_layer = len(rnn._flat_weights) // rnn.num_layers  # [w_ih, w_hh, b_ih, b_hh] x dirs
         lstm = isinstance(rnn, nn.LSTM)
+        run = _VF.lstm if lstm else _VF.gru
         out = x
         for layer in range(rnn.num_layers):
             if layer:
@@ -144,7 +145,6 @@ class SequenceModel(nn.Module):
                 out = torch.where(keep, out, 0.0) * (1.0 / (1.0 - p))
             weights = rnn._flat_weights[layer * per_layer : (layer + 1) * per_layer]
             h0 = out.new_zeros(dirs, out.shape[0], rnn.hidden_size)
-            run = _VF.lstm if lstm else _VF.gru
             hx = (h0, h0) if lstm else h0
             out = run(out, hx, weights, rnn.bias, 1, 0.0, True, rnn.bidirectional, True)[0]
         return out
