@@ -236,3 +236,16 @@ def test_too_few_rows_rejects_bad_settings():
     # A non-positive setting is a ConfigError naming it.
     with pytest.raises(ConfigError, match=r"n_splits must be an integer >= 1, but got n_splits=0"):
         check_enough_rows(1000, seq_len=60, horizon=20, n_splits=0, source="bars.csv")
+
+
+def test_fingerprint_is_the_same_for_the_same_rows_and_changes_with_any_value(write_bars, bars):
+    # CSV and Parquet of the same bars read to one fingerprint; one changed price changes it.
+    from trainables.data import bars_fingerprint
+
+    a = load_bars(write_bars(bars, "a.csv"))
+    b = load_bars(write_bars(bars, "b.parquet"))
+    assert bars_fingerprint(a) == bars_fingerprint(b)
+    changed = bars.copy()
+    changed.iloc[100, changed.columns.get_loc("close")] *= 1.0001
+    assert bars_fingerprint(load_bars(write_bars(changed, "c.csv"))) != bars_fingerprint(a)
+    assert bars_fingerprint(a.iloc[:-1]) != bars_fingerprint(a)

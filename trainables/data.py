@@ -9,6 +9,7 @@ file order (after picking the ticker) and come with their timestamp.
 from __future__ import annotations
 
 import difflib
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pyarrow as pa
 
 from trainables.errors import ConfigError, DataError
 
-__all__ = ["REQUIRED_COLUMNS", "check_enough_rows", "load_bars", "validate_bars"]
+__all__ = ["REQUIRED_COLUMNS", "bars_fingerprint", "check_enough_rows", "load_bars", "validate_bars"]
 
 REQUIRED_COLUMNS = ("open", "high", "low", "close", "volume")
 _TIMESTAMP_NAMES = ("timestamp", "datetime", "date", "time")
@@ -99,6 +100,19 @@ def check_enough_rows(
             f"{source}: {n_rows:,} rows are too few for seq_len={seq_len} + horizon={horizon}"
             f" + {folds} (need at least {need:,})"
         )
+
+
+def bars_fingerprint(bars: pd.DataFrame) -> str:
+    """``sha256:<hex>`` of the rows a run reads: timestamps, column names and float64 values.
+
+    Two loads of the same bars give the same fingerprint whatever the file format (CSV,
+    Parquet, a database); any changed, added or removed row or column changes it.
+    """
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(bars.index.asi8).tobytes())
+    h.update("\x1f".join(map(str, bars.columns)).encode())
+    h.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
+    return f"sha256:{h.hexdigest()}"
 
 
 # --- reading -------------------------------------------------------------------------------
