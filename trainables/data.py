@@ -18,7 +18,13 @@ import pyarrow as pa
 
 from trainables.errors import ConfigError, DataError
 
-__all__ = ["REQUIRED_COLUMNS", "bars_fingerprint", "check_enough_rows", "load_bars", "validate_bars"]
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "bars_fingerprint",
+    "check_enough_rows",
+    "load_bars",
+    "validate_bars",
+]
 
 REQUIRED_COLUMNS = ("open", "high", "low", "close", "volume")
 _TIMESTAMP_NAMES = ("timestamp", "datetime", "date", "time")
