@@ -136,8 +136,8 @@ class LinearBaseline:
         self._residual = self.task == "regression" and all(
             t in fold.feature_names for t in fold.target_names
         )
-        x_fit, x_stop = self._windows(fold.x, fold.train_idx), self._windows(fold.x, fold.eval_idx)
-        y_fit, y_stop = self._y(fold, fold.train_idx), self._y(fold, fold.eval_idx)
+        x_fit, x_stop = self._windows(fold.x, fold.train_idx), self._windows(fold.x, fold.stop_idx)
+        y_fit, y_stop = self._y(fold, fold.train_idx), self._y(fold, fold.stop_idx)
         best, best_value = None, -math.inf
         for setting in _RIDGE_ALPHAS if self.task == "regression" else _LOGISTIC_CS:
             model = self._make(setting).fit(x_fit, y_fit)

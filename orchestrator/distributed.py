@@ -39,7 +39,10 @@ def _worker_loop(loop_config: dict) -> None:
         gpu_share=loop_config["gpus"] or None,
     )
     payload = {
-        "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
+        # Scalars plus the per-target lists the objective pools (JSON-ready values only).
+        "metrics": {
+            k: v for k, v in result.metrics.items() if isinstance(v, (int, float, list, str))
+        },
         "predictions": result.predictions.tolist(),
         "best_epoch": result.best_epoch,
         "epochs": len(result.history),

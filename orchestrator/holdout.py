@@ -33,9 +33,10 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.prepare import load_source
-from orchestrator.spaces import load_space
+from orchestrator.spaces import load_space, space_from_dict
 from orchestrator.sweep import SweepSpec, base_config, longest_sequence
 from trainables.config import ALIASES, TrainConfig
+from trainables.data import bars_fingerprint
 from trainables.dataset import Targets
 from trainables.errors import ConfigError
 from trainables.splits import FinalSplit, audit_frame
@@ -196,10 +197,18 @@ def load_holdout(out_dir: Path, *, sweep: dict | None = None) -> HoldoutData:
     """Rebuild the sweep's table from its ``sweep.json`` and check the holdout is the same."""
     sweep = read_sweep(out_dir) if sweep is None else sweep
     spec = sweep_spec(sweep)
-    space = load_space(spec.space)
+    # The space as the sweep loaded it (an edited YAML file must not move the test part).
+    recorded = sweep.get("space_definition")
+    space = space_from_dict(recorded) if recorded else load_space(spec.space)
     base = base_config(spec, space)
     seq_len_max = longest_sequence(space, base)
     bars = load_source(spec.data, ticker=spec.ticker, n_bars=spec.n_bars, seed=spec.seed)
+    fingerprint = sweep.get("data_fingerprint")
+    if fingerprint and bars_fingerprint(bars) != fingerprint:
+        raise ConfigError(
+            f"{spec.data or 'built-in data'} is not the data sweep {sweep.get('name')!r} read "
+            f"(its rows' fingerprint changed since the sweep); promote needs the same rows"
+        )
     features, targets = build_table(bars, base)  # as prepare_sweep_data builds it
     split = holdout_split(len(features), base, seq_len=seq_len_max)
     # The same arithmetic as prepare_sweep_data: the sweep saw rows < n_train_rows.

@@ -16,11 +16,25 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["TrialRecord", "build_leaderboard", "read_leaderboard", "write_results"]
+from orchestrator.objective import running_objective
 
-STATUSES = ("completed", "pruned", "failed", "unfinished")
-# Per-fold metrics shown next to the objective when the trials report them.
-FOLD_EXTRAS = ("skill", "directional_accuracy", "r2", "accuracy")
+__all__ = [
+    "STATUSES",
+    "TrialRecord",
+    "build_leaderboard",
+    "objective_value",
+    "read_leaderboard",
+    "trial_summary",
+    "write_results",
+]
+
+# completed: every fold scored; pruned: stopped by the scheduler; failed: diverged or
+# crashed past its retries; interrupted: cut by Ctrl-C, SIGTERM or a lost driver (--resume
+# goes on with it).
+STATUSES = ("completed", "pruned", "failed", "interrupted")
+# Per-fold metrics shown next to the objective when the trials report them (mse and
+# naive_mse in the target's original units).
+FOLD_EXTRAS = ("skill", "mse", "naive_mse", "directional_accuracy", "r2", "accuracy")
 
 
 @dataclass
@@ -30,39 +44,45 @@ class TrialRecord:
     trial_id: str
     params: dict
     folds: list[dict] = field(default_factory=list)  # per-fold metric dicts, fold order
-    status: str = "unfinished"  # one of STATUSES
+    status: str = "interrupted"  # one of STATUSES
     reason: str | None = None
     seconds: float = 0.0
+    stopped_mid_fold: bool = False  # pruned inside a fold (else at a fold's end)
 
     @property
     def folds_done(self) -> int:
         return len(self.folds)
 
 
-def _score(folds: list[dict], name: str) -> tuple[float, float]:
+def objective_value(folds: list[dict], name: str) -> tuple[float, float]:
+    """(objective over the folds, std of the per-fold values)."""
     values = [f[name] for f in folds if name in f]
     if not values:
         return math.nan, math.nan
+    if name == "mse_ratio" and all("mse_by_target" in f for f in folds):
+        return running_objective(folds, "regression"), float(np.std(values))
     return float(np.mean(values)), float(np.std(values))
 
 
 def build_leaderboard(
     records: list[TrialRecord], *, n_folds: int, objective: str, mode: str
 ) -> pd.DataFrame:
-    """One row per trial, best first: params, per-fold metrics, mean, std, status, seconds.
+    """One row per trial, best first: params, per-fold metrics, objective, std, status.
 
-    Only trials that ran every fold are ranked; pruned and failed trials follow, unranked.
+    ``objective`` is the sweep's objective over the folds a trial ran (pooled for
+    regression, orchestrator/objective.py) and, for regression, ``skill = 1 - objective``.
+    Only trials that ran every fold are ranked; the others follow, unranked.
     """
     rows = []
     for rec in records:
-        mean, std = _score(rec.folds, objective)
+        mean, std = objective_value(rec.folds, objective)
         row = {
             "trial_id": rec.trial_id,
             "status": rec.status,
             "objective": mean,
             "objective_std": std,
             "folds_done": rec.folds_done,
-            "stopped_at_fold": rec.folds_done if rec.status == "pruned" else None,
+            "stopped": _stopped(rec, n_folds),
             "seconds": round(rec.seconds, 3),
             "train_seconds": round(sum(f.get("seconds", 0.0) for f in rec.folds), 3),
             "epochs_run": int(sum(f.get("epochs", 0) for f in rec.folds)),
@@ -74,8 +94,10 @@ def build_leaderboard(
             for name in (objective, *FOLD_EXTRAS):
                 if name == objective or name in fold:
                     row[f"fold{k}_{name}"] = fold.get(name, math.nan)
-        if any("skill" in f for f in rec.folds):
-            row["skill"] = _score(rec.folds, "skill")[0]
+        if objective == "mse_ratio":
+            row["skill"] = 1.0 - mean
+        elif any("skill" in f for f in rec.folds):
+            row["skill"] = objective_value(rec.folds, "skill")[0]
         rows.append(row)
     board = pd.DataFrame(rows)
     if board.empty:
@@ -91,8 +113,28 @@ def build_leaderboard(
         0, "rank", [i + 1 if s == "completed" else None for i, s in enumerate(board["status"])]
     )
     board["rank"] = board["rank"].astype("Int64")
-    board["stopped_at_fold"] = board["stopped_at_fold"].astype("Int64")
     return board
+
+
+def _stopped(rec: TrialRecord, n_folds: int) -> str | None:
+    """Where a pruned trial stopped: 'in fold 1 of 5' or 'after fold 2 of 5' (1-based)."""
+    if rec.status != "pruned":
+        return None
+    if rec.stopped_mid_fold:
+        return f"in fold {rec.folds_done + 1} of {n_folds}"
+    return f"after fold {rec.folds_done} of {n_folds}"
+
+
+def trial_summary(rec: TrialRecord, objective: str) -> dict[str, float]:
+    """A trial's summary numbers for MLflow: the objective over its folds, std, skill."""
+    out = {"folds_done": float(rec.folds_done), "seconds": rec.seconds}
+    value, std = objective_value(rec.folds, objective)
+    if math.isfinite(value):
+        out[objective] = value
+        out[f"std_{objective}"] = std
+        if objective == "mse_ratio":
+            out["skill"] = 1.0 - value
+    return out
 
 
 def _plain(v):
@@ -117,28 +159,34 @@ def write_results(
     leaderboard: pd.DataFrame,
     best_config: dict | None,
     audit: pd.DataFrame,
-    spec: dict,
+    spec: dict | None = None,
+    oof: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
-    """Write every result file of a sweep; returns name -> path."""
+    """Write the result files of a sweep (sweep.json only when ``spec`` is given: a sweep
+    keeps its own up to date, orchestrator/record.py); returns name -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "leaderboard.parquet": out_dir / "leaderboard.parquet",
         "leaderboard.csv": out_dir / "leaderboard.csv",
         "fold_audit.csv": out_dir / "fold_audit.csv",
-        "sweep.json": out_dir / "sweep.json",
     }
     _atomic_write(paths["leaderboard.parquet"], lambda p: leaderboard.to_parquet(p, index=False))
     _atomic_write(paths["leaderboard.csv"], lambda p: leaderboard.to_csv(p, index=False))
     _atomic_write(paths["fold_audit.csv"], lambda p: audit.to_csv(p, index=False))
-    _atomic_write(
-        paths["sweep.json"], lambda p: p.write_text(json.dumps(spec, indent=2, default=str))
-    )
+    if spec is not None:
+        paths["sweep.json"] = out_dir / "sweep.json"
+        _atomic_write(
+            paths["sweep.json"], lambda p: p.write_text(json.dumps(spec, indent=2, default=str))
+        )
     if best_config is not None:
         paths["best_config.yaml"] = out_dir / "best_config.yaml"
         _atomic_write(
             paths["best_config.yaml"],
             lambda p: p.write_text(yaml.safe_dump(best_config, sort_keys=True)),
         )
+    if oof is not None and not oof.empty:
+        paths["oof.parquet"] = out_dir / "oof.parquet"
+        _atomic_write(paths["oof.parquet"], lambda p: oof.to_parquet(p, index=False))
     return paths
 
 

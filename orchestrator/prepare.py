@@ -15,20 +15,24 @@ import pandas as pd
 from trainables.config import TrainConfig
 from trainables.data import check_enough_rows, load_bars
 from trainables.dataset import Targets
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, DataError
 from trainables.labels import describe_targets
+from trainables.naive import naive_forecast, naive_kind
 from trainables.splits import (
     CombinatorialPurgedCV,
     PurgedKFold,
     PurgedWalkForward,
     audit_frame,
+    inner_split,
 )
 from trainables.synthetic import make_bars
 from trainables.table import build_table, holdout_split
 
-__all__ = ["CV_SCHEMES", "SweepData", "make_splitter", "prepare_sweep_data"]
+__all__ = ["CV_SCHEMES", "MIN_FIT", "MIN_STOP", "SweepData", "make_splitter", "prepare_sweep_data"]
 
 CV_SCHEMES = ("walk-forward", "kfold", "cpcv")
+# Fewest samples a fold may train on / early-stop on after the inner block is cut off.
+MIN_FIT, MIN_STOP = 50, 20
 
 
 @dataclass
@@ -39,7 +43,9 @@ class SweepData:
     columns: list[str]
     index: np.ndarray  # [n_rows] datetime64[ns]
     targets: Targets  # values cut to n_rows as well
-    folds: list[tuple[np.ndarray, np.ndarray]]  # (train anchors, eval anchors) per fold
+    # per fold (fit, stop, eval) anchors: the model trains on fit, early-stops on stop (the
+    # inner block, purged from fit) and is scored once on eval
+    folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     seq_len_max: int
     test_first_row: int  # first row of the untouched test part (its anchors' spans start here)
     audit: pd.DataFrame = field(repr=False)
@@ -85,6 +91,8 @@ def prepare_sweep_data(
     seq_len_max: int,
     n_bars: int = 4000,
     data_seed: int = 0,
+    inner_val: float = 0.15,
+    bars: pd.DataFrame | None = None,
 ) -> SweepData:
     """Load, featurise, cut the holdout off and compute the folds shared by every trial.
 
@@ -92,7 +100,8 @@ def prepare_sweep_data(
     trials are scored on the same evaluation samples and every purge is wide enough for all.
     """
     source = data or "built-in data"
-    bars = load_source(data, ticker=ticker, n_bars=n_bars, seed=data_seed)
+    if bars is None:
+        bars = load_source(data, ticker=ticker, n_bars=n_bars, seed=data_seed)
     features, targets = build_table(bars, base)
     check_enough_rows(
         len(features), seq_len=seq_len_max, horizon=base.horizon, n_splits=n_splits, source=source
@@ -115,9 +124,31 @@ def prepare_sweep_data(
         embargo=base.embargo,
     )
     rows = np.arange(n_rows)
-    folds = [(np.asarray(tr), np.asarray(ev)) for tr, ev in splitter.split(rows)]
     index = features.index[:n_rows]
-    audit = audit_frame(splitter.audit(rows, index=index))
+    folds, inner = [], []
+    for k, (tr, ev) in enumerate(splitter.split(rows)):
+        try:
+            cut = inner_split(
+                tr,
+                ev,
+                seq_len=seq_len_max,
+                horizon=base.horizon,
+                fraction=inner_val,
+                purge=base.purge,
+                embargo=base.embargo,
+            )
+        except (ConfigError, DataError) as err:
+            raise DataError(
+                f"{source}: fold {k} keeps {len(tr):,} training samples: too few to hold "
+                f"{inner_val:.0%} out for early stopping behind its purge gap ({err}); use "
+                f"fewer --folds, shorter windows or more bars"
+            ) from None
+        folds.append((cut.fit, cut.stop, np.asarray(ev)))
+        inner.append(cut)
+    _check_fold_sizes(folds, source, seq_len_max)
+    audit = _with_inner(audit_frame(splitter.audit(rows, index=index)), inner, index)
+    if base.task == "regression":
+        _check_naive_errors(folds, targets, features, source, split.test)
     cut = Targets(
         task=targets.task,
         values=targets.values[:n_rows],
@@ -127,7 +158,8 @@ def prepare_sweep_data(
     )
     summary = (
         f"{source}: {len(bars):,} bars -> {len(features):,} feature rows; "
-        f"{n_rows:,} rows for the sweep ({cv}, {len(folds)} folds), "
+        f"{n_rows:,} rows for the sweep ({cv}, {len(folds)} folds, each holding {inner_val:.0%} of "
+        f"its training samples out for early stopping), "
         f"{len(split.test):,} test samples held out from {features.index[test_first_row]}"
     )
     if base.task == "classification":
@@ -143,3 +175,54 @@ def prepare_sweep_data(
         audit=audit,
         summary=summary,
     )
+
+
+def _check_fold_sizes(folds, source: str, seq_len: int) -> None:
+    """Every fold keeps enough samples to train and to early-stop on (before Ray starts)."""
+    for k, (fit, stop, _ev) in enumerate(folds):
+        if len(fit) < MIN_FIT or len(stop) < MIN_STOP:
+            raise DataError(
+                f"{source}: fold {k} keeps {len(fit):,} training and {len(stop):,} "
+                f"early-stopping samples (need at least {MIN_FIT} and {MIN_STOP}) after the "
+                f"purge gaps of sequence_length={seq_len}; use fewer --folds, shorter windows "
+                f"or more bars"
+            )
+
+
+def _with_inner(audit: pd.DataFrame, inner, index: pd.DatetimeIndex) -> pd.DataFrame:
+    """The fold audit plus each fold's early-stopping block and what it cost."""
+    audit = audit.copy()
+    audit["n_fit"] = [len(c.fit) for c in inner]
+    audit["n_stop"] = [len(c.stop) for c in inner]
+    audit["stop_first"] = [int(c.stop[0]) for c in inner]
+    audit["stop_last"] = [int(c.stop[-1]) for c in inner]
+    audit["stop_purged"] = [c.purged for c in inner]
+    audit["stop_embargoed"] = [c.embargoed for c in inner]
+    audit["stop_first_time"] = [index[int(c.stop[0])] for c in inner]
+    audit["stop_last_time"] = [index[int(c.stop[-1])] for c in inner]
+    return audit
+
+
+def _check_naive_errors(folds, targets: Targets, features: pd.DataFrame, source: str, test):
+    """A part whose naive forecast is exact (a flat stretch of prices) cannot be scored as a
+    ratio to it: say so before any trial runs, naming the rows."""
+    names = list(targets.names)
+    now = features[names].to_numpy(dtype=np.float64)
+    truth = np.asarray(targets.values, dtype=np.float64).reshape(len(features), -1)
+    parts = []
+    for k, (fit, stop, ev) in enumerate(folds):
+        mean = truth[fit].mean(axis=0)
+        parts += [(f"fold {k}'s evaluation", ev, mean), (f"fold {k}'s early-stopping", stop, mean)]
+    parts.append(("the test part", np.asarray(test), truth[folds[-1][0]].mean(axis=0)))
+    for what, anchors, mean in parts:
+        naive = naive_forecast(names, now[anchors], mean)
+        exact = np.mean((naive - truth[anchors]) ** 2, axis=0) == 0
+        if exact.any():
+            t = int(np.flatnonzero(exact)[0])
+            first, last = features.index[anchors[0]], features.index[anchors[-1]]
+            raise DataError(
+                f"{source}: {names[t]!r} never changes over {what} samples (rows "
+                f"{int(anchors[0])}..{int(anchors[-1])}, {first} .. {last}), so its naive "
+                f"forecast ({naive_kind(names[t])}) has zero error and no model can be scored "
+                f"against it; check the data there (a constant stretch of prices?)"
+            )

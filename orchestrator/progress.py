@@ -1,19 +1,42 @@
-"""Driver-side Tune callbacks: the terminal progress table and MLflow logging.
+"""Driver-side Tune callbacks: trial statuses, progress lines, MLflow logging.
 
-Both run in the driver process, so MLflow (sqlite by default) has a single writer.
+All run in the driver process, so sweep.json and MLflow (sqlite by default) have a single
+writer. A trial's status is decided here, once, when Tune says it finished:
+
+* ``completed``: it scored every fold;
+* ``pruned``: the scheduler stopped it (Tune calls ``on_trial_complete`` with fewer folds);
+* ``failed``: it raised past its retries (``on_trial_error``);
+* ``interrupted``: anything else at the end of a run. Ctrl-C, SIGTERM, a spent
+  ``--time-budget`` or a killed driver stop running trials without either callback;
+  ``--resume`` goes on with them from their last finished fold.
+
+The statuses are saved in sweep.json as they happen, so a resumed sweep still knows which
+of its earlier trials were pruned.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import threading
 import time
+from collections.abc import Callable
 
 from ray.tune import Callback
 
 from orchestrator.leaderboard import TrialRecord
 
-__all__ = ["ProgressCallback", "TrackingCallback", "log_record", "record_of"]
+__all__ = [
+    "Heartbeat",
+    "ProgressCallback",
+    "StatusCallback",
+    "TrackingCallback",
+    "error_line",
+    "log_record",
+    "trial_record",
+]
 
 
 def _folds(metrics: dict) -> list[dict]:
@@ -21,136 +44,273 @@ def _folds(metrics: dict) -> list[dict]:
     return json.loads(raw) if raw else []
 
 
-def _error_line(trial) -> str | None:
-    """The exception's own message from the trial's error file (last 'Error: ...' line)."""
-    try:
-        err = trial.get_error()
-    except Exception:  # noqa: BLE001 - a missing error file must not break reporting
-        err = None
-    if err is None:
+def error_line(error) -> str | None:
+    """The exception's own message (the last 'Error: ...' line of a trial's traceback)."""
+    if error is None:
         return None
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
     for line in reversed(lines):
         if "Error:" in line or "Diverged:" in line or "Exception:" in line:
             return line.split(": ", 1)[-1] if "TrialDiverged" in line else line
     return lines[-1] if lines else None
 
 
-def record_of(
-    trial, metrics: dict, *, n_folds: int | None = None, status: str | None = None
+def _trial_error(trial) -> str | None:
+    try:
+        return error_line(trial.get_error())
+    except Exception:  # noqa: BLE001 - a missing error file must not break reporting
+        return None
+
+
+def trial_record(
+    trial_id: str,
+    params: dict,
+    metrics: dict,
+    *,
+    status: str,
+    error: str | None = None,
 ) -> TrialRecord:
-    """A TrialRecord from a Tune Trial and its last reported metrics."""
-    folds = _folds(metrics)
-    n_folds = n_folds or metrics.get("n_folds")
-    if status is None:
-        if trial.status == "ERROR":
-            status = "failed"
-        elif trial.status == "TERMINATED":
-            status = "completed" if n_folds and len(folds) >= n_folds else "pruned"
-        else:
-            status = "unfinished"
-    reason = metrics.get("failure") if status == "failed" else None
-    if status == "failed" and not reason:
-        reason = _error_line(trial)
+    """A TrialRecord from a trial's last reported metrics and its decided status."""
+    reason = (metrics.get("failure") or error) if status == "failed" else None
     return TrialRecord(
-        trial_id=trial.trial_id,
-        params=dict(trial.config),
-        folds=folds,
+        trial_id=trial_id,
+        params=dict(params),
+        folds=_folds(metrics),
         status=status,
         reason=reason,
         seconds=float(metrics.get("time_total_s", 0.0)),
+        stopped_mid_fold=status == "pruned" and "fold_objective" not in metrics,
     )
 
 
 def log_record(tracker, rec: TrialRecord, *, objective: str) -> None:
-    values = [f[objective] for f in rec.folds if objective in f]
-    summary = {"folds_done": float(rec.folds_done), "seconds": rec.seconds}
-    if values:
-        mean = sum(values) / len(values)
-        summary[f"mean_{objective}"] = mean
-        summary[f"std_{objective}"] = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    from orchestrator.leaderboard import trial_summary
+
     fold_metrics = [{k: v for k, v in f.items() if isinstance(v, (int, float))} for f in rec.folds]
     tracker.log_trial(
         rec.trial_id,
         params=rec.params,
         fold_metrics=fold_metrics,
-        summary=summary,
+        summary=trial_summary(rec, objective),
         status=rec.status,
         reason=rec.reason,
     )
 
 
+def where_stopped(rec: TrialRecord, n_folds: int) -> str:
+    """'in fold 1 of 5' (stopped mid-fold) or 'after fold 2 of 5' (at a fold's end)."""
+    if rec.stopped_mid_fold:
+        return f"in fold {rec.folds_done + 1} of {n_folds}"
+    return f"after fold {rec.folds_done} of {n_folds}"
+
+
+class StatusCallback(Callback):
+    """Decides each finished trial's status and saves it in sweep.json right away."""
+
+    def __init__(self, record, *, n_folds: int) -> None:
+        self.record, self.n_folds = record, n_folds
+        self.statuses: dict[str, str] = record.finished_trials()
+
+    def status_of(self, trial) -> str:
+        folds = trial.last_result.get("folds_done", 0)
+        return "completed" if folds >= self.n_folds else "pruned"
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._mark(trial.trial_id, self.status_of(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._mark(trial.trial_id, "failed")
+
+    def _mark(self, trial_id: str, status: str) -> None:
+        self.statuses[trial_id] = status
+        self.record.mark_trial(trial_id, status)
+
+
 class ProgressCallback(Callback):
-    """One line per fold result and per finished trial, plus a running tally."""
+    """One line per finished fold and per finished trial, with a running tally."""
 
-    def __init__(self, *, n_trials: int, n_folds: int, mode: str, log=print) -> None:
-        self.n_trials, self.n_folds, self.mode, self.log = n_trials, n_folds, mode, log
-        self.start = time.perf_counter()
-        self.best: tuple[float, str] | None = None
-        self.done: dict[str, str] = {}
+    def __init__(self, tally: Heartbeat, *, log=print) -> None:
+        self.tally, self.log = tally, log
 
-    def _better(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value < self.best[0] if self.mode == "min" else value > self.best[0]
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.tally.running.add(trial.trial_id)
 
-    def _elapsed(self) -> str:
-        return f"[{time.perf_counter() - self.start:7.1f}s]"
+    def on_trial_restore(self, iteration, trials, trial, **info):
+        self.tally.running.add(trial.trial_id)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.tally.running.add(trial.trial_id)
         if "fold_objective" not in result:
             return  # a mid-fold estimate (for the scheduler), not a finished fold
         folds = result.get("folds_done", 0)
         obj = result.get("objective", math.nan)
-        self.log(
-            f"{self._elapsed()} trial {trial.trial_id} fold {folds}/{self.n_folds} "
-            f"fold_objective={result.get('fold_objective', math.nan):.5g} "
-            f"running_mean={obj:.5g}"
+        self.tally.say(
+            f"trial {trial.trial_id} fold {folds}/{self.tally.n_folds} "
+            f"fold_{self.tally.objective}={result.get('fold_objective', math.nan):.5g} "
+            f"{self.tally.objective}={obj:.5g}"
         )
-        if folds >= self.n_folds and math.isfinite(obj) and self._better(obj):
-            self.best = (obj, trial.trial_id)
-
-    def _finish(self, trial, status: str, detail: str = "") -> None:
-        self.done[trial.trial_id] = status
-        counts = {s: list(self.done.values()).count(s) for s in ("completed", "pruned", "failed")}
-        best = f"best {self.best[0]:.5g} ({self.best[1]})" if self.best else "no complete trial yet"
-        self.log(
-            f"{self._elapsed()} trial {trial.trial_id} {status}{detail} | "
-            f"{len(self.done)}/{self.n_trials} done: {counts['completed']} completed, "
-            f"{counts['pruned']} pruned, {counts['failed']} failed | {best}"
-        )
+        if folds >= self.tally.n_folds and math.isfinite(obj):
+            self.tally.offer_best(obj, trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        folds = trial.last_result.get("folds_done", 0)
-        status = "completed" if folds >= self.n_folds else "pruned"
-        detail = "" if status == "completed" else f" at fold {folds}/{self.n_folds}"
-        self._finish(trial, status, detail)
+        rec = trial_record(trial.trial_id, trial.config, trial.last_result, status="pruned")
+        folds = rec.folds_done
+        if folds >= self.tally.n_folds:
+            self.tally.finish(trial.trial_id, "completed", "")
+        else:
+            self.tally.finish(
+                trial.trial_id, "pruned", " " + where_stopped(rec, self.tally.n_folds)
+            )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.log(
-            f"{self._elapsed()} trial {trial.trial_id} crashed; retrying from its last "
-            f"finished fold ({_error_line(trial) or 'see the trial error file'})"
+        self.tally.say(
+            f"trial {trial.trial_id} crashed; retrying from its last finished fold "
+            f"({_trial_error(trial) or 'see the trial error file'})"
         )
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        reason = trial.last_result.get("failure") or _error_line(trial) or "unknown error"
-        self._finish(trial, "failed", f": {reason}")
+        reason = trial.last_result.get("failure") or _trial_error(trial) or "unknown error"
+        self.tally.finish(trial.trial_id, "failed", f": {reason}")
+
+
+class Heartbeat:
+    """The sweep's tally, and a timer that prints it when nothing else was printed for
+    ``every`` seconds (Tune's callbacks fire only on results; a fold can take minutes)."""
+
+    def __init__(
+        self,
+        *,
+        n_trials: int,
+        n_folds: int,
+        objective: str,
+        mode: str,
+        log: Callable[[str], object] = print,
+        every: float = 25.0,
+        done: dict[str, str] | None = None,
+        budget: float | None = None,
+    ) -> None:
+        self.n_trials, self.n_folds, self.objective, self.mode = n_trials, n_folds, objective, mode
+        self.log, self.every = log, every
+        self.start = time.perf_counter()
+        self.last_line = self.start
+        self.best: tuple[float, str] | None = None
+        self.done: dict[str, str] = dict(done or {})  # from an earlier run when resumed
+        self.done_before = len(self.done)
+        self.running: set[str] = set()  # trial ids started and not finished
+        self.budget = budget  # seconds of --time-budget, None for none
+        self.budget_spent = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- lines -----------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        with self._lock:
+            self.last_line = time.perf_counter()
+            self.log(f"[{self.last_line - self.start:7.1f}s] {text}")
+
+    def offer_best(self, value: float, trial_id: str) -> None:
+        better = self.best is None or (
+            value < self.best[0] if self.mode == "min" else value > self.best[0]
+        )
+        if better:
+            self.best = (value, trial_id)
+
+    def finish(self, trial_id: str, status: str, detail: str) -> None:
+        self.done[trial_id] = status
+        self.running.discard(trial_id)
+        self.say(f"trial {trial_id} {status}{detail} | {self.tally()}")
+
+    def counts(self) -> dict[str, int]:
+        statuses = list(self.done.values())
+        return {s: statuses.count(s) for s in ("completed", "pruned", "failed")}
+
+    def tally(self) -> str:
+        c = self.counts()
+        return (
+            f"{len(self.done)}/{self.n_trials} done: {c['completed']} completed, "
+            f"{c['pruned']} pruned, {c['failed']} failed | {self._best_text()}"
+        )
+
+    def _best_text(self) -> str:
+        if self.best is None:
+            return "no complete trial yet"
+        text = f"best {self.objective} {self.best[0]:.5g} ({self.best[1]})"
+        if self.objective == "mse_ratio":
+            text += f", skill {1 - self.best[0]:+.4f}"
+        return text
+
+
+    def eta(self) -> str:
+        finished = len(self.done) - self.done_before
+        left = self.n_trials - len(self.done)
+        if finished == 0:
+            return "ETA after the first trial finishes"
+        per_trial = (time.perf_counter() - self.start) / finished
+        minutes = left * per_trial / 60
+        return f"ETA ~{minutes:.0f} min (rough: pruned trials are short, completed ones long)"
+
+    def beat(self) -> None:
+        self.say(f"{len(self.running)} running | {self.tally()} | {self.eta()}")
+
+    # -- timer -----------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; a resumed run brings its own.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_stop", "_thread")}
+        state["running"] = set()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock, self._stop, self._thread = threading.Lock(), threading.Event(), None
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._run, name="sweep-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            if time.perf_counter() - self.last_line >= self.every:
+                self.beat()
+            spent = self.budget and time.perf_counter() - self.start >= self.budget
+            if spent and not self.budget_spent:
+                self._spend_budget()
+
+    def _spend_budget(self) -> None:
+        """Stop the run as Ctrl-C does: Tune saves its state, starts no new trial, and the
+        running ones stop at once (``--resume`` goes on with them)."""
+        self.budget_spent = True
+        self.say(f"time budget of {self.budget:g} s spent: stopping; {self.tally()}")
+        # Tune's tuner.fit() treats SIGUSR1 as it treats SIGINT (a graceful stop).
+        os.kill(os.getpid(), signal.SIGUSR1)
 
 
 class TrackingCallback(Callback):
     """Logs each finished trial as an MLflow child run as soon as it finishes."""
 
-    def __init__(self, tracker, *, n_folds: int, objective: str) -> None:
-        self.tracker, self.n_folds, self.objective = tracker, n_folds, objective
+    def __init__(self, tracker, status: StatusCallback, *, objective: str) -> None:
+        self.tracker, self.status, self.objective = tracker, status, objective
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        folds = trial.last_result.get("folds_done", 0)
-        status = "completed" if folds >= self.n_folds else "pruned"
-        self._log(trial, status)
+        self._log(trial, self.status.status_of(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._log(trial, "failed")
 
     def _log(self, trial, status: str) -> None:
-        rec = record_of(trial, trial.last_result, n_folds=self.n_folds, status=status)
+        rec = trial_record(
+            trial.trial_id,
+            trial.config,
+            trial.last_result,
+            status=status,
+            error=_trial_error(trial) if status == "failed" else None,
+        )
         log_record(self.tracker, rec, objective=self.objective)

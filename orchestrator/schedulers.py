@@ -4,69 +4,113 @@ Plain asynchronous successive halving compares a trial with every trial recorded
 rung. Over a sweep the sampler learns, so later trials are mostly better than the early ones
 recorded at a rung and pass it, and most of them then train every fold: on the quick space
 that saved only ~2x of the trial-epochs (benchmarks/README.md). But every trial is scored on
-the *same* folds, so a fairer and sharper test exists: after fold k, compare the trial's mean
-over folds 0..k with the mean of the best finished trial (the incumbent) over the same folds.
-A trial worse by more than ``race_margin`` (relative) at the end of a fold stops there; it
-would need its remaining folds to beat the incumbent's by that much to win. The incumbent
-only changes when a trial finishes every fold with a better mean.
+the *same* folds, so a fairer and sharper test exists: after fold k, compare the trial's
+objective over folds 0..k with the objective of the best finished trial (the incumbent) over
+the same folds. A trial worse by more than ``race_margin`` (relative) at the end of a fold
+stops there; it would need its remaining folds to beat the incumbent's by that much to win.
+The incumbent only changes when a trial finishes every fold with a better objective.
+
+Rungs stay comparable: ASHA records a report at the highest rung it has reached, so after a
+``--resume`` (a fresh scheduler) a trial's first mid-fold report (progress 4.03) would be
+recorded at the fold-end rung 4 and compared with other trials' exact 4-fold objectives. A
+report is therefore only shown to ASHA when that rung matches it: a fold-end rung for a
+fold-end report, a rung inside the current fold for a mid-fold estimate.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from statistics import fmean
 
+import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-__all__ = ["FoldRaceASHA"]
+from orchestrator.objective import objective_of, running_objective
+
+__all__ = ["FoldRaceASHA", "asha_milestones"]
+
+
+def asha_milestones(grace_period: float, max_t: float, reduction_factor: float) -> list[float]:
+    """The rungs of ASHA's single bracket, ascending (the formula of Ray's ``_Bracket``)."""
+    n = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+    return [grace_period * reduction_factor**k for k in range(n)]
 
 
 class FoldRaceASHA(AsyncHyperBandScheduler):
     """``ASHAScheduler`` (rungs on ``progress``) plus the fold race described above.
 
-    ``fold_key``: the per-fold score's name inside a result's ``folds_json`` (what
-    ``orchestrator.trial`` reports after each fold); ``race_margin`` <= 0 turns the race off.
+    ``task``: decides the objective (orchestrator/objective.py) computed from a result's
+    ``folds_json`` (what ``orchestrator.trial`` reports after each fold); ``race_margin``
+    <= 0 turns the race off.
     """
 
-    def __init__(self, *, fold_key: str, n_folds: int, race_margin: float, **asha) -> None:
+    def __init__(self, *, task: str, n_folds: int, race_margin: float, **asha) -> None:
         super().__init__(**asha)
-        self.fold_key, self.n_folds, self.race_margin = fold_key, n_folds, race_margin
-        self.incumbent: list[float] | None = None  # per-fold scores of the best finished trial
+        self.task, self.n_folds, self.race_margin = task, n_folds, race_margin
+        self.milestones = asha_milestones(
+            asha.get("grace_period", 1), asha["max_t"], asha.get("reduction_factor", 4)
+        )
+        self.incumbent: list[dict] | None = None  # fold records of the best finished trial
         self.raced_out = 0
+        self.mode: str | None = None
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        accepted = super().set_search_properties(metric, mode, **spec)
+        if mode:
+            self.mode = mode
+        return accepted
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        action = super().on_trial_result(tune_controller, trial, result)
-        if "fold_objective" not in result or "folds_json" not in result:
+        fold_end = "fold_objective" in result and "folds_json" in result
+        action = TrialScheduler.CONTINUE
+        if self._rung_matches(result.get("progress", math.nan), fold_end):
+            action = super().on_trial_result(tune_controller, trial, result)
+        if not fold_end:
             return action  # a mid-fold report: ASHA's rungs alone
-        scores = [f.get(self.fold_key, math.nan) for f in json.loads(result["folds_json"])]
-        if not scores or not all(math.isfinite(s) for s in scores):
+        folds = json.loads(result["folds_json"])
+        name = objective_of(self.task)[0]
+        if not folds or not all(math.isfinite(f.get(name, math.nan)) for f in folds):
             return action
-        k = len(scores)
-        if k >= self.n_folds:
-            self._offer_incumbent(scores)
+        objective = running_objective(folds, self.task)
+        if not math.isfinite(objective):
             return action
-        if action == TrialScheduler.CONTINUE and self._behind(scores):
+        if len(folds) >= self.n_folds:
+            self._offer_incumbent(folds)
+            return action
+        if action == TrialScheduler.CONTINUE and self._behind(folds):
             self.raced_out += 1
             return TrialScheduler.STOP
         return action
 
-    def _behind(self, scores: list[float]) -> bool:
+    def _rung_matches(self, progress: float, fold_end: bool) -> bool:
+        """Whether ASHA would record this report at a rung of its own kind (see above)."""
+        reached = [m for m in self.milestones if m <= progress]
+        if not reached:
+            return True  # below the first rung: ASHA records nothing
+        rung = reached[-1]
+        if fold_end:
+            return rung == progress
+        return rung > math.floor(progress)
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.mode == "max" else a < b
+
+    def _behind(self, folds: list[dict]) -> bool:
         """Worse than the incumbent on the same folds by more than the margin."""
         if self.incumbent is None or self.race_margin <= 0:
             return False
-        mine, theirs = fmean(scores), fmean(self.incumbent[: len(scores)])
-        if self._mode == "max":  # e.g. macro-F1: higher is better
+        mine = running_objective(folds, self.task)
+        theirs = running_objective(self.incumbent[: len(folds)], self.task)
+        if self.mode == "max":  # e.g. macro-F1: higher is better
             return mine < theirs * (1 - self.race_margin)
         return mine > theirs * (1 + self.race_margin)
 
-    def _offer_incumbent(self, scores: list[float]) -> None:
-        if self.incumbent is None:
-            self.incumbent = scores
-            return
-        mine, theirs = fmean(scores), fmean(self.incumbent)
-        if (mine > theirs) if self._mode == "max" else (mine < theirs):
-            self.incumbent = scores
+    def _offer_incumbent(self, folds: list[dict]) -> None:
+        mine = running_objective(folds, self.task)
+        if self.incumbent is None or self._better(
+            mine, running_objective(self.incumbent, self.task)
+        ):
+            self.incumbent = folds
 
     def debug_string(self) -> str:
         return f"{super().debug_string()}\nFold race: {self.raced_out} stopped behind the best"

@@ -43,6 +43,8 @@ __all__ = [
     "list_spaces",
     "load_space",
     "sample_configs",
+    "space_from_dict",
+    "space_to_dict",
     "to_optuna",
     "to_tune",
 ]
@@ -73,6 +75,24 @@ class SearchSpace:
     path: Path
     fixed: dict[str, Any] = field(default_factory=dict)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def space_to_dict(space: SearchSpace) -> dict[str, Any]:
+    """JSON-ready: what a sweep records so that --resume and promotion use this very space."""
+    return {
+        "name": space.name,
+        "description": space.description,
+        "path": str(space.path),
+        "fixed": copy.deepcopy(space.fixed),
+        "params": copy.deepcopy(space.params),
+    }
+
+
+def space_from_dict(d: dict[str, Any]) -> SearchSpace:
+    """The space a sweep recorded with :func:`space_to_dict`."""
+    return SearchSpace(
+        d["name"], d.get("description", ""), Path(d["path"]), dict(d["fixed"]), dict(d["params"])
+    )
 
 
 def list_spaces() -> list[str]:

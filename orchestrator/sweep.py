@@ -6,29 +6,67 @@ directly. It opens Ray and MLflow, and closes what it opened.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import optuna
 import ray
+import yaml
 from ray import tune
 from ray.tune.schedulers import MedianStoppingRule
 from ray.tune.search.optuna import OptunaSearch
 
-from orchestrator.leaderboard import TrialRecord, build_leaderboard, write_results
-from orchestrator.prepare import CV_SCHEMES, SweepData, prepare_sweep_data
-from orchestrator.progress import ProgressCallback, TrackingCallback, log_record, record_of
+from orchestrator.leaderboard import (
+    STATUSES,
+    TrialRecord,
+    build_leaderboard,
+    read_leaderboard,
+    write_results,
+)
+from orchestrator.objective import objective_of
+from orchestrator.outcome import (
+    SweepOutcome,
+    checkpoints_of,
+    collect_records,
+    oof_frame,
+    print_summary,
+    reconcile_study,
+)
+from orchestrator.prepare import CV_SCHEMES, load_source, prepare_sweep_data
+from orchestrator.progress import (
+    Heartbeat,
+    ProgressCallback,
+    StatusCallback,
+    TrackingCallback,
+    log_record,
+)
+from orchestrator.record import (
+    DECIDING,
+    RUNTIME,
+    SweepRecord,
+    absolute_data,
+    check_resume,
+    read_record,
+    refuse_existing,
+    resume_hint,
+)
 from orchestrator.schedulers import FoldRaceASHA
-from orchestrator.spaces import SearchSpace, load_space, to_optuna
-from orchestrator.tracking import SweepTracker, default_tracking_uri, ui_hint
-from orchestrator.trial import objective_of, run_trial
-from trainables.config import TrainConfig
+from orchestrator.spaces import SearchSpace, load_space, space_from_dict, space_to_dict, to_optuna
+from orchestrator.tracking import SweepTracker, default_tracking_uri
+from orchestrator.trial import run_trial
+from trainables.config import ALIASES, TrainConfig
+from trainables.data import bars_fingerprint
 from trainables.errors import ConfigError
 
 __all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
+
+_DEFAULT_RESULTS = "results"
 
 SCHEDULERS = ("asha", "median", "none")
 # A trial that only drives a TorchTrainer needs a sliver of CPU (Tune refuses 0).
@@ -67,6 +105,10 @@ class SweepSpec:
     dashboard: bool = True
     n_bars: int = 4000  # built-in data only
     overrides: dict = field(default_factory=dict)  # extra TrainConfig settings for every trial
+    # share of each fold's training samples held out (after a purge gap) for early stopping
+    inner_val: float = 0.15
+    time_budget: float | None = None  # seconds; no new trial starts once spent
+    smoke_test: bool = False
     fail_at_fold: int | None = None  # fault injection for tests: crash once at this fold
 
     def __post_init__(self) -> None:
@@ -104,10 +146,26 @@ class SweepSpec:
                 self.max_concurrent is None or self.max_concurrent >= 1,
                 f"--max-concurrent must be >= 1, but got {self.max_concurrent}",
             ),
+            (
+                0.05 <= self.inner_val <= 0.5,
+                f"--inner-val must be in [0.05, 0.5], but got {self.inner_val}",
+            ),
+            (
+                self.time_budget is None or self.time_budget > 0,
+                f"--time-budget must be > 0, but got {self.time_budget}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        # A setting given both as its own flag and through --set must agree.
+        for key, value in self.overrides.items():
+            name = ALIASES.get(key, key)
+            flag = getattr(self, name, None) if name in ("epochs", "task", "ticker") else None
+            if flag is not None and flag != value:
+                raise ConfigError(
+                    f"--{name} {flag} and --set {key}={value} disagree; give {name} once"
+                )
 
     @property
     def sweep_name(self) -> str:
@@ -122,20 +180,8 @@ class SweepSpec:
             folds=2,
             epochs=2,
             n_bars=min(self.n_bars, 1200),
+            smoke_test=True,
         )
-
-
-@dataclass
-class SweepOutcome:
-    name: str
-    out_dir: Path
-    leaderboard: object  # pandas DataFrame
-    best_config: dict | None
-    files: dict[str, Path]
-    dashboard_url: str | None
-    tracking_uri: str
-    n_folds: int = 0
-    interrupted: bool = False
 
 
 def base_config(spec: SweepSpec, space: SearchSpace) -> TrainConfig:
@@ -174,6 +220,24 @@ def _start_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
     """Attach to ``--address`` or start a local Ray; returns (we started it, dashboard url)."""
     if ray.is_initialized():
         return False, None
+    with _keep_sigterm_handler():
+        return _init_ray(spec, log)
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler():
+    """Ray's core installs its own SIGTERM handler (a stack dump, then abort); put back the
+    Python one the CLI installed, which stops a sweep the way Ctrl-C does."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        main = threading.current_thread() is threading.main_thread()
+        if main and callable(handler):
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _init_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
     if spec.address:
         try:
             ctx = ray.init(address=spec.address, log_to_driver=False)
@@ -214,7 +278,7 @@ def _scheduler(spec: SweepSpec, n_folds: int, objective: str):
         # trial more than race_margin behind the best finished trial on the same folds stops
         # (orchestrator/schedulers.py; measured in benchmarks/README.md).
         return FoldRaceASHA(
-            fold_key=objective,
+            task="classification" if objective == "macro_f1" else "regression",
             n_folds=n_folds,
             race_margin=spec.race_margin,
             time_attr="progress",
@@ -239,24 +303,32 @@ def _experiment_path(spec: SweepSpec, out_dir: Path, name: str) -> tuple[str, st
     return str(out_dir.resolve()), "tune"
 
 
-def _records(results) -> list[TrialRecord]:
-    # ResultGrid keeps results in the same order as its trials; the Trial objects carry
-    # the status (ERROR / TERMINATED / ...), which a Result does not expose.
-    trials = results._experiment_analysis.trials
-    return [
-        record_of(trial, result.metrics or {})
-        for trial, result in zip(trials, results, strict=True)
-    ]
-
-
 def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
+    """Run (or, with ``spec.resume``, continue) a sweep; closes what it opens."""
     name = spec.sweep_name
     out_dir = Path(spec.results_dir) / name
-    space = load_space(spec.space)
+    previous = None
+    if spec.resume:
+        previous = read_record(out_dir)  # before Ray, MLflow or any folder is touched
+        check_resume(previous, {k: getattr(spec, k) for k in DECIDING})
+        if previous.get("status") == "finished":
+            return _already_finished(spec, out_dir, previous, log)
+    else:
+        refuse_existing(out_dir, name)
+    space = space_from_dict(previous["space_definition"]) if previous else load_space(spec.space)
     base = base_config(spec, space)
     check_space(space, base)
     objective, mode = objective_of(base.task)
-    data: SweepData = prepare_sweep_data(
+    bars = load_source(spec.data, ticker=spec.ticker, n_bars=spec.n_bars, seed=spec.seed)
+    fingerprint = bars_fingerprint(bars)
+    if previous and previous.get("data_fingerprint") not in (None, fingerprint):
+        raise ConfigError(
+            f"--resume: the data of sweep {name!r} changed since it started "
+            f"({previous.get('data') or 'built-in data'}: fingerprint "
+            f"{previous['data_fingerprint'][:19]}... is now {fingerprint[:19]}...); resume "
+            f"needs the same rows, or start a new sweep with another --name"
+        )
+    data = prepare_sweep_data(
         base,
         data=spec.data,
         ticker=spec.ticker,
@@ -265,109 +337,207 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         seq_len_max=longest_sequence(space, base),
         n_bars=spec.n_bars,
         data_seed=spec.seed,
+        inner_val=spec.inner_val,
+        bars=bars,
     )
     n_folds = len(data.folds)
     log(
         f"Sweep {name!r}: space {space.name} ({len(space.params)} params), {spec.trials} trials, "
-        f"objective {objective} ({mode}) over {n_folds} folds"
+        f"objective {objective} ({mode}) over {n_folds} folds" + (" (resumed)" if previous else "")
     )
     log(data.summary)
-
     tracking_uri = spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir))
-    started, dashboard_url = _start_ray(spec, log)
-    if not spec.address:
-        try:
-            _check_fits(spec)
-        except ConfigError:
-            if started:
-                ray.shutdown()
-            raise
     storage_path, exp_name = _experiment_path(spec, out_dir, name)
     exp_path = f"{storage_path}/{exp_name}"
+    hint = resume_hint(name, spec.results_dir, _DEFAULT_RESULTS)
+    runtime = {k: getattr(spec, k) for k in RUNTIME if hasattr(spec, k)}
+    if previous:
+        record = SweepRecord(out_dir, previous)
+        record.update(status="running", experiment_path=exp_path, **runtime)
+    else:
+        record = SweepRecord.create(
+            out_dir,
+            replace(spec, name=name, data=absolute_data(spec.data)),
+            objective=objective,
+            mode=mode,
+            data_source=absolute_data(spec.data) or "built-in",
+            data_fingerprint=fingerprint,
+            data_summary=data.summary,
+            space_definition=space_to_dict(space),
+            test_first_row=data.test_first_row,
+            experiment_path=exp_path,
+            resume_command=hint,
+        )
+    started, dashboard_url = _start_ray(spec, log)
     try:
-        with SweepTracker(
-            tracking_uri,
-            experiment="lstm-sweeps",
-            run_name=name,
-            params=_spec_params(spec, space, base),
-            resume=spec.resume,
-            log=log,
-        ) as tracker:
-            trainable = tune.with_parameters(
-                run_trial,
-                data=data,
-                base=base.to_dict(),
-                workers=spec.workers_per_trial,
-                cpus=spec.cpus_per_trial,
-                gpus=spec.gpus_per_trial,
-                fail_at_fold=spec.fail_at_fold,
-            )
-            trainable = tune.with_resources(trainable, _trial_resources(spec))
-            callbacks = [
-                ProgressCallback(n_trials=spec.trials, n_folds=n_folds, mode=mode, log=log),
-                TrackingCallback(tracker, n_folds=n_folds, objective=objective),
-            ]
-            tuner = _make_tuner(
-                spec,
-                space,
-                trainable,
-                mode=mode,
-                objective=objective,
-                n_folds=n_folds,
-                name=name,
-                out_dir=out_dir,
-                storage_path=storage_path,
-                exp_name=exp_name,
-                callbacks=callbacks,
-                log=log,
-            )
-            start = time.perf_counter()
-            # Ctrl-C: Tune saves the experiment state and returns with unfinished trials.
-            records = _records(tuner.fit())
-            interrupted = len(records) < spec.trials or any(
-                r.status == "unfinished" for r in records
-            )
-            # Trials finished in an earlier (interrupted) run were logged then; the tracker
-            # skips ids it has already logged.
-            for rec in records:
-                if rec.status in ("completed", "pruned", "failed"):
-                    log_record(tracker, rec, objective=objective)
-            board = build_leaderboard(records, n_folds=n_folds, objective=objective, mode=mode)
-            best = _best_config(board, records, base)
-            files = write_results(
-                out_dir,
-                leaderboard=board,
-                best_config=best,
-                audit=data.audit,
-                spec={
-                    **asdict(spec),
-                    "name": name,
-                    "objective": objective,
-                    "mode": mode,
-                    "experiment_path": exp_path,
-                    "wall_seconds": time.perf_counter() - start,
-                    "data_summary": data.summary,
-                    "test_first_row": data.test_first_row,
-                },
-            )
-            files["tune"] = Path(exp_path)
-            if not board.empty and board["rank"].notna().any():
-                top = board.iloc[0]
-                tracker.log_summary(
-                    {
-                        "best_objective": float(top["objective"]),
-                        "trials_completed": int((board.status == "completed").sum()),
-                    },
-                    [p for k, p in files.items() if k != "tune"],
-                )
+        if not spec.address:
+            _check_fits(spec)
+        outcome = _run(spec, space, base, data, record, exp=(storage_path, exp_name), log=log)
     finally:
         if started:
             ray.shutdown()
-    outcome = SweepOutcome(
-        name, out_dir, board, best, files, dashboard_url, tracking_uri, n_folds, interrupted
-    )
-    _print_summary(outcome, objective, mode, log)
+    outcome.dashboard_url, outcome.tracking_uri = dashboard_url, tracking_uri
+    print_summary(outcome, objective, mode, log)
     return outcome
+
+
+def _run(spec, space, base, data, record, *, exp, log) -> SweepOutcome:
+    """The Tune run itself, inside a started Ray: callbacks, fit, records, result files."""
+    name, out_dir = record.data["name"], record.path.parent
+    objective, mode = objective_of(base.task)
+    n_folds = len(data.folds)
+    tracking_uri = spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir))
+    status = StatusCallback(record, n_folds=n_folds)
+    heartbeat = Heartbeat(
+        n_trials=spec.trials,
+        n_folds=n_folds,
+        objective=objective,
+        mode=mode,
+        log=log,
+        done=status.statuses,
+        budget=spec.time_budget,
+    )
+    with SweepTracker(
+        tracking_uri,
+        experiment="lstm-sweeps",
+        run_name=name,
+        params=_spec_params(spec, space, base),
+        resume=spec.resume,
+        log=log,
+    ) as tracker:
+        trainable = tune.with_parameters(
+            run_trial,
+            data=data,
+            base=base.to_dict(),
+            workers=spec.workers_per_trial,
+            cpus=spec.cpus_per_trial,
+            gpus=spec.gpus_per_trial,
+            fail_at_fold=spec.fail_at_fold,
+        )
+        trainable = tune.with_resources(trainable, _trial_resources(spec))
+        callbacks = [
+            status,
+            ProgressCallback(heartbeat, log=log),
+            TrackingCallback(tracker, status, objective=objective),
+        ]
+        tuner = _make_tuner(
+            spec,
+            space,
+            trainable,
+            mode=mode,
+            objective=objective,
+            n_folds=n_folds,
+            name=name,
+            out_dir=out_dir,
+            exp=exp,
+            callbacks=callbacks,
+            log=log,
+        )
+        start = time.perf_counter()
+        # Ctrl-C, SIGTERM (tune.py turns it into SIGINT) and a spent --time-budget
+        # (SIGUSR1): Tune saves the experiment state and returns with unfinished trials.
+        sigint = signal.getsignal(signal.SIGINT)
+        try:
+            with heartbeat:
+                results = tuner.fit()
+        finally:
+            # Tune leaves its SIGINT handler installed after a run that got no signal, and
+            # it only sets a flag nobody reads any more: Ctrl-C must work again.
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, sigint)
+        records = collect_records(results, status.statuses)
+        interrupted = len(records) < spec.trials or any(r.status == "interrupted" for r in records)
+        # Trials that finished earlier were logged as they finished (the tracker skips ids
+        # it logged); interrupted ones are logged as such and updated when resumed.
+        for rec in records:
+            log_record(tracker, rec, objective=objective)
+        board = build_leaderboard(records, n_folds=n_folds, objective=objective, mode=mode)
+        best = _best_config(board, records, base)
+        oof = oof_frame(records, checkpoints_of(results), data)
+        files = write_results(
+            out_dir, leaderboard=board, best_config=best, audit=data.audit, oof=oof
+        )
+        files["sweep.json"] = record.path
+        files["tune"] = Path(f"{exp[0]}/{exp[1]}")
+        if not interrupted:
+            reconcile_study(_study_storage(out_dir), name, records, objective)
+        ranked = board[board["rank"].notna()] if not board.empty else board
+        if not ranked.empty:
+            tracker.log_summary(
+                {
+                    "best_objective": float(ranked.iloc[0]["objective"]),
+                    "trials_completed": int((board.status == "completed").sum()),
+                },
+                [p for k, p in files.items() if k != "tune"],
+            )
+        tracker.close_status = "KILLED" if interrupted else "FINISHED"
+    wall = float(record.data.get("wall_seconds") or 0.0) + time.perf_counter() - start
+    stopped = heartbeat.budget_spent and interrupted
+    record.update(
+        status="interrupted" if interrupted else "finished",
+        stopped_by="time budget" if stopped else None,
+        wall_seconds=wall,
+        counts={s: int((board.status == s).sum()) for s in STATUSES} if not board.empty else {},
+    )
+    failures = [r for r in records if r.status == "failed"]
+    return SweepOutcome(
+        name,
+        out_dir,
+        board,
+        best,
+        files,
+        None,
+        tracking_uri,
+        n_folds,
+        interrupted=interrupted,
+        stopped_by_budget=stopped,
+        resume_hint=record.data.get("resume_command", ""),
+        first_failure=(
+            f"trial {failures[0].trial_id}: {failures[0].reason}"
+            if failures and len(failures) == len(records) == spec.trials
+            else None
+        ),
+    )
+
+
+def _already_finished(spec: SweepSpec, out_dir: Path, record: dict, log) -> SweepOutcome:
+    """--resume of a sweep that finished: nothing to run; say so and show its answer again."""
+    log(f"Sweep {record.get('name')!r} already finished ({out_dir}/sweep.json); its results:")
+    board = read_leaderboard(out_dir)
+    best = out_dir / "best_config.yaml"
+    names = (
+        "leaderboard.parquet",
+        "leaderboard.csv",
+        "fold_audit.csv",
+        "sweep.json",
+        "oof.parquet",
+    )
+    files = {n: out_dir / n for n in names if (out_dir / n).exists()}
+    if best.exists():
+        files["best_config.yaml"] = best
+    outcome = SweepOutcome(
+        record["name"],
+        out_dir,
+        board,
+        yaml.safe_load(best.read_text()) if best.exists() else None,
+        files,
+        None,
+        spec.mlflow_uri or record.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir)),
+        int(record.get("folds_done_per_trial") or len(read_audit(out_dir))),
+        already_finished=True,
+    )
+    print_summary(outcome, record["objective"], record["mode"], log)
+    return outcome
+
+
+def read_audit(out_dir: Path):
+    import pandas as pd
+
+    return pd.read_csv(out_dir / "fold_audit.csv")
+
+
+def _study_storage(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
 
 
 def _check_fits(spec: SweepSpec) -> None:
@@ -395,31 +565,15 @@ def _trial_resources(spec: SweepSpec) -> dict:
 
 
 def _make_tuner(
-    spec,
-    space,
-    trainable,
-    *,
-    mode,
-    objective,
-    n_folds,
-    name,
-    out_dir,
-    storage_path,
-    exp_name,
-    callbacks,
-    log,
+    spec, space, trainable, *, mode, objective, n_folds, name, out_dir, exp, callbacks, log
 ):
+    storage_path, exp_name = exp
     exp_path = f"{storage_path}/{exp_name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     # One experiment snapshot per fold checkpoint is deliberate (see checkpoint_config):
     # silence Tune's warning that snapshots come more often than every 5 s.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if spec.resume:
-        if not tune.Tuner.can_restore(exp_path):
-            raise ConfigError(
-                f"--resume: no sweep to resume at {exp_path} "
-                f"(check --name and --results-dir / --storage)"
-            )
+    if spec.resume and tune.Tuner.can_restore(exp_path):
         log(f"Resuming sweep from {exp_path}: finished trials are kept, unfinished ones go on")
         tuner = tune.Tuner.restore(
             exp_path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
@@ -428,6 +582,10 @@ def _make_tuner(
         # and MLflow tracker); this run's own must replace them. No public API for it.
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner
+    if spec.resume:
+        # The driver died before Tune saved anything: no trial ran, start the trials afresh.
+        log(f"Nothing of sweep {name!r} ran under Tune yet ({exp_path}); starting its trials")
+        (out_dir / "optuna.db").unlink(missing_ok=True)
     # The study lives in sqlite next to the leaderboard, so it can be loaded with Optuna:
     # optuna.load_study(study_name=<sweep>, storage="sqlite:///results/<sweep>/optuna.db")
     searcher = OptunaSearch(
@@ -436,7 +594,7 @@ def _make_tuner(
         mode=mode,
         seed=spec.seed,
         study_name=name,
-        storage=optuna.storages.RDBStorage(f"sqlite:///{(out_dir / 'optuna.db').resolve()}"),
+        storage=optuna.storages.RDBStorage(_study_storage(out_dir)),
     )
     # Each trial needs cpus_per_trial for each of its training workers.
     per_trial = spec.cpus_per_trial * spec.workers_per_trial
@@ -483,6 +641,8 @@ def _spec_params(spec: SweepSpec, space: SearchSpace, base: TrainConfig) -> dict
         "task": base.task,
         "epochs": base.epochs,
         "target_col": base.target_col,
+        "objective": objective_of(base.task)[0],
+        "inner_val": spec.inner_val,
     }
 
 
@@ -492,35 +652,3 @@ def _best_config(board, records: list[TrialRecord], base: TrainConfig) -> dict |
     best_id = board.iloc[0]["trial_id"]
     params = next(r.params for r in records if r.trial_id == best_id)
     return json.loads(json.dumps(TrainConfig.from_dict({**base.to_dict(), **params}).to_dict()))
-
-
-def _print_summary(outcome: SweepOutcome, objective: str, mode: str, log) -> None:
-    board = outcome.leaderboard
-    if outcome.interrupted:
-        log(
-            f"Interrupted. Finish it with: python -m orchestrator.tune --resume --name {outcome.name}"
-        )
-    if board is not None and not board.empty:
-        counts = board["status"].value_counts().to_dict()
-        log("Trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-        ranked = board[board["rank"].notna()].head(5)
-        if not ranked.empty:
-            params = [c for c in board.columns if c.startswith("param_")]
-            skill = ["skill"] if "skill" in board.columns else []
-            cols = ["rank", "trial_id", "objective", "objective_std", *skill, "seconds", *params]
-            log(
-                f"Top trials by {objective} ({mode}) over {outcome.n_folds} purged CV folds"
-                + (" (skill = 1 - MSE / persistence MSE: > 0 beats persistence):" if skill else ":")
-            )
-            log(
-                ranked[cols]
-                .rename(columns=lambda c: c.removeprefix("param_"))
-                .to_string(index=False, float_format=lambda v: f"{v:.5g}")
-            )
-    log(
-        f"Results: {outcome.out_dir}/ ({', '.join(sorted(k for k in outcome.files if k != 'tune'))})"
-    )
-    log(f"Tune experiment: {outcome.files.get('tune')}")
-    log(f"MLflow: {ui_hint(outcome.tracking_uri)}")
-    if outcome.dashboard_url:
-        log(f"Ray dashboard (while Ray runs): {outcome.dashboard_url}")

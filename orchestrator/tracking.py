@@ -111,6 +111,10 @@ class SweepTracker:
         self.parent_run_id: str | None = None
         self.experiment_id: str | None = None
         self.logged_trial_ids: set[str] = set()
+        # Child runs of trials an interrupted run logged as 'interrupted': a resumed run
+        # finishes them in the same child run (one run per trial).
+        self.reusable_runs: dict[str, str] = {}
+        self.close_status: str | None = None  # the parent's final status; None: by exception
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -135,7 +139,7 @@ class SweepTracker:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None:
-            status = "FINISHED"
+            status = self.close_status or "FINISHED"
         elif issubclass(exc_type, KeyboardInterrupt):
             status = "KILLED"
         else:
@@ -164,12 +168,17 @@ class SweepTracker:
             return None
 
         def write(client: MlflowClient) -> str:
-            run = client.create_run(
-                self.experiment_id,
-                run_name=trial_id,
-                tags={MLFLOW_PARENT_RUN_ID: self._parent, TRIAL_ID_TAG: trial_id},
-            )
-            run_id = run.info.run_id
+            run_id, to_log = self.reusable_runs.get(trial_id), params
+            if run_id is None:
+                run = client.create_run(
+                    self.experiment_id,
+                    run_name=trial_id,
+                    tags={MLFLOW_PARENT_RUN_ID: self._parent, TRIAL_ID_TAG: trial_id},
+                )
+                run_id = run.info.run_id
+            else:
+                client.update_run(run_id, status="RUNNING")
+                to_log = {}  # logged the first time; MLflow refuses to log them again
             rows = [(k, v, 0) for k, v in summary.items()]
             for fold, values in enumerate(fold_metrics):
                 for name, value in values.items():
@@ -180,17 +189,20 @@ class SweepTracker:
             client.log_batch(
                 run_id,
                 metrics=self._metrics(rows),
-                params=self._to_params(params),
+                params=self._to_params(to_log),
                 tags=[RunTag(k, _truncate(v, MAX_TAG_VAL_LENGTH)) for k, v in tags.items()],
             )
             self._log_artifacts(client, run_id, artifacts or ())
-            failed = status.upper() in _FAILED_TRIAL_STATUSES
-            client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+            client.set_terminated(run_id, _run_status(status))
             return run_id
 
         run_id = self._guard(f"logging trial {trial_id}", write)
         if run_id is not None:
-            self.logged_trial_ids.add(trial_id)
+            self.reusable_runs.pop(trial_id, None)
+            if status == "interrupted":
+                self.reusable_runs[trial_id] = run_id
+            else:
+                self.logged_trial_ids.add(trial_id)
         return run_id
 
     def log_summary(self, metrics: Mapping[str, float], artifacts: Sequence[Path] = ()) -> None:
@@ -267,6 +279,8 @@ class SweepTracker:
             if child.info.status == "RUNNING":
                 # The driver died half-way through logging this trial: drop it, log it again.
                 client.delete_run(child.info.run_id)
+            elif child.data.tags.get("status") == "interrupted":
+                self.reusable_runs[_trial_id(child)] = child.info.run_id
             else:
                 self.logged_trial_ids.add(_trial_id(child))
         # MLflow refuses to change a logged param: add only new ones, report changed ones.
@@ -313,6 +327,13 @@ class SweepTracker:
             else:
                 # A missing file is the caller's slip, not a store failure: keep tracking on.
                 self._log(f"MLflow artifact {path} does not exist; not logged")
+
+
+def _run_status(trial_status: str) -> str:
+    """MLflow's run status for a trial's: failed -> FAILED, interrupted -> KILLED."""
+    if trial_status.upper() in _FAILED_TRIAL_STATUSES:
+        return "FAILED"
+    return "KILLED" if trial_status == "interrupted" else "FINISHED"
 
 
 def _find_parent(client: MlflowClient, experiment_id: str, run_name: str) -> Run | None:

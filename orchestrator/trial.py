@@ -1,8 +1,15 @@
 """One Ray Tune trial: a sampled config trained and scored fold by fold.
 
-After each fold the trial reports the running mean of the objective (so ASHA / the median
-rule can stop it) and checkpoints the finished folds as JSON, so a retried trial picks up
-at the fold where it died instead of starting over.
+Each fold trains on its ``fit`` anchors, early-stops on its inner ``stop`` block (purged from
+``fit``) and is scored once, by the restored best epoch, on its evaluation anchors, which
+nothing before that point has seen. After each fold the trial reports the objective over
+the folds done (so ASHA / the median rule can stop it) and checkpoints the finished folds
+(their scores as JSON, their out-of-fold predictions as ``.npy``), so a retried trial picks
+up at the fold where it died instead of starting over.
+
+The regression objective is ``mse_ratio``: MSE over the naive forecast's MSE in original
+units (``trainables.naive``), pooled over folds, so it does not depend on the scaler or the
+training loss a trial samples. Classification: macro-F1, averaged over folds.
 
 With ``workers_per_trial > 1`` each fold is trained by a Ray Train ``TorchTrainer`` (DDP)
 launched from inside the trial; with 1 the same trainer runs in the trial's own process.
@@ -20,68 +27,75 @@ import numpy as np
 import torch
 from ray import tune
 
+from orchestrator.objective import objective_of, running_objective
 from orchestrator.prepare import SweepData
 from trainables.config import TrainConfig
 from trainables.dataset import FoldData, prepare_fold
 from trainables.errors import TrainingError
+from trainables.naive import naive_forecast
 from trainables.trainer import fit
 
-__all__ = ["FOLDS_FILE", "TrialDiverged", "objective_of", "run_trial"]
+__all__ = [
+    "FOLDS_FILE",
+    "TrialDiverged",
+    "fold_score",
+    "objective_of",
+    "oof_file",
+    "run_trial",
+    "running_objective",
+]
 
 FOLDS_FILE = "folds.json"
+_BY_TARGET = ("mse_by_target", "naive_mse_by_target")
 
 
 class TrialDiverged(RuntimeError):
     """Raised to mark a trial failed; a retry sees the checkpoint and fails again at once."""
 
 
-def objective_of(task: str) -> tuple[str, str]:
-    """(metric name, mode) optimised by the sweep for a task."""
-    return ("macro_f1", "max") if task == "classification" else ("val_mse", "min")
+def oof_file(k: int) -> str:
+    """Name of fold ``k``'s out-of-fold predictions inside a trial checkpoint."""
+    return f"oof_fold{k}.npy"
 
 
-def fold_score(task: str, result, fold: FoldData) -> dict[str, float]:
-    """The fold's comparable score: macro-F1, or MSE in scaled target units.
-
-    Scaled MSE does not depend on the training loss a trial picked (mse, huber, ...), so
-    trials stay comparable, and with loss='mse' it equals the trainer's validation loss.
-    """
-    metrics = {k: float(v) for k, v in result.metrics.items() if _is_number(v)}
+def fold_score(task: str, metrics: dict) -> dict:
+    """The fold's record: every scalar metric plus the per-target MSEs pooling needs."""
+    out = {k: float(v) for k, v in metrics.items() if _is_number(v)}
     if task == "regression":
-        pred = fold.scaler.transform(result.predictions, fold.target_names)
-        true = fold.y[fold.eval_idx]
-        metrics["val_mse"] = float(np.mean((pred - true) ** 2))
-        # Persistence (the target's value at the anchor) on the same rows: skill > 0 beats it.
-        naive = float(np.mean((fold.y_now[fold.eval_idx] - true) ** 2))
-        metrics["persistence_mse"] = naive
-        metrics["skill"] = 1.0 - metrics["val_mse"] / naive if naive > 0 else float("nan")
-    return metrics
+        out.update({k: [float(v) for v in metrics[k]] for k in _BY_TARGET})
+    return out
 
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
 
 
-def _load_done(checkpoint) -> dict:
+# ---------------------------------------------------------------------- checkpoints
+
+
+def _load_done(checkpoint) -> tuple[dict, list[np.ndarray]]:
     if checkpoint is None:
-        return {"folds": [], "diverged": None}
+        return {"folds": [], "diverged": None}, []
     with checkpoint.as_directory() as d:
-        return json.loads((Path(d) / FOLDS_FILE).read_text())
+        done = json.loads((Path(d) / FOLDS_FILE).read_text())
+        oof = [
+            np.load(Path(d) / oof_file(f["fold"]), allow_pickle=False)
+            for f in done["folds"]
+            if (Path(d) / oof_file(f["fold"])).is_file()
+        ]
+    return done, oof
 
 
-def _report(
-    done: dict, task: str, n_folds: int, extra: dict, *, partial: float | None = None
-) -> None:
-    """Report to Tune. After a fold: the running mean, with a checkpoint of the done folds.
+def _report(done: dict, task: str, n_folds: int, extra: dict, *, oof=None, partial=None) -> None:
+    """Report to Tune. After a fold: the objective so far, with a checkpoint of the done folds.
 
-    Mid-fold (``partial`` = the current fold's best validation score so far): the estimate
-    mean(done folds + partial), no checkpoint, so ASHA can stop a bad trial inside a fold.
+    Mid-fold (``partial``: the current fold's early-stopping score): the estimate over the
+    done folds and the partial one, no checkpoint, so ASHA can stop a bad trial in a fold.
     """
     name, _ = objective_of(task)
     scores = [f[name] for f in done["folds"]]
-    estimate = scores if partial is None else [*scores, partial]
     metrics = {
-        "objective": float(np.mean(estimate)) if estimate else float("nan"),
+        "objective": running_objective(done["folds"], task, partial),
         "objective_std": float(np.std(scores)) if scores else float("nan"),
         "folds_done": len(scores),
         "train_seconds": float(sum(f["seconds"] for f in done["folds"])),
@@ -98,34 +112,34 @@ def _report(
         return
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / FOLDS_FILE).write_text(json.dumps(done))
+        for f, pred in zip(done["folds"], oof or [], strict=False):
+            np.save(Path(d) / oof_file(f["fold"]), pred, allow_pickle=False)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def _train_fold(
-    cfg: TrainConfig,
-    data: SweepData,
-    k: int,
-    workers: int,
-    cpus: float,
-    gpus: float,
-    on_epoch=None,
-):
-    """Train fold ``k``; returns (FitResult-like with metrics/predictions, FoldData)."""
-    train_idx, eval_idx = data.folds[k]
-    fold = prepare_fold(
+# ---------------------------------------------------------------------- folds
+
+
+def _fold_data(cfg: TrainConfig, data: SweepData, k: int) -> FoldData:
+    fit_idx, stop_idx, eval_idx = data.folds[k]
+    return prepare_fold(
         data.frame(),
         data.targets,
-        train_idx,
+        fit_idx,
+        stop_idx,
         eval_idx,
         f_cols=list(cfg.f_cols),
         seq_len=cfg.sequence_length,
         scaler=cfg.scaler,
     )
+
+
+def _train_fold(cfg: TrainConfig, fold: FoldData, workers: int, cpus: float, gpus: float, on_epoch):
     if workers <= 1:
-        return fit(cfg, fold, log=None, gpu_share=gpus or None, on_epoch=on_epoch), fold
+        return fit(cfg, fold, log=None, gpu_share=gpus or None, on_epoch=on_epoch)
     from orchestrator.distributed import fit_distributed
 
-    return fit_distributed(cfg, fold, workers=workers, cpus=cpus, gpus=gpus), fold
+    return fit_distributed(cfg, fold, workers=workers, cpus=cpus, gpus=gpus)
 
 
 def run_trial(
@@ -141,21 +155,23 @@ def run_trial(
     """Tune function trainable. ``base`` is the full default config; ``config`` the sample."""
     torch.set_num_threads(max(1, int(cpus)))
     cfg = TrainConfig.from_dict({**base, **config})
-    done = _load_done(tune.get_checkpoint())
+    done, oof = _load_done(tune.get_checkpoint())
     if done["diverged"]:
         raise TrialDiverged(done["diverged"])
     name, _ = objective_of(cfg.task)
-    for k in range(len(done["folds"]), len(data.folds)):
+    n_folds = len(data.folds)
+    for k in range(len(done["folds"]), n_folds):
         _maybe_inject_fault(fail_at_fold, k)
         start = time.perf_counter()
-        on_epoch = _epoch_reporter(cfg, done, k, len(data.folds))
+        fold = _fold_data(cfg, data, k)
+        on_epoch = _epoch_reporter(cfg, fold, done, k, n_folds)
         try:
-            result, fold = _train_fold(cfg, data, k, workers, cpus, gpus, on_epoch)
+            result = _train_fold(cfg, fold, workers, cpus, gpus, on_epoch)
         except TrainingError as err:
-            _diverged(done, cfg.task, len(data.folds), k, str(err))
-        scores = fold_score(cfg.task, result, fold)
+            _diverged(done, cfg.task, n_folds, k, str(err))
+        scores = fold_score(cfg.task, result.metrics)
         if not math.isfinite(scores.get(name, float("nan"))):
-            _diverged(done, cfg.task, len(data.folds), k, f"objective {name} is not finite")
+            _diverged(done, cfg.task, n_folds, k, f"objective {name} is not finite")
         done["folds"].append(
             {
                 "fold": k,
@@ -167,7 +183,9 @@ def run_trial(
                 "batch_size": int(result.batch_size),
             }
         )
-        _report(done, cfg.task, len(data.folds), {"fold": k, "fold_objective": scores[name]})
+        oof.append(np.asarray(result.predictions, dtype=np.float64))
+        extra = {"fold": k, "fold_objective": scores[name]}
+        _report(done, cfg.task, n_folds, extra, oof=oof)
 
 
 def _diverged(done: dict, task: str, n_folds: int, k: int, reason: str) -> None:
@@ -182,23 +200,35 @@ def _diverged(done: dict, task: str, n_folds: int, k: int, reason: str) -> None:
     raise TrialDiverged(done["diverged"])
 
 
-def _epoch_reporter(cfg: TrainConfig, done: dict, k: int, n_folds: int):
-    """Per-epoch reports inside fold ``k``, when the epoch's validation score is the objective.
+def _stop_naive(fold: FoldData) -> list[float]:
+    """[T] the naive forecast's MSE on the fold's early-stopping block, original units."""
+    stop = fold.stop_idx
+    mean = np.nanmean(fold.y_raw[fold.train_idx], axis=0)
+    naive = naive_forecast(fold.target_names, fold.now_raw[stop], mean)
+    return [float(v) for v in np.mean((naive - fold.y_raw[stop]) ** 2, axis=0)]
 
-    That holds for classification (macro-F1) and for regression trained with MSE (its
-    validation loss is the scaled MSE); other losses are only scored at fold ends.
-    """
+
+def _epoch_reporter(cfg: TrainConfig, fold: FoldData, done: dict, k: int, n_folds: int):
+    """Per-epoch estimates inside fold ``k``, measured on its early-stopping block with the
+    same measure as the objective (never on the evaluation anchors)."""
     classification = cfg.task == "classification"
-    if not classification and cfg.resolved_loss != "mse":
-        return None
-    best = [None]
+    if not classification:
+        scale2 = fold.scaler.scale_of(fold.target_names) ** 2
+        naive = _stop_naive(fold)
+    best: list = [None, None]  # (score for comparing, the partial to report)
 
     def on_epoch(rec) -> None:
-        value = rec.val_f1 if classification else rec.val_loss
-        if value is None or not math.isfinite(value):
-            return
-        better = max if classification else min
-        best[0] = value if best[0] is None else better(best[0], value)
+        if classification:
+            if rec.val_f1 is None or not math.isfinite(rec.val_f1):
+                return
+            key, partial = -rec.val_f1, rec.val_f1
+        else:
+            if rec.val_mse is None or not all(math.isfinite(v) for v in rec.val_mse):
+                return
+            mse = [float(v) for v in np.asarray(rec.val_mse) * scale2]
+            key, partial = running_objective([], cfg.task, (mse, naive)), (mse, naive)
+        if best[0] is None or key < best[0]:
+            best[0], best[1] = key, partial
         _report(
             done,
             cfg.task,
@@ -206,7 +236,7 @@ def _epoch_reporter(cfg: TrainConfig, done: dict, k: int, n_folds: int):
             # Strictly below k + 1: a fold's end (and, for the last fold, the scheduler's
             # max_t) is reached only by the fold-end report that records the fold's score.
             {"progress": k + rec.epoch / (cfg.epochs + 1), "epoch": rec.epoch},
-            partial=best[0],
+            partial=best[1],
         )
 
     return on_epoch

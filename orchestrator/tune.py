@@ -7,181 +7,235 @@ Examples::
     python -m orchestrator.tune --data bars.parquet --ticker AAPL --space daily --trials 100
     python -m orchestrator.tune --resume --name default-20261121-101500
     python -m orchestrator.tune --smoke-test --promote    # then retrain + test the top configs
+
+``--resume --name X`` continues sweep X exactly as results/X/sweep.json recorded it (data,
+space, trials, ...): a setting that decides the answer may not be given with another value;
+where and how fast it runs (resources, --address, --storage) may change.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import sys
 from dataclasses import MISSING, fields, replace
+from pathlib import Path
 
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.promote import PromoteSpec, promote
+from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
 from orchestrator.sweep import SCHEDULERS, SweepSpec, run_sweep
 from trainables.config import parse_value
 from trainables.errors import ConfigError, OrchestratorError
 
-__all__ = ["main", "parse_args"]
+__all__ = ["main", "parse_args", "parse_duration"]
 
 _DEFAULTS = {f.name: f.default for f in fields(SweepSpec) if f.default is not MISSING}
 _PROMOTE_DEFAULTS = {f.name: f.default for f in fields(PromoteSpec) if f.default is not MISSING}
 # Command-line names of the promotion options; they are not SweepSpec fields.
 _PROMOTE_ARGS = ("promote", "top_k", "seeds", "promote_workers", "promote_epochs")
+# What --smoke-test changes, unless the flag is given explicitly.
+SMOKE = {"space": "smoke", "trials": 4, "folds": 2, "epochs": 2, "n_bars": 1200}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2 via main(), not argparse's usage dump
+        raise ConfigError(f"{message} (see python -m orchestrator.tune --help)")
 
 
 def _key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set takes key=value, but got {text!r}")
+        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE, but got {text!r}")
     key, value = text.split("=", 1)
     # Typed from TrainConfig's fields, exactly as `python -m trainables.train --key value`.
     return key.strip(), parse_value(key.strip(), value)
 
 
+def parse_duration(text: str) -> float:
+    """'90' or '90s', '30m', '2h', '1h30m' -> seconds."""
+    parts = re.fullmatch(
+        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text
+    )
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise argparse.ArgumentTypeError(
+            f"--time-budget takes a duration such as 30m, 2h, 1h30m or 600 (seconds), but got {text!r}"
+        )
+    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+    return h * 3600 + m * 60 + s
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m orchestrator.tune",
         description="Ray Tune + Optuna sweep of LSTM models over purged time-series CV folds. "
+        "Regression trials are ranked by mse_ratio: each target's MSE over its naive "
+        "forecast's (persistence for prices, the training mean for returns) in original "
+        "units, pooled over folds (< 1 beats the naive forecast; skill = 1 - mse_ratio). "
         "The final test part of the data is never touched by a sweep.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
     )
     g = p.add_argument_group("what to sweep")
-    g.add_argument("--trials", type=int, default=d["trials"], help="number of trials")
+    g.add_argument("--trials", type=int, help=f"number of trials (default: {d['trials']})")
     g.add_argument(
-        "--space", default=d["space"], help="search space: a name in search_spaces/ or a YAML path"
+        "--space",
+        help=f"search space: a name in search_spaces/ or a YAML path (default: {d['space']})",
     )
-    g.add_argument(
-        "--data", default=None, help="bars as CSV or Parquet (default: the built-in generated data)"
-    )
-    g.add_argument("--ticker", default=None, help="ticker to pick from a multi-ticker file")
+    g.add_argument("--data", help="bars as CSV or Parquet (default: the built-in generated data)")
+    g.add_argument("--ticker", help="ticker to pick from a multi-ticker file (default: none)")
     g.add_argument(
         "--task",
         choices=["regression", "classification"],
-        default=None,
-        help="default: regression (next-bar close)",
+        help="what to predict (default: the space's, else regression: next-bar close)",
     )
-    g.add_argument("--epochs", type=int, default=None, help="max epochs per fold")
+    g.add_argument("--epochs", type=int, help="max epochs per fold (default: the space's)")
     g.add_argument(
         "--set",
         dest="overrides",
         type=_key_value,
         action="append",
-        default=[],
         metavar="KEY=VALUE",
-        help="any training setting for every trial, e.g. "
-        "--set horizon=5 --set f_cols=close,volume,log_return (see docs/parameters.md)",
+        help="any training setting for every trial, e.g. --set horizon=5 --set "
+        "f_cols=close,volume,log_return (see docs/parameters.md; default: none)",
     )
-    g.add_argument("--cv", choices=CV_SCHEMES, default=d["cv"], help="CV scheme")
+    g.add_argument("--cv", choices=CV_SCHEMES, help=f"CV scheme (default: {d['cv']})")
     g.add_argument(
         "--folds",
         type=int,
-        default=d["folds"],
-        help="CV folds (groups for cpcv, which evaluates every pair of groups)",
+        help=f"CV folds (groups for cpcv, which evaluates every pair) (default: {d['folds']})",
+    )
+    g.add_argument(
+        "--inner-val",
+        type=float,
+        help="share of each fold's training samples held out, after a purge gap, for early "
+        f"stopping and mid-fold pruning (default: {d['inner_val']})",
     )
     g.add_argument(
         "--scheduler",
         choices=SCHEDULERS,
-        default=d["scheduler"],
-        help="early stopping of bad trials after each fold",
+        help=f"early stopping of bad trials (default: {d['scheduler']})",
     )
     g.add_argument(
         "--asha-eta",
         type=float,
-        default=d["asha_eta"],
-        help="ASHA reduction factor: at each rung only the best 1/eta of trials go on",
+        help="ASHA reduction factor: at each rung only the best 1/eta of trials go on "
+        f"(default: {d['asha_eta']:g})",
     )
     g.add_argument(
         "--asha-grace",
         type=float,
-        default=d["asha_grace"],
-        help="ASHA's first rung in folds; <1 also prunes inside the first fold "
-        "(e.g. 0.25: after a quarter of its epochs)",
+        help="ASHA's first rung in folds; < 1 also prunes inside the first fold "
+        f"(default: {d['asha_grace']:g}: after a quarter of its epochs)",
     )
     g.add_argument(
         "--race-margin",
         type=float,
-        default=d["race_margin"],
-        help="with asha: after each fold, stop a trial whose mean is this much (relative) "
-        "worse than the best finished trial's on the same folds; 0 = plain ASHA",
+        help="with asha: after each fold, stop a trial whose objective is this much "
+        "(relative) worse than the best finished trial's on the same folds; 0 = plain ASHA "
+        f"(default: {d['race_margin']:g})",
     )
-    g.add_argument("--seed", type=int, default=d["seed"], help="Optuna TPE seed and data seed")
-    g.add_argument("--name", default=None, help="sweep name (default: <space>-<timestamp>)")
+    g.add_argument("--seed", type=int, help=f"Optuna TPE seed and data seed (default: {d['seed']})")
+    g.add_argument(
+        "--name", help="sweep name, its folder in --results-dir (default: <space>-<time>)"
+    )
     g.add_argument(
         "--smoke-test",
         action="store_true",
-        help="tiny version of the whole sweep (smoke space, 2 folds, 2 epochs)",
+        help="tiny version of the whole sweep: smoke space, 4 trials, 2 folds, 2 epochs, "
+        "1,200 bars; flags given explicitly win",
     )
-    r = p.add_argument_group("resources")
+    r = p.add_argument_group("resources (may change on --resume)")
+    r.add_argument(
+        "--time-budget",
+        type=parse_duration,
+        help="e.g. 30m or 2h: no new trial starts once it is spent; running trials stop "
+        "cleanly and --resume goes on with them (default: none)",
+    )
     r.add_argument(
         "--max-concurrent",
         type=int,
-        default=None,
-        help="trials at once (default: CPUs / cpus-per-trial)",
+        help="trials at once (default: CPUs / (cpus-per-trial x workers-per-trial))",
     )
-    r.add_argument("--cpus-per-trial", type=float, default=d["cpus_per_trial"])
+    r.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        help=f"CPUs a trial reserves; torch uses that many threads (default: {d['cpus_per_trial']:g})",
+    )
     r.add_argument(
         "--gpus-per-trial",
         type=float,
-        default=d["gpus_per_trial"],
-        help="fractional values let several small LSTMs share a GPU, e.g. 0.25",
+        help="GPUs a trial reserves; fractions let several small LSTMs share a GPU, e.g. 0.25 "
+        f"(default: {d['gpus_per_trial']:g})",
     )
     r.add_argument(
         "--workers-per-trial",
         type=int,
-        default=d["workers_per_trial"],
-        help=">1 trains each fold with Ray Train's TorchTrainer (DDP)",
+        help=">1 trains each fold with Ray Train's TorchTrainer (DDP) "
+        f"(default: {d['workers_per_trial']})",
     )
     r.add_argument(
         "--max-retries",
         type=int,
-        default=d["max_retries"],
-        help="retries of a crashed trial, from its last finished fold",
+        help=f"retries of a crashed trial, from its last finished fold (default: {d['max_retries']})",
     )
-    r.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray (default: all)")
+    r.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all cores)")
     r.add_argument(
         "--no-dashboard",
         dest="dashboard",
-        action="store_false",
-        help="do not start the Ray dashboard (local Ray)",
+        action="store_const",
+        const=False,
+        help="do not start the Ray dashboard of a local Ray (default: start it)",
     )
-    w = p.add_argument_group("where")
+    w = p.add_argument_group("where (may change on --resume)")
     w.add_argument(
         "--address",
-        default=None,
-        help="attach to a running Ray cluster, e.g. auto or ray://host:10001",
+        help="attach to a running Ray cluster, e.g. auto or ray://host:10001 "
+        "(default: start a private local Ray)",
     )
     w.add_argument(
         "--storage",
-        default=None,
-        help="Tune storage: local dir or cloud URI (s3://...), needed for multi-node",
+        help="Tune storage: a shared dir or cloud URI (s3://...), needed for multi-node "
+        "(default: results/<name>/tune)",
     )
-    w.add_argument("--results-dir", default=d["results_dir"])
+    w.add_argument(
+        "--results-dir", help=f"where results/<name>/ goes (default: {d['results_dir']})"
+    )
     w.add_argument(
         "--mlflow-uri",
-        default=None,
         help="MLflow tracking URI (default: sqlite:///<results-dir>/mlflow.db)",
     )
     w.add_argument(
         "--resume",
         action="store_true",
-        help="continue the interrupted sweep --name (finished trials are kept)",
+        help="continue sweep --name as its sweep.json recorded it (finished trials are kept)",
     )
     q = p.add_argument_group("promotion right after the sweep (docs/promotion.md)")
     q.add_argument(
         "--promote",
         action="store_true",
-        help="retrain the top configs on train+validation and judge them on the test part",
+        help="retrain the top configs and judge them once on the untouched test part",
     )
-    q.add_argument("--top-k", type=int, default=_PROMOTE_DEFAULTS["top_k"])
-    q.add_argument("--seeds", type=int, default=_PROMOTE_DEFAULTS["seeds"])
+    q.add_argument(
+        "--top-k",
+        type=int,
+        default=_PROMOTE_DEFAULTS["top_k"],
+        help="configs to promote (default: %(default)s)",
+    )
+    q.add_argument(
+        "--seeds",
+        type=int,
+        default=_PROMOTE_DEFAULTS["seeds"],
+        help="models per config (default: %(default)s)",
+    )
     q.add_argument(
         "--promote-workers",
         type=int,
         default=_PROMOTE_DEFAULTS["workers"],
-        help="DDP workers per promoted model",
+        help="DDP workers per promoted model (default: %(default)s)",
     )
     q.add_argument(
-        "--promote-epochs", type=int, default=None, help="max epochs (default: the trial's)"
+        "--promote-epochs", type=int, help="max epochs of promoted models (default: the trial's)"
     )
     return p
 
@@ -205,23 +259,80 @@ def promote_spec(argv: list[str] | None, spec: SweepSpec) -> PromoteSpec | None:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> SweepSpec:
+def _given(argv: list[str] | None) -> dict:
+    """The SweepSpec settings the command line gives explicitly (nothing else)."""
     args = vars(build_parser().parse_args(argv))
     for key in _PROMOTE_ARGS:
         args.pop(key)
-    smoke = args.pop("smoke_test")
-    overrides = dict(args.pop("overrides"))
-    if args["resume"] and not args["name"]:
+    given = {k: v for k, v in args.items() if v is not None and v is not False}
+    if "overrides" in given:
+        given["overrides"] = dict(given["overrides"])
+    if given.pop("smoke_test", False):
+        given["smoke_test"] = True
+    return given
+
+
+def parse_args(argv: list[str] | None = None) -> SweepSpec:
+    given = _given(argv)
+    if given.get("resume"):
+        return _resume_spec(given)
+    settings = dict(given)
+    if settings.get("smoke_test"):
+        for key, value in SMOKE.items():
+            if key == "epochs" and "epochs" in settings.get("overrides", {}):
+                continue  # --set epochs=... is explicit too
+            settings.setdefault(key, value)
+    spec = SweepSpec(**settings)
+    return replace(spec, name=spec.sweep_name)  # fixed now, so every message names it
+
+
+def _resume_spec(given: dict) -> SweepSpec:
+    """--resume: the recorded sweep, with only where/how-fast settings taken from the flags."""
+    if not given.get("name"):
         raise ConfigError("--resume needs --name of the sweep to continue (see results/)")
-    spec = SweepSpec(**args, overrides=overrides)
-    return spec.smoke() if smoke else spec
+    results_dir = given.get("results_dir", _DEFAULTS["results_dir"])
+    record = read_record(Path(results_dir) / given["name"])
+    check_resume(record, {k: v for k, v in given.items() if k in DECIDING})
+    names = {f.name for f in fields(SweepSpec)}
+    settings = {k: record[k] for k in (*DECIDING, *RUNTIME) if k in record and k in names}
+    settings.update({k: v for k, v in given.items() if k in RUNTIME})
+    return SweepSpec(**settings, name=given["name"], resume=True)
+
+
+_received: list[int] = []
+
+
+def _after_interrupt(spec: SweepSpec | None) -> str:
+    """What a user can do after an interruption outside Tune's own graceful stop."""
+    if spec is None or not (Path(spec.results_dir) / (spec.name or "") / "sweep.json").is_file():
+        return "the sweep had not started: nothing was written"
+    hint = f"python -m orchestrator.tune --resume --name {spec.name}"
+    if spec.results_dir != _DEFAULTS["results_dir"]:
+        hint += f" --results-dir {spec.results_dir}"
+    return f"continue with: {hint}"
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (timeout, schedulers, cloud shutdowns) stops a sweep the way Ctrl-C does."""
+    _received.append(signum)
+    signal.raise_signal(signal.SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    _received.clear()
     try:
         spec = parse_args(argv)
         promotion = promote_spec(argv, spec)  # bad promotion options fail before the sweep
         outcome = run_sweep(spec)
+        if outcome.first_failure:
+            print(
+                f"error: every trial of sweep {outcome.name!r} failed; the first: "
+                f"{outcome.first_failure}",
+                file=sys.stderr,
+            )
+            return 1
         if promotion is not None and outcome.interrupted:
             print("the sweep was interrupted: not promoting", file=sys.stderr)
         elif promotion is not None:
@@ -230,9 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; continue with --resume --name <sweep>", file=sys.stderr)
-        return 130
-    return 130 if outcome.interrupted else 0
+        what = "terminated" if _received else "interrupted"
+        print(f"{what}; {_after_interrupt(spec if 'spec' in locals() else None)}", file=sys.stderr)
+        return 128 + (_received[0] if _received else signal.SIGINT)
+    if outcome.interrupted and not outcome.stopped_by_budget:
+        return 128 + (_received[0] if _received else signal.SIGINT)
+    return 0
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def test_crashed_trial_with_max_retries_0_is_failed_and_keeps_its_finished_folds
     assert board.status.tolist() == ["failed"]
     assert "injected fault at fold 1" in board.reason.iloc[0]
     assert board.folds_done.tolist() == [1]
-    assert math.isfinite(board.fold0_val_mse.iloc[0])
+    assert math.isfinite(board.fold0_mse_ratio.iloc[0])
     assert not any("crashed; retrying" in ln for ln in lines)  # no retry was made
 
 

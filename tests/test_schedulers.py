@@ -19,10 +19,9 @@ CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 
 def race(mode: str = "min", margin: float = 0.05, n_folds: int = 3) -> FoldRaceASHA:
-    key = "val_mse" if mode == "min" else "macro_f1"
     # One ASHA rung at the very end, so every decision before it is the race's.
     sched = FoldRaceASHA(
-        fold_key=key,
+        task="regression" if mode == "min" else "classification",
         n_folds=n_folds,
         race_margin=margin,
         time_attr="progress",
@@ -40,12 +39,22 @@ def trial(sched: FoldRaceASHA, name: str):
     return t
 
 
+def fold(i: int, score: float, task: str) -> dict:
+    """A fold record as orchestrator.trial writes it (naive MSE 1: pooled = plain mean)."""
+    if task == "classification":
+        return {"fold": i, "macro_f1": score}
+    return {"fold": i, "mse_ratio": score, "mse_by_target": [score], "naive_mse_by_target": [1.0]}
+
+
+def scores_of(folds: list[dict]) -> list[float]:
+    return [f.get("mse_ratio", f.get("macro_f1")) for f in folds]
+
+
 def after_folds(sched: FoldRaceASHA, t, scores: list[float]) -> str:
     """Feed the fold-end reports of ``scores``; return the decision on the last one."""
-    key = sched.fold_key
     action = CONTINUE
     for k in range(1, len(scores) + 1):
-        done = [{"fold": i, key: s} for i, s in enumerate(scores[:k])]
+        done = [fold(i, s, sched.task) for i, s in enumerate(scores[:k])]
         result = {
             "objective": sum(scores[:k]) / k,
             "progress": float(k),
@@ -61,7 +70,7 @@ def after_folds(sched: FoldRaceASHA, t, scores: list[float]) -> str:
 def test_a_trial_behind_the_best_on_the_same_folds_stops_at_that_fold():
     sched = race()
     after_folds(sched, trial(sched, "a"), [1.0, 2.0, 3.0])
-    assert sched.incumbent == [1.0, 2.0, 3.0]
+    assert scores_of(sched.incumbent) == [1.0, 2.0, 3.0]
     # Fold 0 of the incumbent scored 1.0: 1.04 is within 5%, 1.06 is not.
     assert after_folds(sched, trial(sched, "close"), [1.04]) == CONTINUE
     assert after_folds(sched, trial(sched, "behind"), [1.06]) == STOP
@@ -74,9 +83,9 @@ def test_the_incumbent_changes_only_for_a_better_finished_trial():
     sched = race()
     after_folds(sched, trial(sched, "a"), [1.0, 1.0, 1.0])
     after_folds(sched, trial(sched, "worse"), [1.01, 1.02, 1.03])  # finishes, within margin
-    assert sched.incumbent == [1.0, 1.0, 1.0]
+    assert scores_of(sched.incumbent) == [1.0, 1.0, 1.0]
     after_folds(sched, trial(sched, "better"), [0.9, 1.0, 0.95])
-    assert sched.incumbent == [0.9, 1.0, 0.95]
+    assert scores_of(sched.incumbent) == [0.9, 1.0, 0.95]
     assert after_folds(sched, trial(sched, "now_behind"), [0.96]) == STOP  # 0.96 > 0.9 * 1.05
 
 
@@ -108,4 +117,70 @@ def test_non_finite_fold_scores_never_become_the_incumbent(bad):
     sched = race()
     after_folds(sched, trial(sched, "a"), [1.0, 1.0, 1.0])
     after_folds(sched, trial(sched, "broken"), [0.5, 0.5, bad])
-    assert sched.incumbent == [1.0, 1.0, 1.0]
+    assert scores_of(sched.incumbent) == [1.0, 1.0, 1.0]
+
+
+def asha(n_folds: int = 5, margin: float = 0.0) -> FoldRaceASHA:
+    """The sweep's default rungs: a quarter and half way into fold 0, then folds 1, 2, 4."""
+    sched = FoldRaceASHA(
+        task="regression",
+        n_folds=n_folds,
+        race_margin=margin,
+        time_attr="progress",
+        max_t=n_folds,
+        grace_period=0.25,
+        reduction_factor=2,
+    )
+    sched.set_search_properties("objective", "min")
+    return sched
+
+
+def test_rungs_are_the_ones_ray_asha_uses():
+    # Our copy of ASHA's rung formula matches Ray's own bracket.
+    sched = asha()
+    assert sched.milestones == [0.25, 0.5, 1.0, 2.0, 4.0]
+    assert sorted(m for m, _ in sched._brackets[0]._rungs) == sched.milestones
+
+
+def test_after_resume_a_mid_fold_estimate_never_lands_at_a_fold_end_rung():
+    # Seen before the fix: after --resume (a fresh scheduler) the winner's first report was a
+    # mid-fold estimate at progress 4.03, recorded at the fold-end rung 4; a trial better
+    # than the winner on each of its 4 folds was then stopped against that estimate.
+    sched = asha()
+    winner, rival = trial(sched, "winner"), trial(sched, "rival")
+    winner_folds = [fold(i, 1.0, "regression") for i in range(4)]
+    mid = {
+        "objective": 0.5,  # 4 folds + an optimistic partial estimate of fold 5
+        "progress": 4.03,
+        "folds_json": json.dumps(winner_folds),
+        "epoch": 1,
+    }
+    assert sched.on_trial_result(None, winner, mid) == CONTINUE
+    # The rival beats the winner's 4-fold objective (1.0) on the same 4 folds: 0.9.
+    rival_folds = [fold(i, 0.9, "regression") for i in range(4)]
+    end = {
+        "objective": 0.9,
+        "progress": 4.0,
+        "fold_objective": 0.9,
+        "folds_json": json.dumps(rival_folds),
+    }
+    assert sched.on_trial_result(None, rival, end) == CONTINUE
+    # and the rung holds exact 4-fold objectives only
+    rung4 = dict(sched._brackets[0]._rungs)[4.0]
+    assert rung4 == {"rival": -0.9}
+
+
+def test_fold_end_rung_records_exact_fold_objectives_and_stops_a_worse_trial():
+    # The same rung still prunes: a trial worse than the recorded 4-fold objective stops.
+    sched = asha()
+    good, bad = trial(sched, "good"), trial(sched, "bad")
+    for t, score in ((good, 0.8), (bad, 1.2)):
+        folds = [fold(i, score, "regression") for i in range(4)]
+        result = {
+            "objective": score,
+            "progress": 4.0,
+            "fold_objective": score,
+            "folds_json": json.dumps(folds),
+        }
+        action = sched.on_trial_result(None, t, result)
+    assert action == STOP

@@ -443,3 +443,86 @@ def test_usable_as_sklearn_cv():
     x = np.random.default_rng(0).random((120, 3))
     scores = cross_val_score(Ridge(), x, x.sum(axis=1), cv=PurgedKFold(4, seq_len=3, horizon=2))
     assert len(scores) == 4
+
+
+# ----------------------------------------------------------------------------- inner block
+
+
+def test_inner_split_walk_forward_golden():
+    # training anchors 1..40, seq_len=2, horizon=1 (purge 2, embargo 3): the last 6 anchors
+    # (15% of 40) are the stop block; the 2 before them are purged, nothing trains after it
+    from trainables.splits import inner_split
+
+    out = inner_split(np.arange(1, 41), np.arange(43, 60), seq_len=2, horizon=1, fraction=0.15)
+    assert out.stop.tolist() == _r(35, 40)
+    assert out.fit.tolist() == _r(1, 32)
+    assert (out.purged, out.embargoed) == (2, 0)
+
+
+def test_inner_split_first_kfold_fold_uses_the_stretch_after_the_eval_block():
+    # eval block first: no training precedes it, so the block is the head of what follows
+    from trainables.splits import inner_split
+
+    out = inner_split(np.arange(10, 50), np.arange(1, 7), seq_len=2, horizon=1, fraction=0.1)
+    assert out.stop.tolist() == _r(10, 13)
+    # purge 2 after the block, then embargo 3
+    assert out.fit.tolist() == _r(19, 49) and (out.purged, out.embargoed) == (2, 3)
+
+
+def _check_inner(tr, ev, out, p, n):
+    s, h = p["seq_len"], p["horizon"]
+    purge, embargo = _purge_used(s, h, p["purge"]), _embargo_used(s, h, p["embargo"])
+    fit, stop = out.fit, out.stop
+    # the stop block is a contiguous run of training anchors; fit is the rest of training
+    assert len(stop) > 0 and (np.diff(stop) == 1).all() and np.isin(stop, tr).all()
+    assert len(fit) > 0 and np.isin(fit, tr).all() and not np.isin(fit, stop).any()
+    # no span of what trains shares a row with a stop span or an evaluation span
+    fit_rows = rows_covered(fit, s, h, n)
+    assert not (fit_rows & rows_covered(stop, s, h, n)).any()
+    assert not (fit_rows & rows_covered(ev, s, h, n)).any()
+    assert not (rows_covered(stop, s, h, n) & rows_covered(ev, s, h, n)).any()
+    # no fit anchor within purge + embargo after the stop block
+    assert not ((fit > stop[-1]) & (fit <= stop[-1] + purge + embargo)).any()
+    # nothing allowed by the rule is dropped: fit = training anchors far enough from the block
+    allowed = tr[(tr < stop[0] - purge) | (tr > stop[-1] + purge + embargo)]
+    assert fit.tolist() == allowed.tolist()
+    assert out.purged + out.embargoed + len(fit) + len(stop) == len(tr)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    p=params, k=st.integers(2, 5), scheme=st.sampled_from(["wf", "kfold", "cpcv"]), data=st.data()
+)
+def test_inner_split_properties(p, k, scheme, data):
+    # (g) the early-stopping block obeys the leakage rule against fit and eval, in every scheme
+    from trainables.splits import inner_split
+
+    fraction = data.draw(st.floats(0.05, 0.5))
+    common = p_without_n(p)
+    if scheme == "wf":
+        splitter = PurgedWalkForward(k, **common)
+    elif scheme == "kfold":
+        splitter = PurgedKFold(k, **common)
+    else:
+        splitter = CombinatorialPurgedCV(k + 1, 2, **common)
+    out = _run(splitter, p["n"])
+    if out is None:
+        return
+    for tr, ev in out[0]:
+        try:
+            inner = inner_split(
+                tr,
+                ev,
+                seq_len=p["seq_len"],
+                horizon=p["horizon"],
+                fraction=fraction,
+                purge=p["purge"],
+                embargo=p["embargo"],
+            )
+        except (ConfigError, DataError):
+            event("inner refused")
+            continue
+        _check_inner(tr, ev, inner, p, p["n"])
+        if scheme == "wf":
+            # walk-forward: the block is the tail of the training part
+            assert inner.stop[-1] == tr[-1]

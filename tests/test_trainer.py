@@ -69,7 +69,8 @@ def noise_fold(n: int = 300, seq_len: int = 8, seed: int = 0) -> FoldData:
         y=y,
         y_now=None,
         train_idx=np.arange(seq_len - 1, 200),
-        eval_idx=np.arange(210, n - 1),
+        stop_idx=np.arange(210, n - 1),
+        eval_idx=np.zeros(0, dtype=np.int64),
         seq_len=seq_len,
         horizon=1,
         task="regression",
@@ -97,10 +98,10 @@ def tiny(**settings) -> TrainConfig:
 
 def scaled_val_loss(model: SequenceModel, fold: FoldData) -> float:
     out = predict_scaled(
-        model, torch.from_numpy(fold.x), torch.from_numpy(fold.eval_idx), fold.seq_len
+        model, torch.from_numpy(fold.x), torch.from_numpy(fold.stop_idx), fold.seq_len
     )
-    y = torch.from_numpy(fold.y[fold.eval_idx])
-    return float((out - y).square().mean(dim=1).sum() / len(fold.eval_idx))
+    y = torch.from_numpy(fold.y[fold.stop_idx])
+    return float((out - y).square().mean(dim=1).sum() / len(fold.stop_idx))
 
 
 # ---------------------------------------------------------------------- learning
@@ -131,7 +132,7 @@ def test_classification_reports_f1_and_probabilities():
     cfg = tiny(task="classification", horizon=5, threshold=0.005, class_weights="balanced")
     result = fit(cfg, fold, log=None)
     assert all(r.val_f1 is not None and 0 <= r.val_f1 <= 1 for r in result.history)
-    assert result.predictions.shape == (len(fold.eval_idx), 3)
+    assert result.predictions.shape == (len(fold.stop_idx), 3)
     assert np.allclose(result.predictions.sum(axis=1), 1.0)
     assert {"accuracy", "macro_f1", "confusion_matrix"} <= set(result.metrics)
 
@@ -173,7 +174,8 @@ def test_start_line_names_device_amp_batch_and_sizes():
     fold = bars_fold(400)
     fit(tiny(epochs=1, residual=False), fold, log=lines.append)
     assert lines[0] == (
-        f"Device: cpu | AMP: off | batch 64 | {len(fold.train_idx):,} train / {len(fold.eval_idx):,} eval samples"
+        f"Device: cpu | AMP: off | batch 64 | {len(fold.train_idx):,} train / "
+        f"{len(fold.stop_idx):,} early-stopping samples"
     )
     assert lines[1].startswith("Epoch 1/1 - Train Loss: ")
 

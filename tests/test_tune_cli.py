@@ -54,9 +54,12 @@ def test_bad_settings_exit_2_with_the_numbers(capsys, tmp_path, args, needle):
 
 
 def test_smoke_test_shrinks_the_sweep():
-    # --smoke-test keeps the user's flags but shrinks trials, folds, epochs and data.
-    spec = parse_args(["--smoke-test", "--trials", "50", "--seed", "7"])
+    # --smoke-test shrinks what the user did not set: space, trials, folds, epochs, data.
+    spec = parse_args(["--smoke-test", "--seed", "7"])
     assert (spec.space, spec.trials, spec.folds, spec.epochs, spec.seed) == ("smoke", 4, 2, 2, 7)
+    assert spec.n_bars == 1200 and spec.smoke_test
+    # ... and what the user typed wins
+    assert parse_args(["--smoke-test", "--trials", "50"]).trials == 50
 
 
 def test_set_types_values_from_the_training_config():

@@ -65,7 +65,7 @@ def save_run(
 ) -> Path:
     """Write the five run files into ``out_dir`` (created if missing); returns it.
 
-    Predictions cover ``fold.eval_idx`` (split 'val') and, when given, ``test_idx`` (split
+    Predictions cover ``fold.stop_idx`` (split 'val', the early-stopping part) and, when given, ``test_idx`` (split
     'test', whose metrics go to ``test_metrics``). ``index``: the feature rows' timestamps.
     """
     out = Path(out_dir)
@@ -73,7 +73,7 @@ def save_run(
     model = result.model
     dev, amp = _replay_device(result.device, result.amp)
     frames, test_metrics = [], None
-    for split, anchors in (("val", fold.eval_idx), ("test", test_idx)):
+    for split, anchors in (("val", fold.stop_idx), ("test", test_idx)):
         if anchors is None or len(anchors) == 0:
             continue
         anchors = np.asarray(anchors, dtype=np.int64)
@@ -101,10 +101,10 @@ def save_run(
             "horizon": fold.horizon,
             "n_rows": len(fold.x),
             "n_train": len(fold.train_idx),
-            "n_val": len(fold.eval_idx),
+            "n_val": len(fold.stop_idx),
             "n_test": 0 if test_idx is None else len(test_idx),
             **_time_range("train", fold.train_idx, index),
-            **_time_range("val", fold.eval_idx, index),
+            **_time_range("val", fold.stop_idx, index),
             **({} if test_idx is None else _time_range("test", np.asarray(test_idx), index)),
         },
         "run": {
@@ -229,7 +229,7 @@ def _prediction_frame(
     if fold.task == "classification":
         cols["actual"] = fold.y[anchors].astype(np.int64)
     else:
-        actual = fold.scaler.inverse_transform(fold.y[anchors], fold.target_names)
+        actual = fold.y_raw[anchors]  # original units, exact
         for k, name in enumerate(fold.target_names):
             cols[f"actual_{name}"] = actual[:, k]
     cols.update(_pred_columns(fold.task, fold.target_names, pred))

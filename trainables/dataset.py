@@ -49,19 +49,29 @@ class Targets:
 
 @dataclass
 class FoldData:
-    """Scaled arrays of one fold. Index ``x``/``y`` by anchor row; windows come from ``x``."""
+    """Scaled arrays of one fold. Index ``x``/``y`` by anchor row; windows come from ``x``.
+
+    Three sets of anchors: the model trains on ``train_idx``, early-stops on ``stop_idx``
+    (validated every epoch) and, when ``eval_idx`` is not empty, the restored best epoch
+    predicts ``eval_idx`` once at the end (a CV fold's scored samples; promotion and
+    ``trainables.train`` score their test part separately and leave it empty).
+    """
 
     x: np.ndarray  # [n, F] float32, scaled input features
     y: np.ndarray  # regression: [n, T] float32 scaled targets; classification: [n] int64
     y_now: np.ndarray | None  # regression: [n, T] scaled target columns at the anchor row itself
     train_idx: np.ndarray  # anchors the model trains on
-    eval_idx: np.ndarray  # anchors it is evaluated on
+    stop_idx: np.ndarray  # anchors it early-stops on
+    eval_idx: np.ndarray  # anchors the final model is scored on (may be empty)
     seq_len: int
     horizon: int
     task: str
     feature_names: list[str]
     target_names: list[str]
     scaler: object  # trainables.scaling scaler, fit on training rows only
+    # regression, original units (float64, exact: scoring never round-trips the scaler):
+    y_raw: np.ndarray | None = None  # [n, T] targets (NaN where undefined)
+    now_raw: np.ndarray | None = None  # [n, T] the target columns at the anchor row
 
     @property
     def n_features(self) -> int:
@@ -71,23 +81,40 @@ class FoldData:
     def n_outputs(self) -> int:
         return 3 if self.task == "classification" else self.y.shape[1]
 
+    @property
+    def scored_idx(self) -> np.ndarray:
+        """What the fitted model is finally scored on: ``eval_idx``, else ``stop_idx``."""
+        return self.eval_idx if len(self.eval_idx) else self.stop_idx
+
+    def train_mean(self) -> np.ndarray:
+        """[T] each regression target's mean over the training anchors (original units)."""
+        return np.nanmean(self.y_raw[self.train_idx], axis=0)
+
+
+def _anchors(a: np.ndarray | None) -> np.ndarray:
+    return np.zeros(0, dtype=np.int64) if a is None else np.asarray(a, dtype=np.int64)
+
 
 def prepare_fold(
     features: pd.DataFrame,
     targets: Targets,
     train_idx: np.ndarray,
-    eval_idx: np.ndarray,
+    stop_idx: np.ndarray,
+    eval_idx: np.ndarray | None = None,
     *,
     f_cols: list[str],
     seq_len: int,
     scaler: str = "minmax",
 ) -> FoldData:
-    """Fit the scaler on rows inside training spans only and scale inputs and targets."""
-    train_idx = np.asarray(train_idx, dtype=np.int64)
-    eval_idx = np.asarray(eval_idx, dtype=np.int64)
-    if len(train_idx) == 0 or len(eval_idx) == 0:
+    """Fit the scaler on rows inside training spans only and scale inputs and targets.
+
+    ``stop_idx``: the early-stopping anchors; ``eval_idx``: anchors scored once after
+    training (optional). Neither is seen by the scaler.
+    """
+    train_idx, stop_idx, eval_idx = _anchors(train_idx), _anchors(stop_idx), _anchors(eval_idx)
+    if len(train_idx) == 0 or len(stop_idx) == 0:
         raise DataError(
-            f"fold has {len(train_idx)} training and {len(eval_idx)} evaluation samples"
+            f"fold has {len(train_idx)} training and {len(stop_idx)} early-stopping samples"
         )
     missing = [c for c in f_cols if c not in features.columns]
     if missing:
@@ -107,9 +134,12 @@ def prepare_fold(
     fitted = make_scaler(scaler, columns).fit(raw[fit_rows])
 
     x = fitted.transform(raw[:, [columns.index(c) for c in f_cols]], f_cols)
+    y_raw = now_raw = None
     if regression:
-        y = fitted.transform(np.nan_to_num(targets.values), target_cols)
-        y_now = fitted.transform(raw[:, [columns.index(c) for c in target_cols]], target_cols)
+        y_raw = np.asarray(targets.values, dtype=np.float64).reshape(n, -1)
+        now_raw = raw[:, [columns.index(c) for c in target_cols]]
+        y = fitted.transform(np.nan_to_num(y_raw), target_cols)
+        y_now = fitted.transform(now_raw, target_cols)
     else:
         y, y_now = targets.values.astype(np.int64), None
     return FoldData(
@@ -117,6 +147,7 @@ def prepare_fold(
         y=np.ascontiguousarray(y),
         y_now=y_now,
         train_idx=train_idx,
+        stop_idx=stop_idx,
         eval_idx=eval_idx,
         seq_len=seq_len,
         horizon=targets.horizon,
@@ -124,4 +155,6 @@ def prepare_fold(
         feature_names=list(f_cols),
         target_names=list(targets.names),
         scaler=fitted,
+        y_raw=y_raw,
+        now_raw=now_raw,
     )

@@ -10,11 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from trainables.dataset import FoldData
+from trainables.naive import naive_forecast, naive_kinds
 
 __all__ = [
     "CLASS_NAMES",
     "classification_metrics",
     "fold_outputs",
+    "naive_scores",
+    "pooled_ratio",
     "outputs_to_predictions",
     "persistence_metrics",
     "regression_metrics",
@@ -115,23 +118,69 @@ def outputs_to_predictions(
     return scaler.inverse_transform(out, list(target_names))  # float64, original units
 
 
+def naive_scores(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    y_now: np.ndarray,
+    train_mean: np.ndarray,
+    *,
+    names: list[str],
+) -> dict:
+    """The score a sweep ranks on: each target's MSE against its naive forecast's.
+
+    ``naive_mse`` is the MSE of ``trainables.naive.naive_forecast`` (persistence for level
+    targets, the training mean for return-like ones) on the same rows, in original units;
+    ``mse_ratio`` is the mean over targets of ``mse / naive_mse`` (so volume cannot swamp
+    prices) and ``skill = 1 - mse_ratio``: > 0 beats the naive forecast. ``mse_by_target``
+    and ``naive_mse_by_target`` are kept for pooling over folds. A target whose naive
+    forecast is exact (``naive_mse`` 0) has no ratio: NaN.
+    """
+    y_true, y_pred, y_now = _2d(y_true), _2d(y_pred), _2d(y_now)
+    naive = naive_forecast(names, y_now, train_mean)
+    mse_t = np.mean((y_pred - y_true) ** 2, axis=0)
+    naive_t = np.mean((naive - y_true) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = float(np.mean(np.where(naive_t > 0, mse_t / naive_t, np.nan)))
+    return {
+        "mse_ratio": ratio,
+        "skill": 1.0 - ratio,
+        "naive_mse": float(np.mean(naive_t)),
+        "mse_by_target": [float(v) for v in mse_t],
+        "naive_mse_by_target": [float(v) for v in naive_t],
+        "naive": naive_kinds(names),
+    }
+
+
+def pooled_ratio(mse_by_target: list[list[float]], naive_by_target: list[list[float]]) -> float:
+    """Folds pooled: mean over targets of (sum over folds of MSE) / (sum of naive MSE)."""
+    model = np.sum(np.asarray(mse_by_target, dtype=np.float64), axis=0)
+    naive = np.sum(np.asarray(naive_by_target, dtype=np.float64), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.mean(np.where(naive > 0, model / naive, np.nan)))
+
+
 def fold_outputs(out: np.ndarray, fold: FoldData, anchors: np.ndarray) -> tuple[np.ndarray, dict]:
     """Raw model outputs for ``anchors`` of ``fold`` -> (predictions, task metrics).
 
-    Regression: predictions and metrics in original units (``fold.scaler.inverse_transform``),
-    plus the persistence baseline as ``persistence_*`` and ``skill = 1 - mse / persistence_mse``
-    (> 0: better than "no change"). Classification: softmax probabilities ``[n, 3]``.
+    Regression: predictions and metrics in original units (truth and the naive forecasts
+    from the fold's float64 raw values, never round-tripped through the scaler): mse, rmse,
+    mae, r2, directional_accuracy, ``persistence_mse``, and :func:`naive_scores`
+    (``mse_ratio``, ``skill``, ...). Classification: softmax probabilities ``[n, 3]``.
     """
     names = list(fold.target_names)
     pred = outputs_to_predictions(out, task=fold.task, scaler=fold.scaler, target_names=names)
     if fold.task == "classification":
         return pred, classification_metrics(fold.y[anchors], pred)
-    true = fold.scaler.inverse_transform(fold.y[anchors], names)
-    if fold.y_now is None:
+    raw = fold.y_raw if fold.y_raw is not None else fold.scaler.inverse_transform(fold.y, names)
+    true = raw[anchors]
+    if fold.now_raw is None and fold.y_now is None:
         return pred, regression_metrics(true, pred, names=names)
-    now = fold.scaler.inverse_transform(fold.y_now[anchors], names)
+    now_all = fold.now_raw
+    if now_all is None:
+        now_all = fold.scaler.inverse_transform(fold.y_now, names)
+    now = now_all[anchors]
     metrics = regression_metrics(true, pred, now, names=names)
-    base = persistence_metrics(true, now, names=names)
-    metrics.update({f"persistence_{k}": v for k, v in base.items()})
-    metrics["skill"] = 1.0 - metrics["mse"] / base["mse"] if base["mse"] > 0 else 0.0
+    metrics["persistence_mse"] = persistence_metrics(true, now, names=names)["mse"]
+    train_mean = np.nanmean(raw[fold.train_idx], axis=0)
+    metrics.update(naive_scores(true, pred, now, train_mean, names=names))
     return pred, metrics

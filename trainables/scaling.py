@@ -76,6 +76,11 @@ class _ColumnScaler:
         idx = [self.columns.index(c) for c in columns]
         return self.offset[idx], self.scale[idx]
 
+    def scale_of(self, columns: list[str]) -> np.ndarray:
+        """[len(columns)] the factor from scaled to original units: an error of ``e`` scaled
+        units is ``e * scale`` in original units (a squared error: times ``scale ** 2``)."""
+        return self._select(columns)[1].copy()
+
     def transform(self, x: np.ndarray, columns: list[str] | None = None) -> np.ndarray:
         offset, scale = self._select(columns)
         return ((np.asarray(x, dtype=np.float64) - offset) / scale).astype(np.float32)

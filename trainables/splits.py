@@ -28,10 +28,12 @@ __all__ = [
     "CombinatorialPurgedCV",
     "FinalSplit",
     "FoldAudit",
+    "InnerSplit",
     "PurgedKFold",
     "PurgedWalkForward",
     "audit_frame",
     "final_split",
+    "inner_split",
 ]
 
 _Blocks = list[tuple[int, int]]  # half-open [start, stop) ranges of anchor *positions*
@@ -447,4 +449,84 @@ def final_split(
         purge=used,
         purge_required=required,
         embargo=emb,
+    )
+
+
+# ---------------------------------------------------------------------- inner early-stopping block
+
+
+@dataclass(frozen=True)
+class InnerSplit:
+    """A fold's training anchors cut into the part the model trains on and the contiguous
+    block it early-stops on (and is pruned on mid-fold), purged and embargoed like any other
+    boundary. ``stop`` never touches the fold's evaluation anchors: they stay unseen until
+    the restored best epoch predicts them once."""
+
+    fit: np.ndarray
+    stop: np.ndarray
+    purged: int  # training anchors dropped because their span touches the stop block's
+    embargoed: int  # further anchors dropped right after the stop block
+
+
+def _runs(anchors: np.ndarray) -> list[np.ndarray]:
+    """Maximal runs of consecutive anchors."""
+    if len(anchors) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(anchors) != 1) + 1
+    return np.split(anchors, cuts)
+
+
+def inner_split(
+    train_idx: np.ndarray,
+    eval_idx: np.ndarray,
+    *,
+    seq_len: int,
+    horizon: int,
+    fraction: float = 0.15,
+    purge: int | None = None,
+    embargo: int | None = None,
+) -> InnerSplit:
+    """Hold out ``fraction`` of a fold's training anchors as its early-stopping block.
+
+    Where the block goes (docs/sweeps.md): the tail of the training stretch right before the
+    fold's first evaluation anchor (for walk-forward: the tail of the training part); when
+    that stretch is too short (the first fold of k-fold or CPCV has none), the head of the
+    stretch right after its last evaluation anchor; else the tail of the longest stretch.
+    Training anchors within ``purge`` of the block on either side, or within ``purge +
+    embargo`` after it, are dropped, exactly as around an evaluation block.
+    """
+    _check_window(seq_len, horizon, purge, embargo)
+    if isinstance(fraction, bool) or not isinstance(fraction, float | int) or not 0 < fraction < 1:
+        raise ConfigError(f"fraction must be in (0, 1), but got fraction={fraction!r}")
+    train = np.asarray(train_idx, dtype=np.int64)
+    ev = np.asarray(eval_idx, dtype=np.int64)
+    if len(train) < 2:
+        raise DataError(f"{len(train)} training anchors cannot be split for early stopping")
+    n_stop = max(1, int(round(fraction * len(train))))
+    runs = _runs(train)
+    first_eval = int(ev.min()) if len(ev) else int(train.max()) + 1
+    last_eval = int(ev.max()) if len(ev) else int(train.max()) + 1
+    before = [r for r in runs if r[-1] < first_eval]
+    after = [r for r in runs if r[0] > last_eval]
+    if before and len(before[-1]) >= n_stop:
+        stop = before[-1][-n_stop:]
+    elif after and len(after[0]) >= n_stop:
+        stop = after[0][:n_stop]
+    else:
+        longest = max(runs, key=len)
+        stop = longest[-min(n_stop, len(longest)) :]
+    used, _, emb = _gaps(seq_len, horizon, purge, embargo)
+    lo, hi = int(stop[0]), int(stop[-1])
+    rest = train[(train < lo) | (train > hi)]
+    near = (rest >= lo - used) & (rest <= hi + used)
+    after_block = (rest > hi + used) & (rest <= hi + used + emb)
+    fit = rest[~near & ~after_block]
+    if len(fit) == 0:
+        raise ConfigError(
+            f"purge={used} + embargo={emb} around an early-stopping block of {len(stop)} "
+            f"anchors ({lo}..{hi}) leave no training anchors of {len(train)}; use fewer "
+            f"splits, a smaller embargo or more rows"
+        )
+    return InnerSplit(
+        fit=fit, stop=stop.copy(), purged=int(near.sum()), embargoed=int(after_block.sum())
     )

@@ -2,7 +2,8 @@
 
 No Ray here. The fold's arrays go to the device once; each batch is a gather of windows
 from the scaled series (no DataLoader, no per-sample Python). Per epoch: train, validate on
-the fold's evaluation anchors, step the schedule, early-stop, call ``on_epoch``.
+the fold's early-stopping anchors, step the schedule, early-stop, call ``on_epoch``; at the
+end the restored best epoch predicts the fold's evaluation anchors once.
 Under ``torch.distributed`` (world size > 1, e.g. a Ray Train worker) the model is wrapped in
 DistributedDataParallel and each rank trains a strided shard of the same permutation.
 """
@@ -59,7 +60,10 @@ class EpochRecord:
     grad_norm: float  # mean total gradient norm before clipping
     seconds: float
     batch_size: int
-    val_f1: float | None = None  # classification: macro F1 on the evaluation anchors
+    val_f1: float | None = None  # classification: macro F1 on the early-stopping anchors
+    # regression: per-target MSE on the early-stopping anchors in scaled units (times the
+    # scaler's scale squared: original units), whatever the training loss
+    val_mse: list[float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,9 +77,9 @@ class FitResult:
     final_train_loss: float
     final_val_loss: float
     stopped_reason: str  # 'early_stopping' | 'max_epochs' | 'callback'
-    metrics: dict  # task metrics of the returned model on the evaluation anchors
-    # [n_eval, T] regression in original units, or [n_eval, 3] class probabilities;
-    # row k belongs to fold.eval_idx[k]
+    metrics: dict  # task metrics of the returned model on fold.scored_idx
+    # [n, T] regression in original units, or [n, 3] class probabilities, for
+    # fold.scored_idx (eval_idx, else stop_idx): row k belongs to fold.scored_idx[k]
     predictions: np.ndarray
     batch_size: int
     amp: str  # 'bf16' | 'fp16' | 'off', as run
@@ -161,7 +165,9 @@ def fit(
     log: Callable[[str], None] | None = print,
     gpu_share: float | None = None,
 ) -> FitResult:
-    """Train on ``fold.train_idx``, validate and early-stop on ``fold.eval_idx``.
+    """Train on ``fold.train_idx``, validate and early-stop on ``fold.stop_idx``, then
+    predict ``fold.eval_idx`` once with the restored best epoch (``fold.stop_idx`` when
+    ``eval_idx`` is empty).
 
     ``on_epoch(record)`` runs after every epoch; returning True stops training.
     ``device`` overrides ``cfg.device``; ``log=None`` is silent. ``gpu_share`` (0-1] is the
@@ -201,7 +207,7 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget) -> FitR
     x = torch.from_numpy(fold.x).to(dev)  # [n, F]
     y = torch.from_numpy(fold.y).to(dev)  # [n, T] float32 or [n] int64
     train_idx = torch.from_numpy(fold.train_idx).to(dev)
-    eval_idx = torch.from_numpy(fold.eval_idx).to(dev)
+    stop_idx = torch.from_numpy(fold.stop_idx).to(dev)
 
     optimizer = _make_optimizer(cfg, model)
     grads = _Grads(list(model.parameters()), flat=world == 1)
@@ -223,7 +229,9 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget) -> FitR
     where = f"{dev} ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else str(dev)
     say(
         f"Device: {where} | AMP: {amp} | batch {batch} | {len(fold.train_idx):,} train / "
-        f"{len(fold.eval_idx):,} eval samples" + (f" | {world} ranks" if world > 1 else "")
+        f"{len(fold.stop_idx):,} early-stopping samples"
+        + (f" / {len(fold.eval_idx):,} eval samples" if len(fold.eval_idx) else "")
+        + (f" | {world} ranks" if world > 1 else "")
     )
     if residual is not None:
         say(f"residual: predicting the change of {fold.target_names} from the last input value")
@@ -278,18 +286,19 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget) -> FitR
         grad_norm = float(finite.mean()) if finite.numel() else math.inf
         return float(total[0] / total[1]), grad_norm
 
-    def validate() -> tuple[float, float | None, torch.Tensor]:
-        out = predict_scaled(core, x, eval_idx, L, amp=amp)  # [n_eval, n_out]
-        loss_sum, weight = criterion(out, y[eval_idx])
+    def validate() -> tuple[float, float | None, list[float] | None]:
+        out = predict_scaled(core, x, stop_idx, L, amp=amp)  # [n_stop, n_out]
+        loss_sum, weight = criterion(out, y[stop_idx])
         val = loss_sum / weight
         if world > 1:
             dist.all_reduce(val)
             val = val / world
-        f1 = None
         if classification:
-            labels = fold.y[fold.eval_idx]
+            labels = fold.y[fold.stop_idx]
             f1 = classification_metrics(labels, out.argmax(dim=1).cpu().numpy())["macro_f1"]
-        return float(val), f1, out
+            return float(val), f1, None
+        mse = (out.float() - y[stop_idx]).square().mean(dim=0)  # [n_stop, T] -> [T]
+        return float(val), None, [float(v) for v in mse.cpu()]
 
     history: list[EpochRecord] = []
     reason = "max_epochs"
@@ -301,7 +310,7 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget) -> FitR
         while True:
             try:
                 train_loss, grad_norm = train_epoch(epoch, batch)
-                val_loss, val_f1, _ = validate()
+                val_loss, val_f1, val_mse = validate()
                 break
             except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError
                 # Under DDP only the rank that ran out halves its batch; the ranks then
@@ -335,6 +344,7 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget) -> FitR
             seconds=time.perf_counter() - t0,
             batch_size=batch,
             val_f1=val_f1,
+            val_mse=val_mse,
         )
         history.append(record)
         f1_text = f", Val F1: {val_f1:.4f}" if val_f1 is not None else ""
@@ -357,8 +367,9 @@ def _fit(cfg, fold, dev, amp, on_epoch, say, rank, world, start, budget) -> FitR
             break
 
     stopper.restore(core)
-    out = predict_scaled(core, x, eval_idx, L, amp=amp)
-    predictions, metrics = fold_outputs(out.cpu().numpy(), fold, fold.eval_idx)
+    scored = torch.from_numpy(fold.scored_idx).to(dev)
+    out = predict_scaled(core, x, scored, L, amp=amp)
+    predictions, metrics = fold_outputs(out.cpu().numpy(), fold, fold.scored_idx)
     seconds = time.perf_counter() - start
     say(
         f"Training complete! Best Val Loss: {stopper.best_value:.6f} at epoch {stopper.best_epoch} ({seconds:.1f}s)"
@@ -391,11 +402,12 @@ def _check_fold(cfg: TrainConfig, fold: FoldData) -> None:
         raise ConfigError(
             f"the fold was prepared with seq_len={fold.seq_len} but cfg.sequence_length={cfg.sequence_length}"
         )
-    if len(fold.train_idx) == 0 or len(fold.eval_idx) == 0:
+    if len(fold.train_idx) == 0 or len(fold.stop_idx) == 0:
         raise DataError(
-            f"fold has {len(fold.train_idx)} training and {len(fold.eval_idx)} evaluation samples"
+            f"fold has {len(fold.train_idx)} training and {len(fold.stop_idx)} early-stopping "
+            "samples"
         )
-    anchors = np.concatenate([fold.train_idx, fold.eval_idx])
+    anchors = np.concatenate([fold.train_idx, fold.stop_idx, fold.eval_idx])
     lo, hi = int(anchors.min()), int(anchors.max())
     if lo < fold.seq_len - 1 or hi >= len(fold.x):
         raise DataError(

@@ -1,0 +1,182 @@
+"""After ``tuner.fit()``: trial records from Tune's public results, out-of-fold
+predictions, the Optuna study made consistent, and the summary printed for the user."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from orchestrator.leaderboard import TrialRecord, objective_value
+from orchestrator.prepare import SweepData
+from orchestrator.progress import error_line, trial_record
+from orchestrator.trial import oof_file
+from trainables.naive import naive_forecast
+
+__all__ = [
+    "SweepOutcome",
+    "collect_records",
+    "oof_frame",
+    "print_summary",
+    "reconcile_study",
+]
+
+
+@dataclass
+class SweepOutcome:
+    name: str
+    out_dir: Path
+    leaderboard: object  # pandas DataFrame
+    best_config: dict | None
+    files: dict[str, Path]
+    dashboard_url: str | None
+    tracking_uri: str
+    n_folds: int = 0
+    interrupted: bool = False
+    stopped_by_budget: bool = False
+    resume_hint: str = ""
+    first_failure: str | None = None  # set when every trial failed
+    already_finished: bool = False
+    checkpoints: dict = field(default_factory=dict, repr=False)
+
+
+def _trial_id(result) -> str:
+    metrics = result.metrics or {}
+    if metrics.get("trial_id"):
+        return str(metrics["trial_id"])
+    # Tune names a trial's folder <trainable>_<trial id>_<counter>_<params>
+    match = re.match(r".*?_([0-9a-f]{5,})_\d+_", Path(str(result.path)).name)
+    return match.group(1) if match else Path(str(result.path)).name
+
+
+def collect_records(results, statuses: dict[str, str]) -> list[TrialRecord]:
+    """One TrialRecord per trial of a ResultGrid. Status: failed when Tune holds its error;
+    else the one decided when it finished (``statuses``, kept in sweep.json); else
+    interrupted (it was running or pending when the run stopped)."""
+    records = []
+    for result in results:
+        metrics = result.metrics or {}
+        tid = _trial_id(result)
+        status = "failed" if result.error is not None else statuses.get(tid, "interrupted")
+        records.append(
+            trial_record(
+                tid,
+                result.config or {},
+                metrics,
+                status=status,
+                error=error_line(result.error) if result.error is not None else None,
+            )
+        )
+    return records
+
+
+def checkpoints_of(results) -> dict[str, object]:
+    """trial id -> its latest checkpoint (the folds it finished and their predictions)."""
+    return {_trial_id(r): r.checkpoint for r in results if r.checkpoint is not None}
+
+
+def oof_frame(records: list[TrialRecord], checkpoints: dict, data: SweepData) -> pd.DataFrame:
+    """Out-of-fold predictions of every completed trial, long format (one row per trial,
+    fold and evaluation anchor; docs/sweeps.md, "Files")."""
+    frames = []
+    index = pd.DatetimeIndex(data.index)
+    truth = np.asarray(data.targets.values)
+    regression = data.targets.task == "regression"
+    names = list(data.targets.names)
+    if regression:
+        now = data.frame()[names].to_numpy(dtype=np.float64)
+    for rec in records:
+        checkpoint = checkpoints.get(rec.trial_id)
+        if rec.status != "completed" or checkpoint is None:
+            continue
+        with checkpoint.as_directory() as d:
+            preds = [
+                np.load(Path(d) / oof_file(k), allow_pickle=False) for k in range(len(data.folds))
+            ]
+        for k, ((fit, _, ev), pred) in enumerate(zip(data.folds, preds, strict=True)):
+            cols: dict = {"trial_id": rec.trial_id, "fold": k, "anchor": ev, "timestamp": index[ev]}
+            if regression:
+                y = truth.reshape(len(truth), -1)
+                naive = naive_forecast(names, now[ev], np.nanmean(y[fit], axis=0))
+                for t, name in enumerate(names):
+                    cols[f"pred_{name}"] = pred[:, t]
+                    cols[f"true_{name}"] = y[ev, t]
+                    cols[f"naive_{name}"] = naive[:, t]
+            else:
+                for c, name in enumerate(("down", "flat", "up")):
+                    cols[f"p_{name}"] = pred[:, c]
+                cols["true"] = truth[ev].astype(np.int64)
+            frames.append(pd.DataFrame(cols))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def reconcile_study(
+    storage: str, study_name: str, records: list[TrialRecord], objective: str
+) -> int:
+    """Close the Optuna trials a killed driver left RUNNING (the resumed run finished them
+    under Tune, but its restored searcher never knew them). Matched to Tune trials by their
+    params; returns how many were closed."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return 0
+    by_params = {json.dumps(r.params, sort_keys=True, default=str): r for r in records}
+    closed = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        rec = by_params.get(json.dumps(trial.params, sort_keys=True, default=str))
+        value = objective_value(rec.folds, objective)[0] if rec is not None else math.nan
+        if rec is not None and rec.status == "completed" and math.isfinite(value):
+            study.tell(trial.number, value)
+        elif rec is not None and rec.status == "pruned":
+            study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        closed += 1
+    return closed
+
+
+def print_summary(outcome: SweepOutcome, objective: str, mode: str, log) -> None:
+    board = outcome.leaderboard
+    if outcome.stopped_by_budget:
+        log(f"Time budget spent: no new trials started. Continue with: {outcome.resume_hint}")
+    elif outcome.interrupted:
+        log(f"Interrupted. Finish it with: {outcome.resume_hint}")
+    if board is not None and not board.empty:
+        counts = board["status"].value_counts().to_dict()
+        log("Trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        ranked = board[board["rank"].notna()].head(5)
+        if not ranked.empty:
+            params = [c for c in board.columns if c.startswith("param_")]
+            skill = ["skill"] if "skill" in board.columns else []
+            cols = ["rank", "trial_id", "objective", "objective_std", *skill, "seconds", *params]
+            what = (
+                " (objective = MSE / naive MSE pooled over folds; skill = 1 - objective: "
+                "> 0 beats the naive forecast):"
+                if skill
+                else ":"
+            )
+            log(f"Top trials by {objective} ({mode}) over {outcome.n_folds} purged CV folds{what}")
+            log(
+                ranked[cols]
+                .rename(columns=lambda c: c.removeprefix("param_"))
+                .to_string(index=False, float_format=lambda v: f"{v:.5g}")
+            )
+    files = ", ".join(sorted(k for k in outcome.files if k != "tune"))
+    log(f"Results: {outcome.out_dir}/ ({files})")
+    if outcome.files.get("tune"):
+        log(f"Tune experiment: {outcome.files.get('tune')}")
+    log(f"MLflow: {outcome.tracking_uri and _ui_hint(outcome.tracking_uri)}")
+    if outcome.dashboard_url:
+        log(f"Ray dashboard (while Ray runs): {outcome.dashboard_url}")
+
+
+def _ui_hint(uri: str) -> str:
+    from orchestrator.tracking import ui_hint
+
+    return ui_hint(uri)
