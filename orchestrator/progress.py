@@ -241,7 +241,6 @@ class Heartbeat:
             text += f", skill {1 - self.best[0]:+.4f}"
         return text
 
-
     def eta(self) -> str:
         finished = len(self.done) - self.done_before
         left = self.n_trials - len(self.done)
@@ -277,7 +276,7 @@ class Heartbeat:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(min(1.0, self.every / 2)):
             if time.perf_counter() - self.last_line >= self.every:
                 self.beat()
             spent = self.budget and time.perf_counter() - self.start >= self.budget

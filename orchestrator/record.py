@@ -70,6 +70,7 @@ RUNTIME = (
     "num_cpus",
     "dashboard",
     "time_budget",
+    "space_auto",
 )
 
 

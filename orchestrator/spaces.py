@@ -2,8 +2,8 @@
 
 A space is a YAML file in ``search_spaces/`` (or anywhere, given its path)::
 
-    # python -m orchestrator.tune --space default --trials 50
-    name: default
+    # python -m orchestrator.tune --space cpu --trials 50
+    name: cpu
     description: what it is for
     fixed: {epochs: 100, scheduler: cosine}          # applied to every trial
     params:
@@ -101,7 +101,7 @@ def list_spaces() -> list[str]:
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
-    """Load and validate a space: a bare name (``"default"``) or a path to a YAML file."""
+    """Load and validate a space: a bare name (``"cpu"``) or a path to a YAML file."""
     text = str(name_or_path)
     # A bare name has no folder part and no suffix; anything else is a path.
     is_path = Path(text).name != text or text.endswith((".yaml", ".yml"))

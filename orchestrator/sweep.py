@@ -78,7 +78,8 @@ class SweepSpec:
     """Everything a sweep needs, defaults written once (the CLI reads them from here)."""
 
     name: str | None = None
-    space: str = "default"
+    space: str = "auto"  # auto: 'gpu' with a CUDA GPU (or --gpus-per-trial > 0), else 'cpu'
+    space_auto: bool = False  # the space was picked by 'auto' (recorded, and said)
     data: str | None = None
     ticker: str | None = None
     task: str | None = None  # None: the space's / TrainConfig's default
@@ -182,6 +183,43 @@ class SweepSpec:
             n_bars=min(self.n_bars, 1200),
             smoke_test=True,
         )
+
+
+# A trial's share of the GPU when --space auto picks 'gpu' and --gpus-per-trial is not given:
+# four small LSTMs share a GPU (the batch probe keeps each within its share).
+AUTO_GPU_SHARE = 0.25
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_space(spec: SweepSpec) -> SweepSpec:
+    """``--space auto``: the GPU-sized space with a CUDA GPU (or GPUs asked for), else the
+    CPU-sized one; other spaces are left as they are."""
+    if spec.space != "auto":
+        return spec
+    if spec.gpus_per_trial > 0 or cuda_available():
+        share = spec.gpus_per_trial or AUTO_GPU_SHARE
+        return replace(spec, space="gpu", space_auto=True, gpus_per_trial=share)
+    return replace(spec, space="cpu", space_auto=True)
+
+
+def space_note(spec: SweepSpec) -> str | None:
+    """The line that says why --space auto picked this space, and how to pick the other."""
+    if not spec.space_auto:
+        return None
+    if spec.space == "gpu":
+        return (
+            f"Space gpu, picked by --space auto: a CUDA GPU is here ({spec.gpus_per_trial:g} "
+            "GPU per trial, batch sizes by the GPU probe); --space cpu picks the CPU-sized space"
+        )
+    return (
+        "Space cpu, picked by --space auto: no CUDA GPU here; --space gpu picks the GPU-sized "
+        "space (for a sweep that matches a GPU machine's)"
+    )
 
 
 def base_config(spec: SweepSpec, space: SearchSpace) -> TrainConfig:
@@ -305,6 +343,7 @@ def _experiment_path(spec: SweepSpec, out_dir: Path, name: str) -> tuple[str, st
 
 def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     """Run (or, with ``spec.resume``, continue) a sweep; closes what it opens."""
+    spec = resolve_space(spec)
     name = spec.sweep_name
     out_dir = Path(spec.results_dir) / name
     previous = None
@@ -345,6 +384,8 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         f"Sweep {name!r}: space {space.name} ({len(space.params)} params), {spec.trials} trials, "
         f"objective {objective} ({mode}) over {n_folds} folds" + (" (resumed)" if previous else "")
     )
+    if space_note(spec):
+        log(space_note(spec))
     log(data.summary)
     tracking_uri = spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir))
     storage_path, exp_name = _experiment_path(spec, out_dir, name)

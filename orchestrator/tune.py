@@ -25,7 +25,7 @@ from pathlib import Path
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.promote import PromoteSpec, promote
 from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
-from orchestrator.sweep import SCHEDULERS, SweepSpec, run_sweep
+from orchestrator.sweep import SCHEDULERS, SweepSpec, resolve_space, run_sweep
 from trainables.config import parse_value
 from trainables.errors import ConfigError, OrchestratorError
 
@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trials", type=int, help=f"number of trials (default: {d['trials']})")
     g.add_argument(
         "--space",
-        help=f"search space: a name in search_spaces/ or a YAML path (default: {d['space']})",
+        help="search space: auto, a name in search_spaces/ (cpu, gpu, quick, daily, smoke) or a "
+        "YAML path (default: auto: gpu with a CUDA GPU, else cpu)",
     )
     g.add_argument("--data", help="bars as CSV or Parquet (default: the built-in generated data)")
     g.add_argument("--ticker", help="ticker to pick from a multi-ticker file (default: none)")
@@ -282,7 +283,7 @@ def parse_args(argv: list[str] | None = None) -> SweepSpec:
             if key == "epochs" and "epochs" in settings.get("overrides", {}):
                 continue  # --set epochs=... is explicit too
             settings.setdefault(key, value)
-    spec = SweepSpec(**settings)
+    spec = resolve_space(SweepSpec(**settings))
     return replace(spec, name=spec.sweep_name)  # fixed now, so every message names it
 
 
@@ -292,6 +293,8 @@ def _resume_spec(given: dict) -> SweepSpec:
         raise ConfigError("--resume needs --name of the sweep to continue (see results/)")
     results_dir = given.get("results_dir", _DEFAULTS["results_dir"])
     record = read_record(Path(results_dir) / given["name"])
+    if given.get("space") == "auto":
+        given.pop("space")  # the record says which space auto picked
     check_resume(record, {k: v for k, v in given.items() if k in DECIDING})
     names = {f.name for f in fields(SweepSpec)}
     settings = {k: record[k] for k in (*DECIDING, *RUNTIME) if k in record and k in names}

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 
@@ -125,7 +126,7 @@ def test_driver_killed_mid_sweep_resume_finishes_without_rerunning_finished_tria
         try:
             for line in proc.stdout:
                 if " fold 2/2 " in line:
-                    means[trial_id_of(line)] = line.rsplit("running_mean=", 1)[1].strip()
+                    means[trial_id_of(line)] = line.rsplit(" mse_ratio=", 1)[1].strip()
                 if " completed |" in line:
                     finished[trial_id_of(line)] = means[trial_id_of(line)]
                     if len(finished) == 2:
@@ -152,6 +153,12 @@ def test_driver_killed_mid_sweep_resume_finishes_without_rerunning_finished_tria
         assert f"{by_id.objective[trial_id]:.5g}" == objective  # the result from before the kill
     runs = _child_runs(results, "driverkill")
     assert sorted(runs) == sorted(board.trial_id)  # one MLflow child per trial, none twice
+    # The trials the kill left RUNNING in the Optuna study were closed by the resumed run.
+    study = optuna.load_study(
+        study_name="driverkill", storage=f"sqlite:///{results / 'driverkill' / 'optuna.db'}"
+    )
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states and len(states) >= 6
 
 
 def test_crashed_trial_with_max_retries_0_is_failed_and_keeps_its_finished_folds(tmp_path):

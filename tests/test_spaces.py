@@ -66,8 +66,8 @@ def every_kind(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_the_three_spaces_ship():
-    # --space default, daily and smoke are available by name
-    assert {"default", "daily", "smoke"} <= set(SHIPPED)
+    # --space cpu, gpu, quick, daily and smoke are available by name
+    assert {"cpu", "gpu", "quick", "daily", "smoke"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -102,19 +102,20 @@ def test_sampled_configs_are_accepted_by_train_config(name):
         TrainConfig.from_dict(dict(config))
 
 
-def test_default_space_is_the_guides_table():
-    # default.yaml holds lstm-training-guide.md's "Hyperparameter Ranges", value for value
+def test_gpu_space_is_the_guides_table_with_the_probe_picking_the_batch():
+    # gpu.yaml holds lstm-training-guide.md's "Hyperparameter Ranges", value for value, but
+    # the batch size (128-1024 there) is the GPU probe's choice
     guide = {
         "hidden_size": [128, 256, 512],
         "num_layers": [1, 2, 3],
         "dropout": [0.2, 0.3, 0.4, 0.5],
         "sequence_length": [30, 60, 120],
         "learning_rate": [0.0001, 0.0005, 0.001, 0.003],
-        "batch_size": [128, 256, 512, 1024],
         "weight_decay": [0.0, 0.0001, 0.001],
     }
-    params = load_space("default").params
-    assert {k: d["choices"] for k, d in params.items()} == guide
+    space = load_space("gpu")
+    assert {k: d["choices"] for k, d in space.params.items()} == guide
+    assert space.fixed["batch_size"] == "auto"
 
 
 def test_same_seed_samples_the_same_configs():

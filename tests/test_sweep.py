@@ -256,3 +256,43 @@ def test_workers_per_trial_trains_each_fold_with_ray_train_ddp(tmp_path):
     board = out.leaderboard
     assert board.status.tolist() == ["completed"]
     assert np.isfinite(board[["fold0_mse_ratio", "fold1_mse_ratio"]].to_numpy()).all()
+
+
+def test_a_space_that_samples_the_scaler_ranks_trials_by_skill(tmp_path):
+    # Rule: the objective does not depend on the scaler, so ranking by it is ranking by skill
+    # (before the fix, standard-scaled trials ranked last on scaled-unit MSE).
+    space = tmp_path / "scalers.yaml"
+    space.write_text(
+        "# python -m orchestrator.tune --space scalers.yaml\nname: scalers\n"
+        "fixed: {epochs: 3, num_layers: 1, batch_size: 32, hidden_size: 16, scheduler: none}\n"
+        "params:\n  scaler: {type: categorical, choices: [minmax, standard]}\n"
+        "  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+    )
+    out = run_sweep(
+        tiny(tmp_path, space=str(space), trials=5, scheduler="none", seed=1),
+        log=lambda *_: None,
+    )
+    board = out.leaderboard
+    done = board[board.status == "completed"]
+    assert set(done.param_scaler) == {"minmax", "standard"}  # both were sampled
+    assert done.skill.tolist() == sorted(done.skill, reverse=True)
+    assert done["rank"].tolist() == list(range(1, len(done) + 1))
+
+
+def test_time_budget_stops_cleanly_and_writes_every_result(tmp_path):
+    # No new trial starts once --time-budget is spent; the running ones stop cleanly
+    # (interrupted: --resume goes on with them); the leaderboard, sweep.json and MLflow are written.
+    lines: list[str] = []
+    out = run_sweep(
+        tiny(tmp_path, trials=30, epochs=4, scheduler="none", max_concurrent=1, time_budget=12),
+        log=lines.append,
+    )
+    assert out.stopped_by_budget and out.interrupted
+    assert any("time budget of 12 s spent" in ln for ln in lines)
+    assert any("Time budget spent: no new trials started. Continue with:" in ln for ln in lines)
+    board = out.leaderboard
+    assert len(board) < 30 and set(board.status) <= {"completed", "interrupted"}
+    record = yaml.safe_load((out.out_dir / "sweep.json").read_text())
+    assert record["status"] == "interrupted" and record["stopped_by"] == "time budget"
+    runs = find_child_runs(default_tracking_uri(tmp_path / "results"), "lstm-sweeps", "t")
+    assert len(runs) == len(board)

@@ -32,8 +32,8 @@ def test_missing_data_file_exits_2(capsys, tmp_path):
 
 def test_unknown_space_lists_the_available_ones(capsys, tmp_path):
     # --space with a typo lists the spaces that exist.
-    code, err = run_cli(capsys, tmp_path, "--space", "defualt")
-    assert code == 2 and "defualt" in err and "default" in err and "daily" in err
+    code, err = run_cli(capsys, tmp_path, "--space", "qiuck")
+    assert code == 2 and "qiuck" in err and "quick" in err and "daily" in err
 
 
 @pytest.mark.parametrize(
@@ -82,3 +82,35 @@ def test_set_types_values_from_the_training_config():
         "bidirectional": True,
         "learning_rate": 1e-3,
     }
+
+
+@pytest.mark.parametrize(("gpu", "space", "share"), [(False, "cpu", 0.0), (True, "gpu", 0.25)])
+def test_space_auto_fits_the_machine(monkeypatch, gpu, space, share):
+    # The bare command picks the CPU-sized space without a CUDA GPU and the GPU-sized one
+    # (batch_size auto, a quarter GPU per trial) with one; the choice names the sweep.
+    import orchestrator.sweep as sweep
+
+    monkeypatch.setattr(sweep, "cuda_available", lambda: gpu)
+    spec = parse_args(["--trials", "50"])
+    assert (spec.space, spec.space_auto, spec.gpus_per_trial) == (space, True, share)
+    assert spec.name.startswith(f"{space}-")
+    note = sweep.space_note(spec)
+    assert note.startswith(f"Space {space}, picked by --space auto")
+    assert ("--space gpu" if space == "cpu" else "--space cpu") in note
+    # an explicit choice is kept as it is
+    assert parse_args(["--space", "quick"]).space == "quick"
+
+
+def test_time_budget_reads_durations():
+    from orchestrator.tune import parse_duration
+
+    assert [parse_duration(t) for t in ("30m", "2h", "1h30m", "90", "45s")] == [
+        1800.0,
+        7200.0,
+        5400.0,
+        90.0,
+        45.0,
+    ]
+    for bad in ("", "soon", "5x", "-3m"):
+        with pytest.raises(Exception, match="--time-budget takes a duration"):
+            parse_duration(bad)
