@@ -49,11 +49,12 @@ def sequential_baseline(spec: SweepSpec, board: pd.DataFrame) -> float:
         cfg = TrainConfig.from_dict(
             {**base.to_dict(), **{c.removeprefix("param_"): row[c] for c in params}}
         )
-        for train_idx, eval_idx in data.folds:
+        for fit_idx, stop_idx, eval_idx in data.folds:
             fold = prepare_fold(
                 data.frame(),
                 data.targets,
-                train_idx,
+                fit_idx,
+                stop_idx,
                 eval_idx,
                 f_cols=list(cfg.f_cols),
                 seq_len=cfg.sequence_length,

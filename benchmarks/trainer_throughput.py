@@ -215,7 +215,7 @@ class BaselineLoop:
             pin_memory=pin,
         )
         self.eval_loader = DataLoader(
-            WindowDataset(fold.x, fold.y, fold.eval_idx, L),
+            WindowDataset(fold.x, fold.y, fold.stop_idx, L),
             batch_size=b,
             num_workers=2,
             pin_memory=pin,
@@ -307,7 +307,7 @@ def run(names: list[str], *, quick: bool, device: torch.device) -> None:
     )
     lines, verdicts = [header, "-" * len(header)], []
     for name, (s, fold, pairs) in results.items():
-        n_train, n_eval = len(fold.train_idx), len(fold.eval_idx)
+        n_train, n_eval = len(fold.train_idx), len(fold.stop_idx)
         train_flops = lstm_train_flops(
             seq_len=s.seq_len, n_features=fold.n_features, hidden=s.hidden, layers=s.layers
         )
