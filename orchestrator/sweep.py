@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import ray
 import yaml
 from ray import tune
@@ -564,17 +565,11 @@ def _already_finished(spec: SweepSpec, out_dir: Path, record: dict, log) -> Swee
         files,
         None,
         spec.mlflow_uri or record.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir)),
-        int(record.get("folds_done_per_trial") or len(read_audit(out_dir))),
+        len(pd.read_csv(out_dir / "fold_audit.csv")),
         already_finished=True,
     )
     print_summary(outcome, record["objective"], record["mode"], log)
     return outcome
-
-
-def read_audit(out_dir: Path):
-    import pandas as pd
-
-    return pd.read_csv(out_dir / "fold_audit.csv")
 
 
 def _study_storage(out_dir: Path) -> str:
