@@ -23,6 +23,13 @@ from orchestrator.prepare import CV_SCHEMES, SweepData, prepare_sweep_data
 from orchestrator.progress import ProgressCallback, TrackingCallback, log_record, record_of
 from orchestrator.schedulers import FoldRaceASHA
 from orchestrator.spaces import SearchSpace, load_space, to_optuna
+from orchestrator.sweep_data import (
+    bar_source,
+    data_record,
+    load_sweep_bars,
+    source_name,
+    write_snapshot,
+)
 from orchestrator.tracking import SweepTracker, default_tracking_uri, ui_hint
 from orchestrator.trial import objective_of, run_trial
 from trainables.config import TrainConfig
@@ -41,8 +48,14 @@ class SweepSpec:
 
     name: str | None = None
     space: str = "default"
-    data: str | None = None
+    data: str | None = None  # a file or a database URL (orchestrator/sweep_data.py)
     ticker: str | None = None
+    data_env: str | None = None  # an environment variable holding the database URL
+    table: str | None = None
+    query: str | None = None
+    start: str | None = None
+    end: str | None = None
+    snapshot: bool = False  # keep the rows read in results/<name>/data.parquet
     task: str | None = None  # None: the space's / TrainConfig's default
     cv: str = "walk-forward"
     folds: int = 5
@@ -108,6 +121,7 @@ class SweepSpec:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        bar_source(self)  # the data flags fit together (before any work)
 
     @property
     def sweep_name(self) -> str:
@@ -256,6 +270,7 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     base = base_config(spec, space)
     check_space(space, base)
     objective, mode = objective_of(base.task)
+    bars = load_sweep_bars(spec, space, base)
     data: SweepData = prepare_sweep_data(
         base,
         data=spec.data,
@@ -265,6 +280,8 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         seq_len_max=longest_sequence(space, base),
         n_bars=spec.n_bars,
         data_seed=spec.seed,
+        bars=bars,
+        source=source_name(spec),
     )
     n_folds = len(data.folds)
     log(
@@ -282,6 +299,8 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
             if started:
                 ray.shutdown()
             raise
+    if spec.snapshot and not spec.resume:  # a resumed sweep keeps the rows it started on
+        log(f"Snapshot of the rows read: {write_snapshot(bars, out_dir)}")
     storage_path, exp_name = _experiment_path(spec, out_dir, name)
     exp_path = f"{storage_path}/{exp_name}"
     try:
@@ -341,6 +360,7 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
                 audit=data.audit,
                 spec={
                     **asdict(spec),
+                    **data_record(spec, bars),  # no password; the rows' end and hash
                     "name": name,
                     "objective": objective,
                     "mode": mode,
@@ -479,7 +499,7 @@ def _spec_params(spec: SweepSpec, space: SearchSpace, base: TrainConfig) -> dict
         "trials": spec.trials,
         "seed": spec.seed,
         "scheduler": spec.scheduler,
-        "data": spec.data or "built-in",
+        "data": source_name(spec),
         "task": base.task,
         "epochs": base.epochs,
         "target_col": base.target_col,

@@ -5,6 +5,7 @@ Examples::
     python -m orchestrator.tune --smoke-test              # tiny sweep, well under a minute
     python -m orchestrator.tune --trials 50               # default space, built-in data
     python -m orchestrator.tune --data bars.parquet --ticker AAPL --space daily --trials 100
+    python -m orchestrator.tune --data-env BARS_DB --table vw_ticker_timeseries --ticker AAPL
     python -m orchestrator.tune --resume --name default-20261121-101500
     python -m orchestrator.tune --smoke-test --promote    # then retrain + test the top configs
 """
@@ -20,6 +21,7 @@ from orchestrator.promote import PromoteSpec, promote
 from orchestrator.sweep import SCHEDULERS, SweepSpec, run_sweep
 from trainables.config import parse_value
 from trainables.errors import ConfigError, OrchestratorError
+from trainables.sources import add_source_arguments
 
 __all__ = ["main", "parse_args"]
 
@@ -51,9 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--space", default=d["space"], help="search space: a name in search_spaces/ or a YAML path"
     )
     g.add_argument(
-        "--data", default=None, help="bars as CSV or Parquet (default: the built-in generated data)"
+        "--data",
+        default=None,
+        help="bars as CSV or Parquet, or a database URL (postgresql://user@host:5432/db, "
+        "sqlite:///bars.db) with --table or --query (default: the built-in generated data)",
     )
-    g.add_argument("--ticker", default=None, help="ticker to pick from a multi-ticker file")
+    g.add_argument("--ticker", default=None, help="ticker to pick from multi-ticker data")
+    add_source_arguments(g, snapshot=True)
     g.add_argument(
         "--task",
         choices=["regression", "classification"],
@@ -202,6 +208,9 @@ def promote_spec(argv: list[str] | None, spec: SweepSpec) -> PromoteSpec | None:
         num_cpus=spec.num_cpus,
         address=spec.address,
         mlflow_uri=spec.mlflow_uri,
+        # In memory only: the password of a --data URL, which sweep.json does not keep.
+        data=spec.data,
+        data_env=spec.data_env,
     )
 
 
