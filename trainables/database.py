@@ -209,7 +209,8 @@ class _Postgres(_Database):
         return f"${i + 1}"
 
     def probe(self, sql: str) -> tuple[list[str], set[str]]:
-        schema = self._run(sql).fetch_arrow_table().schema
+        with self._failures():
+            schema = self._run(sql).fetch_arrow_table().schema
         numeric = {
             f.name
             for f in schema
@@ -219,17 +220,25 @@ class _Postgres(_Database):
         return list(schema.names), numeric
 
     def values(self, sql: str) -> list:
-        return [row[0] for row in self._run(sql).fetchall()]
+        with self._failures():
+            return [row[0] for row in self._run(sql).fetchall()]
 
     def fetch(self, sql: str, params: list) -> pd.DataFrame:
-        return self._run(sql, params).fetch_arrow_table().to_pandas()
+        with self._failures():  # the server may fail while rows stream, not only at the start
+            table = self._run(sql, params).fetch_arrow_table()
+        return table.to_pandas()
 
     def _run(self, sql: str, params: list | None = None):
-        try:
+        with self._failures():
             self.cur.execute(sql, params or None)
+        return self.cur
+
+    @contextlib.contextmanager
+    def _failures(self):
+        try:
+            yield
         except self._errors as err:
             raise DataError(f"{self.source}: {_pg_failure(err)}") from None
-        return self.cur
 
     def close(self) -> None:
         with contextlib.suppress(*self._errors):

@@ -77,8 +77,15 @@ def public_url(text: str, *, mask: bool = True) -> str:
     if len(query) != len(url.query) and mask:
         query["password"] = "***"
     url = url.set(query=query)
-    if not mask:
-        url = url.set(password=None)
+    if not mask:  # URL.set() cannot clear a field
+        url = URL.create(
+            url.drivername,
+            username=url.username,
+            host=url.host,
+            port=url.port,
+            database=url.database,
+            query=url.query,
+        )
     return url.render_as_string(hide_password=True)
 
 
