@@ -71,3 +71,15 @@ def pg(pg_url: str) -> Iterator[PgSchema]:
         yield schema
     finally:
         schema.close()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line saying whether the PostgreSQL tests ran (CI's output shows it)."""
+    outcomes: dict[str, int] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "test_postgres.py" in getattr(report, "nodeid", ""):
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if outcomes:
+        counts = ", ".join(f"{n} {k}" for k, n in outcomes.items())
+        terminalreporter.write_line(f"PostgreSQL tests against a real server: {counts}")
