@@ -57,6 +57,14 @@ def test_only_the_columns_the_run_needs_are_read(db, frame):
     assert both["vwap"].to_numpy() == pytest.approx(one_ticker(frame, "AAA", ["vwap"])["vwap"])
 
 
+def test_a_ticker_in_another_case_is_the_same_ticker(db):
+    # "bbb" finds BBB's rows, as in a file (a unique case-insensitive match).
+    got = read_bars(BarSource(data=db, table=VIEW, ticker="bbb", columns=()))
+    assert bars_fingerprint(got) == bars_fingerprint(
+        read_bars(BarSource(data=db, table=VIEW, ticker="BBB", columns=()))
+    )
+
+
 def test_start_and_end_are_inclusive(db):
     # --start/--end keep the bars from start to end, both included.
     bars = read_bars(

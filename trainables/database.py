@@ -112,9 +112,33 @@ def _read(db: _Database, relation: str, request: Request, source: str) -> Result
             f"{source}: --ticker {ticker!r} needs a ticker column in the {what} (looked for "
             f"{', '.join(TICKER_NAMES)}); columns are {names}"
         )
-    if ticker_col is not None:
-        ticker = _pick_ticker(db, relation, ticker_col, ticker, source)
+    if ticker_col is not None and ticker is None:
+        _pick_ticker(db, relation, ticker_col, None, source)  # several tickers: say so first
 
+    columns = ", ".join(
+        f"CAST({_quote(c)} AS double precision) AS {_quote(c)}" if c in numeric else _quote(c)
+        for c in selected
+    )
+    frame = _select(db, relation, columns, ts, ticker_col, ticker, request)
+    if frame.empty and ticker is not None:
+        # The tickers present are looked up only now: the message, or the same ticker in
+        # another case ("aapl" for "AAPL").
+        stored = _pick_ticker(db, relation, ticker_col, ticker, source)
+        if stored != ticker:
+            frame = _select(db, relation, columns, ts, ticker_col, stored, request)
+    return Result(frame, ts, db.filters_time)
+
+
+def _select(
+    db: _Database,
+    relation: str,
+    columns: str,
+    ts: str,
+    ticker_col: str | None,
+    ticker: str | None,
+    request: Request,
+) -> pd.DataFrame:
+    """The rows, ordered by time; ticker and (PostgreSQL) time range as bound parameters."""
     where, params = [], []
     if ticker is not None:
         where.append(f"{_quote(ticker_col)} = {db.marker(len(params))}")
@@ -124,15 +148,10 @@ def _read(db: _Database, relation: str, request: Request, source: str) -> Result
             if bound is not None:
                 where.append(f"{_quote(ts)} {op} {db.marker(len(params))}")
                 params.append(bound.to_pydatetime())
-    columns = ", ".join(
-        f"CAST({_quote(c)} AS double precision) AS {_quote(c)}" if c in numeric else _quote(c)
-        for c in selected
-    )
     sql = f"SELECT {columns} FROM {relation}"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    frame = db.fetch(f"{sql} ORDER BY {_quote(ts)}", params)
-    return Result(frame, ts, db.filters_time)
+    return db.fetch(f"{sql} ORDER BY {_quote(ts)}", params)
 
 
 def _pick_ticker(
@@ -141,7 +160,7 @@ def _pick_ticker(
     """The ticker as stored (a unique case-insensitive match is the same ticker), checked
     against the tickers present before reading any bar."""
     present = db.values(f"SELECT DISTINCT {_quote(col)} FROM {relation} LIMIT 1001")
-    present = [str(v) for v in present if v is not None]
+    present = sorted(str(v) for v in present if v is not None)
     shown = f"{present[:20]}" + (f" and {len(present) - 20:,} more" if len(present) > 20 else "")
     if ticker is None:
         if len(present) > 1:
@@ -151,7 +170,7 @@ def _pick_ticker(
             )
         return None
     if ticker in present or len(present) > 1000:
-        return ticker
+        return ticker  # present (then with no rows in the time range), or maybe past 1,000
     folded = [t for t in present if t.lower() == ticker.lower()]
     if len(folded) == 1:
         return folded[0]
