@@ -193,7 +193,7 @@ def test_credentials_from_pgpassword_pgpass_and_data_env(view, tmp_path, monkeyp
     # here through PGPASSFILE), or comes whole from --data-env.
     bare = _without_password(view.url)
     source = dict(table=VIEW, ticker="AAA", columns=())
-    with pytest.raises(DataError, match="cannot connect"):
+    with pytest.raises(DataError, match="cannot connect.*the URL has no password.*PGPASSWORD"):
         read_bars(BarSource(data=bare, **source))
     monkeypatch.setenv("PGPASSWORD", _password(view.url))
     assert len(read_bars(BarSource(data=bare, **source))) == 300

@@ -217,7 +217,13 @@ class _Postgres(_Database):
         try:
             self.conn = adbc.connect(_conninfo(url))
         except self._errors as err:
-            raise DataError(f"{source}: cannot connect: {_pg_message(err)}") from None
+            message = _pg_message(err)
+            if url.password is None and "password" in message:
+                message += (
+                    " (the URL has no password: libpq looked in PGPASSWORD and ~/.pgpass; or "
+                    "give the whole URL through --data-env)"
+                )
+            raise DataError(f"{source}: cannot connect: {message}") from None
         self.cur = self.conn.cursor()
         # autocommit is off: everything below is one transaction, rolled back by close().
         self._run("SET TRANSACTION READ ONLY")
@@ -290,11 +296,11 @@ def _pg_message(err: Exception) -> str:
     details = dict(getattr(err, "details", None) or [])
     primary = details.get(b"PG_DIAG_MESSAGE_PRIMARY")
     if primary:
-        return primary.decode(errors="replace")
+        return " ".join(primary.decode(errors="replace").split())
     text = str(err)
     text = re.sub(r"^[A-Z_]+: (\[libpq\] )?", "", text.strip())
     text = re.sub(r"^Failed to connect: ", "", text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
     return lines[0] if lines else type(err).__name__
 
 
