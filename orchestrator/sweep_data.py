@@ -9,9 +9,10 @@ adjustments); a file can be edited. So a sweep records, next to its settings:
 * ``end``: the last bar it read (``--end``, or the data's last bar at or before it);
 * ``data_fingerprint``: ``trainables.data.bars_fingerprint`` of the rows it read.
 
-Promotion (and ``--resume``) read ``results/<name>/data.parquet`` when the sweep kept a
-snapshot (``--snapshot``), else the source again up to ``end``, and refuse with one line when
-the rows' fingerprint is not the recorded one.
+Promotion reads ``results/<name>/data.parquet`` when the sweep kept a snapshot
+(``--snapshot``), else the source again up to ``end``, and refuses with one line when the
+rows' fingerprint is not the recorded one (``reload_sweep_bars``: what a resumed sweep should
+read too).
 """
 
 from __future__ import annotations
