@@ -286,3 +286,53 @@ def test_promotion_refuses_rows_that_changed_unless_the_sweep_kept_a_snapshot(tm
     assert "\n" not in str(err.value)
     data = load_holdout(kept)
     assert data.source.startswith(str(kept / "data.parquet")) and "snapshot of" in data.source
+
+
+def test_data_env_is_recorded_by_name_and_resolved_again(tmp_path, db, monkeypatch):
+    # sweep.json keeps the variable's name, never its value; promotion reads the variable again.
+    monkeypatch.setenv("BARS_DB", db)
+    spec = SweepSpec(space="smoke", data_env="BARS_DB", table=VIEW, ticker="AAA", folds=2, name="e")
+    space = load_space(spec.space)
+    bars = load_sweep_bars(spec, space, base_config(spec, space))
+    out = tmp_path / "results" / "e"
+    out.mkdir(parents=True)
+    (out / "sweep.json").write_text(json.dumps({**asdict(spec), **data_record(spec, bars)}))
+    text = (out / "sweep.json").read_text()
+    assert '"data_env": "BARS_DB"' in text and db not in text and '"data": null' in text
+    assert load_holdout(out).source == f"{db} (from $BARS_DB) table {VIEW}"
+    monkeypatch.delenv("BARS_DB")
+    with pytest.raises(
+        ConfigError, match="--data-env BARS_DB: the environment variable is not set"
+    ):
+        load_holdout(out)
+
+
+def test_tune_flags_reach_the_sweep_spec(db):
+    # Every database flag of the CLI is a SweepSpec field, so sweep.json records it.
+    from orchestrator.tune import parse_args
+
+    spec = parse_args(
+        ["--data", db, "--query", "SELECT * FROM bars", "--ticker", "A", "--start", "2020-01-02"]
+        + ["--end", "2020-02-01", "--snapshot"]
+    )
+    assert (spec.data, spec.query, spec.start, spec.end, spec.snapshot) == (
+        db,
+        "SELECT * FROM bars",
+        "2020-01-02",
+        "2020-02-01",
+        True,
+    )
+    assert parse_args(["--data-env", "X", "--table", "t"]).data_env == "X"
+
+
+def test_train_cli_reads_a_database_table(db, tmp_path, capsys):
+    # python -m trainables.train takes the same flags; its log names the source, no password.
+    import trainables.train as train_cli
+
+    out = tmp_path / "run"
+    args = ["--data", db, "--table", VIEW, "--ticker", "CCC", "--end", "2020-01-12"]
+    tiny = ["--hidden_size", "8", "--num_layers", "1", "--seq_len", "8", "--epochs", "1"]
+    assert train_cli.main([*args, *tiny, "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert f"Data: {db} table {VIEW}: 265 bars 2020-01-01 00:00:00 .. 2020-01-12 00:00:00" in log
+    assert (out / "model.pt").is_file()
