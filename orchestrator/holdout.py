@@ -32,11 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.prepare import load_source
 from orchestrator.spaces import load_space, space_from_dict
 from orchestrator.sweep import SweepSpec, base_config, longest_sequence
+from orchestrator.sweep_data import reload_sweep_bars
 from trainables.config import ALIASES, TrainConfig
-from trainables.data import bars_fingerprint
 from trainables.dataset import Targets
 from trainables.errors import ConfigError
 from trainables.splits import FinalSplit, audit_frame
@@ -193,8 +192,18 @@ class HoldoutData:
         }
 
 
-def load_holdout(out_dir: Path, *, sweep: dict | None = None) -> HoldoutData:
-    """Rebuild the sweep's table from its ``sweep.json`` and check the holdout is the same."""
+def load_holdout(
+    out_dir: Path,
+    *,
+    sweep: dict | None = None,
+    data: str | None = None,
+    data_env: str | None = None,
+) -> HoldoutData:
+    """Rebuild the sweep's table from its ``sweep.json`` and check the holdout is the same.
+
+    The bars are the sweep's snapshot, or its source read up to its ``end`` (``data`` /
+    ``data_env``: the same database given with credentials); their fingerprint must be the
+    recorded one (orchestrator.sweep_data)."""
     sweep = read_sweep(out_dir) if sweep is None else sweep
     spec = sweep_spec(sweep)
     # The space as the sweep loaded it (an edited YAML file must not move the test part).
@@ -202,20 +211,15 @@ def load_holdout(out_dir: Path, *, sweep: dict | None = None) -> HoldoutData:
     space = space_from_dict(recorded) if recorded else load_space(spec.space)
     base = base_config(spec, space)
     seq_len_max = longest_sequence(space, base)
-    bars = load_source(spec.data, ticker=spec.ticker, n_bars=spec.n_bars, seed=spec.seed)
-    fingerprint = sweep.get("data_fingerprint")
-    if fingerprint and bars_fingerprint(bars) != fingerprint:
-        raise ConfigError(
-            f"{spec.data or 'built-in data'} is not the data sweep {sweep.get('name')!r} read "
-            f"(its rows' fingerprint changed since the sweep); promote needs the same rows"
-        )
+    bars, source = reload_sweep_bars(
+        out_dir, sweep, spec, space, base, data=data, data_env=data_env
+    )
     features, targets = build_table(bars, base)  # as prepare_sweep_data builds it
     split = holdout_split(len(features), base, seq_len=seq_len_max)
     # The same arithmetic as prepare_sweep_data: the sweep saw rows < n_train_rows.
     n_train_rows = int(split.train_val.max()) + base.horizon + 1
     test_first_row = int(split.test.min()) - seq_len_max + 1
     recorded = sweep.get("test_first_row")
-    source = spec.data or "built-in data"
     if recorded is not None and int(recorded) != test_first_row:
         raise ConfigError(
             f"{source} rebuilt for sweep {sweep.get('name')!r} puts the test part at row "

@@ -3,11 +3,14 @@
     python -m orchestrator.predict --model results/<name>/models/1 --data new.parquet --out p.parquet
     python -m orchestrator.predict --model results/<name>/models/1/seed0      # one seed
     python -m orchestrator.predict --model results/<name>/models/1            # built-in data
+    python -m orchestrator.predict --model results/<name>/models/1 \
+        --data-env BARS_DB --table vw_ticker_timeseries --ticker AAPL --start 2026-01-01
 
 ``--model`` is a seed folder (one saved run: that model) or a rank folder (``models/<rank>``:
 the mean of its seeds' outputs, the promoted "seed ensemble"; class probabilities are
-averaged, i.e. a soft vote). Each run uses its own saved scaler and settings. Without
-``--data`` the built-in data of the sweep that made the model is used. Data lacking a column
+averaged, i.e. a soft vote). Each run uses its own saved scaler and settings. ``--data`` is a
+file or a database URL (with ``--table``/``--query``, as for a sweep: trainables.sources);
+without it the built-in data of the sweep that made the model is used. Data lacking a column
 the model was trained on is refused with one line naming the missing columns (exit 2).
 
 Every bar that ends a full window gets a forecast for ``horizon`` bars later. Without
@@ -27,9 +30,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from trainables.artifacts import LoadedRun, load_run, predict
-from trainables.data import REQUIRED_COLUMNS, load_bars
+from trainables.data import REQUIRED_COLUMNS
 from trainables.errors import ConfigError, DataError, OrchestratorError
 from trainables.features import FEATURES, build_features
+from trainables.sources import BarSource, add_source_arguments, read_bars
 from trainables.synthetic import make_bars
 
 __all__ = ["load_model", "main", "needed_columns", "predict_bars"]
@@ -100,10 +104,11 @@ def _builtin_bars(model: Path) -> pd.DataFrame:
         sweep = parent / "sweep.json"
         if sweep.is_file():
             spec = json.loads(sweep.read_text())
-            if spec.get("data"):
+            if spec.get("data") or spec.get("data_env"):
+                trained_on = spec.get("data") or f"${spec['data_env']}"
                 raise ConfigError(
-                    f"--model {model} was trained on {spec['data']}, not the built-in data; "
-                    f"pass --data"
+                    f"--model {model} was trained on {trained_on}, not the built-in data; "
+                    f"pass --data (or --data-env)"
                 )
             return make_bars(int(spec.get("n_bars", 4000)), seed=int(spec.get("seed", 0)))
     return make_bars()
@@ -158,17 +163,33 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
         "mean of its seeds) for new bars, with the model's saved scaler and settings.",
     )
     p.add_argument("--model", required=True, help="results/<name>/models/<rank>[/seed<k>]")
-    p.add_argument("--data", help="bars as CSV or Parquet (default: the sweep's built-in data)")
-    p.add_argument("--ticker", help="ticker to pick from a multi-ticker file")
+    p.add_argument(
+        "--data",
+        help="bars as CSV or Parquet, or a database URL with --table/--query "
+        "(default: the sweep's built-in data)",
+    )
+    p.add_argument("--ticker", help="ticker to pick from multi-ticker data")
+    add_source_arguments(p)
     p.add_argument("--out", help="write .parquet or .csv here (default: CSV on stdout)")
     args = p.parse_args(argv)
     model = Path(args.model)
     if not model.exists():
         raise ConfigError(f"--model {model}: no such folder")
     runs = load_model(model)
-    if args.data:
-        _check_columns(Path(args.data), runs, str(model))
-        bars = load_bars(args.data, ticker=args.ticker)
+    source = BarSource(
+        data=args.data,
+        data_env=args.data_env,
+        table=args.table,
+        query=args.query,
+        ticker=args.ticker,
+        start=args.start,
+        end=args.end,
+        columns=tuple(c for c in needed_columns(runs) if c not in REQUIRED_COLUMNS),
+    )
+    if source.is_database or args.data:
+        if not source.is_database:
+            _check_columns(Path(args.data), runs, str(model))
+        bars = read_bars(source)
     else:
         bars = _builtin_bars(model)
     preds = predict_bars(runs, bars)

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 
 from trainables.config import TrainConfig
-from trainables.data import check_enough_rows, load_bars
+from trainables.data import check_enough_rows
 from trainables.dataset import Targets
 from trainables.errors import ConfigError, DataError
 from trainables.labels import describe_targets
 from trainables.naive import naive_forecast, naive_kind
+from trainables.sources import BarSource, read_bars
 from trainables.splits import (
     CombinatorialPurgedCV,
     PurgedKFold,
@@ -74,11 +75,35 @@ def make_splitter(cv: str, *, n_splits: int, seq_len: int, horizon: int, purge=N
     raise ConfigError(f"cv must be one of {list(CV_SCHEMES)}, but got cv={cv!r}")
 
 
-def load_source(data: str | None, *, ticker: str | None, n_bars: int, seed: int) -> pd.DataFrame:
-    """The user's bars, or the built-in generator's when no file is given."""
-    if data is None:
+def load_source(
+    data: str | None,
+    *,
+    ticker: str | None,
+    n_bars: int,
+    seed: int,
+    data_env: str | None = None,
+    table: str | None = None,
+    query: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    columns: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
+    """The user's bars (a file, or a database table/view/query: trainables.sources), or the
+    built-in generator's when no data is given."""
+    if data is None and data_env is None:
         return make_bars(n_bars, seed=seed)
-    return load_bars(data, ticker=ticker)
+    return read_bars(
+        BarSource(
+            data=data,
+            data_env=data_env,
+            table=table,
+            query=query,
+            ticker=ticker,
+            start=start,
+            end=end,
+            columns=columns,
+        )
+    )
 
 
 def prepare_sweep_data(
@@ -93,14 +118,16 @@ def prepare_sweep_data(
     data_seed: int = 0,
     inner_val: float = 0.15,
     bars: pd.DataFrame | None = None,
+    source: str | None = None,
 ) -> SweepData:
     """Load, featurise, cut the holdout off and compute the folds shared by every trial.
 
     Folds are computed once with the longest ``sequence_length`` any trial may use, so all
     trials are scored on the same evaluation samples and every purge is wide enough for all.
+    ``bars``: already loaded (then ``source`` names them in messages).
     """
-    source = data or "built-in data"
-    if bars is None:
+    source = source or data or "built-in data"  # the caller's name hides a URL's password
+    if bars is None:  # else the caller loaded them (orchestrator.sweep_data)
         bars = load_source(data, ticker=ticker, n_bars=n_bars, seed=data_seed)
     features, targets = build_table(bars, base)
     check_enough_rows(

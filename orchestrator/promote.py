@@ -85,6 +85,10 @@ class PromoteSpec:
     registered_name: str | None = None  # None: lstm-<name>
     report: bool = True
     overrides: dict = field(default_factory=dict)  # training settings for every promoted model
+    # The sweep's database again, with credentials (sweep.json keeps the URL without its
+    # password); None: the recorded source. Never written anywhere.
+    data: str | None = field(default=None, repr=False)
+    data_env: str | None = None
 
     def __post_init__(self) -> None:
         check_settings(self.overrides)
@@ -285,7 +289,7 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
     start = time.perf_counter()
     out_dir = Path(spec.results_dir) / spec.name
     sweep = read_sweep(out_dir)
-    data = load_holdout(out_dir, sweep=sweep)
+    data = load_holdout(out_dir, sweep=sweep, data=spec.data, data_env=spec.data_env)
     board = read_leaderboard(out_dir)
     settings = {**spec.overrides, **({"epochs": spec.epochs} if spec.epochs else {})}
     picks = top_configs(board, data.base, top_k=spec.top_k, settings=settings)
@@ -425,6 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(not the data settings: those stay the sweep's)",
     )
     p.add_argument("--no-report", dest="report", action="store_false")
+    p.add_argument(
+        "--data",
+        help="the sweep's database URL with its password, when PGPASSWORD/~/.pgpass do not "
+        "hold it (sweep.json keeps the URL without it); the rows must hash as the sweep's",
+    )
+    p.add_argument(
+        "--data-env",
+        metavar="VAR",
+        help="the same, from an environment variable (default: the sweep's --data-env)",
+    )
     return p
 
 

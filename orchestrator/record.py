@@ -20,7 +20,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from trainables.errors import ConfigError
+from trainables.sources import public_url
 
 __all__ = [
     "DECIDING",
@@ -39,6 +42,12 @@ RECORD_FILE = "sweep.json"
 # Settings that decide the sweep's answer: --resume restores them and refuses other values.
 DECIDING = (
     "data",
+    "data_env",
+    "table",
+    "query",
+    "start",
+    "end",
+    "snapshot",
     "ticker",
     "space",
     "trials",
@@ -111,8 +120,17 @@ def refuse_existing(out_dir: Path, name: str) -> None:
 
 
 def _same(key: str, recorded: Any, given: Any) -> bool:
-    if key == "data":
-        return absolute_data(recorded) == absolute_data(given)
+    if key == "data":  # a URL is recorded without its password
+        return absolute_data(recorded) == absolute_data(
+            public_url(given, mask=False) if given else given
+        )
+    if key == "end" and recorded is not None and given is not None:
+        # The record keeps the last bar read at or before --end: any --end from there on
+        # reads the same rows (resume reads up to the recorded one).
+        try:
+            return pd.Timestamp(given) >= pd.Timestamp(recorded)
+        except (TypeError, ValueError):
+            return False
     if isinstance(recorded, float) or isinstance(given, float):
         try:
             return float(recorded) == float(given)

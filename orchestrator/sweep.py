@@ -39,7 +39,7 @@ from orchestrator.outcome import (
     print_summary,
     reconcile_study,
 )
-from orchestrator.prepare import CV_SCHEMES, load_source, prepare_sweep_data
+from orchestrator.prepare import CV_SCHEMES, prepare_sweep_data
 from orchestrator.progress import (
     Heartbeat,
     ProgressCallback,
@@ -59,10 +59,17 @@ from orchestrator.record import (
 )
 from orchestrator.schedulers import FoldRaceASHA
 from orchestrator.spaces import SearchSpace, load_space, space_from_dict, space_to_dict, to_optuna
+from orchestrator.sweep_data import (
+    bar_source,
+    data_record,
+    load_sweep_bars,
+    reload_sweep_bars,
+    source_name,
+    write_snapshot,
+)
 from orchestrator.tracking import SweepTracker, default_tracking_uri
 from orchestrator.trial import run_trial
 from trainables.config import ALIASES, TrainConfig
-from trainables.data import bars_fingerprint
 from trainables.errors import ConfigError
 
 __all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
@@ -81,8 +88,14 @@ class SweepSpec:
     name: str | None = None
     space: str = "auto"  # auto: 'gpu' with a CUDA GPU (or --gpus-per-trial > 0), else 'cpu'
     space_auto: bool = False  # the space was picked by 'auto' (recorded, and said)
-    data: str | None = None
+    data: str | None = None  # a file or a database URL (orchestrator/sweep_data.py)
     ticker: str | None = None
+    data_env: str | None = None  # an environment variable holding the database URL
+    table: str | None = None
+    query: str | None = None
+    start: str | None = None
+    end: str | None = None
+    snapshot: bool = False  # keep the rows read in results/<name>/data.parquet
     task: str | None = None  # None: the space's / TrainConfig's default
     cv: str = "walk-forward"
     folds: int = 5
@@ -168,6 +181,7 @@ class SweepSpec:
                 raise ConfigError(
                     f"--{name} {flag} and --set {key}={value} disagree; give {name} once"
                 )
+        bar_source(self)  # the data flags fit together (before any work)
 
     @property
     def sweep_name(self) -> str:
@@ -359,15 +373,10 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     base = base_config(spec, space)
     check_space(space, base)
     objective, mode = objective_of(base.task)
-    bars = load_source(spec.data, ticker=spec.ticker, n_bars=spec.n_bars, seed=spec.seed)
-    fingerprint = bars_fingerprint(bars)
-    if previous and previous.get("data_fingerprint") not in (None, fingerprint):
-        raise ConfigError(
-            f"--resume: the data of sweep {name!r} changed since it started "
-            f"({previous.get('data') or 'built-in data'}: fingerprint "
-            f"{previous['data_fingerprint'][:19]}... is now {fingerprint[:19]}...); resume "
-            f"needs the same rows, or start a new sweep with another --name"
-        )
+    if previous:  # the rows the sweep started on: its snapshot, or its source up to its end
+        bars, _ = reload_sweep_bars(out_dir, previous, spec, space, base, purpose="resume")
+    else:
+        bars = load_sweep_bars(spec, space, base)
     data = prepare_sweep_data(
         base,
         data=spec.data,
@@ -379,6 +388,7 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         data_seed=spec.seed,
         inner_val=spec.inner_val,
         bars=bars,
+        source=source_name(spec),
     )
     n_folds = len(data.folds)
     log(
@@ -397,13 +407,14 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         record = SweepRecord(out_dir, previous)
         record.update(status="running", experiment_path=exp_path, **runtime)
     else:
+        kept = data_record(spec, bars)  # no password; the last bar read; the rows' hash
         record = SweepRecord.create(
             out_dir,
-            replace(spec, name=name, data=absolute_data(spec.data)),
+            replace(spec, name=name, data=absolute_data(kept["data"]), end=kept["end"]),
             objective=objective,
             mode=mode,
-            data_source=absolute_data(spec.data) or "built-in",
-            data_fingerprint=fingerprint,
+            data_source=absolute_data(kept["data"]) or "built-in",
+            data_fingerprint=kept["data_fingerprint"],
             data_summary=data.summary,
             space_definition=space_to_dict(space),
             test_first_row=data.test_first_row,
@@ -414,6 +425,8 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     try:
         if not spec.address:
             _check_fits(spec)
+        if spec.snapshot and not previous:  # a resumed sweep keeps the rows it started on
+            log(f"Snapshot of the rows read: {write_snapshot(bars, out_dir)}")
         outcome = _run(spec, space, base, data, record, exp=(storage_path, exp_name), log=log)
     finally:
         if started:
@@ -673,7 +686,7 @@ def _spec_params(spec: SweepSpec, space: SearchSpace, base: TrainConfig) -> dict
         "trials": spec.trials,
         "seed": spec.seed,
         "scheduler": spec.scheduler,
-        "data": spec.data or "built-in",
+        "data": source_name(spec),
         "task": base.task,
         "epochs": base.epochs,
         "target_col": base.target_col,

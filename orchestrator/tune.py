@@ -5,6 +5,7 @@ Examples::
     python -m orchestrator.tune --smoke-test              # tiny sweep, well under a minute
     python -m orchestrator.tune --trials 50               # default space, built-in data
     python -m orchestrator.tune --data bars.parquet --ticker AAPL --space daily --trials 100
+    python -m orchestrator.tune --data-env BARS_DB --table vw_ticker_timeseries --ticker AAPL
     python -m orchestrator.tune --resume --name default-20261121-101500
     python -m orchestrator.tune --smoke-test --promote    # then retrain + test the top configs
 
@@ -28,6 +29,7 @@ from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
 from orchestrator.sweep import SCHEDULERS, SweepSpec, resolve_space, run_sweep
 from trainables.config import parse_value
 from trainables.errors import ConfigError, OrchestratorError
+from trainables.sources import add_source_arguments
 
 __all__ = ["main", "parse_args", "parse_duration"]
 
@@ -83,8 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="search space: auto, a name in search_spaces/ (cpu, gpu, quick, daily, smoke) or a "
         "YAML path (default: auto: gpu with a CUDA GPU, else cpu)",
     )
-    g.add_argument("--data", help="bars as CSV or Parquet (default: the built-in generated data)")
-    g.add_argument("--ticker", help="ticker to pick from a multi-ticker file (default: none)")
+    g.add_argument(
+        "--data",
+        help="bars as CSV or Parquet, or a database URL (postgresql://user@host:5432/db, "
+        "sqlite:///bars.db) with --table or --query (default: the built-in generated data)",
+    )
+    g.add_argument("--ticker", help="ticker to pick from multi-ticker data (default: none)")
+    add_source_arguments(g, snapshot=True)
     g.add_argument(
         "--task",
         choices=["regression", "classification"],
@@ -257,6 +264,9 @@ def promote_spec(argv: list[str] | None, spec: SweepSpec) -> PromoteSpec | None:
         num_cpus=spec.num_cpus,
         address=spec.address,
         mlflow_uri=spec.mlflow_uri,
+        # In memory only: the password of a --data URL, which sweep.json does not keep.
+        data=spec.data,
+        data_env=spec.data_env,
     )
 
 

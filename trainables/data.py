@@ -20,7 +20,10 @@ from trainables.errors import ConfigError, DataError
 
 __all__ = [
     "REQUIRED_COLUMNS",
+    "TICKER_NAMES",
+    "TIMESTAMP_NAMES",
     "bars_fingerprint",
+    "bars_from_frame",
     "check_enough_rows",
     "load_bars",
     "validate_bars",
@@ -29,6 +32,8 @@ __all__ = [
 REQUIRED_COLUMNS = ("open", "high", "low", "close", "volume")
 _TIMESTAMP_NAMES = ("timestamp", "datetime", "date", "time")
 _TICKER_NAMES = ("ticker", "symbol")
+# The names looked for, in order, when no column is named (a database reader selects them).
+TIMESTAMP_NAMES, TICKER_NAMES = _TIMESTAMP_NAMES, _TICKER_NAMES
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -43,7 +48,25 @@ def load_bars(
     """Read one ticker's bars from a CSV or Parquet file and validate them."""
     path = Path(path)
     source = str(path)
-    df = _read(path, source)
+    return bars_from_frame(
+        _read(path, source),
+        source,
+        ticker=ticker,
+        timestamp_col=timestamp_col,
+        ticker_col=ticker_col,
+    )
+
+
+def bars_from_frame(
+    df: pd.DataFrame,
+    source: str,
+    *,
+    ticker: str | None = None,
+    timestamp_col: str | None = None,
+    ticker_col: str | None = None,
+) -> pd.DataFrame:
+    """A frame as a file or a database gave it -> checked bars: what ``load_bars`` does after
+    reading (column names, ticker, timestamp parsing, then ``validate_bars``)."""
     df = _lowercase_columns(df, source)
     df = _pick_ticker(df, source, ticker=ticker, ticker_col=ticker_col)
     df = _set_timestamp_index(df, source, timestamp_col=timestamp_col)
@@ -115,7 +138,8 @@ def bars_fingerprint(bars: pd.DataFrame) -> str:
     Parquet, a database); any changed, added or removed row or column changes it.
     """
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(bars.index.asi8).tobytes())
+    # In nanoseconds whatever the index's unit: a database or Parquet may give microseconds.
+    h.update(np.ascontiguousarray(bars.index.as_unit("ns").asi8).tobytes())
     h.update("\x1f".join(map(str, bars.columns)).encode())
     h.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
     return f"sha256:{h.hexdigest()}"

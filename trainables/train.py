@@ -2,6 +2,7 @@
 
     python -m trainables.train                                   # built-in synthetic bars
     python -m trainables.train --data bars.csv --ticker AAPL --preset parameters
+    python -m trainables.train --data-env BARS_DB --table vw_ticker_timeseries --ticker AAPL
     python -m trainables.train --config cfg.json --hidden_size 128 --epochs 50 --out runs/a
 
 Trains on the train part, early-stops on val, reports metrics on the untouched test part.
@@ -22,10 +23,10 @@ from pathlib import Path
 
 from trainables.artifacts import save_run
 from trainables.config import PRESETS, TrainConfig, parse_value
-from trainables.data import load_bars
 from trainables.dataset import prepare_fold
 from trainables.errors import ConfigError, OrchestratorError
 from trainables.labels import describe_targets
+from trainables.sources import BarSource, add_source_arguments, read_bars, run_columns
 from trainables.synthetic import make_bars
 from trainables.table import build_table, holdout_split
 from trainables.trainer import fit
@@ -46,8 +47,13 @@ def _parser() -> _Parser:
         f"--batch_size auto. Names: {', '.join(TrainConfig.field_names())}. See docs/parameters.md.",
         allow_abbrev=False,
     )
-    p.add_argument("--data", help="bars file (.csv or .parquet); default: built-in synthetic bars")
-    p.add_argument("--ticker", help="ticker to pick from a multi-ticker file")
+    p.add_argument(
+        "--data",
+        help="bars file (.csv or .parquet) or a database URL with --table/--query "
+        "(postgresql://user@host/db, sqlite:///bars.db); default: built-in synthetic bars",
+    )
+    p.add_argument("--ticker", help="ticker to pick from multi-ticker data")
+    add_source_arguments(p)
     p.add_argument(
         "--preset", choices=sorted(PRESETS), default="guide", help="defaults to start from"
     )
@@ -111,12 +117,23 @@ def build_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.N
 def run(argv: list[str] | None = None, *, log=print) -> Path:
     """Everything ``main`` does, raising OrchestratorError instead of exiting."""
     cfg, opts = build_config(argv)
-    name = cfg.ticker or ("synthetic" if opts.data is None else Path(opts.data).stem)
+    source = BarSource(
+        data=opts.data,
+        data_env=opts.data_env,
+        table=opts.table,
+        query=opts.query,
+        ticker=cfg.ticker,
+        start=opts.start,
+        end=opts.end,
+        columns=run_columns(cfg.f_cols, [cfg.target_col]),
+    )
+    builtin = opts.data is None and opts.data_env is None
+    name = cfg.ticker or ("synthetic" if builtin else _stem(opts))
     out = Path(opts.out or Path("results", "train", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
     if out.exists():
         raise ConfigError(f"--out {out} already exists; choose a new directory")
 
-    bars = make_bars() if opts.data is None else load_bars(opts.data, ticker=cfg.ticker)
+    bars = make_bars() if builtin else read_bars(source)
     features, targets = build_table(bars, cfg)
     split = holdout_split(len(features), cfg)
     fold = prepare_fold(
@@ -128,7 +145,7 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         seq_len=cfg.sequence_length,
         scaler=cfg.scaler,
     )
-    source = opts.data or "built-in synthetic bars"
+    source = "built-in synthetic bars" if builtin else source.describe()
     what = "down/flat/up" if cfg.task == "classification" else ", ".join(fold.target_names)
     log(
         f"Data: {source}: {len(bars):,} bars {bars.index[0]} .. {bars.index[-1]}; "
@@ -157,6 +174,13 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         f"Artifacts: {out}/ (model.pt, config.json, scaler.json, training_metrics.json, predictions.parquet)"
     )
     return out
+
+
+def _stem(opts: argparse.Namespace) -> str:
+    """A run folder's name for data without a ticker: the table, "query" or the file's stem."""
+    if opts.table:
+        return opts.table.replace('"', "").split(".")[-1]
+    return "query" if opts.query else Path(opts.data or "data").stem
 
 
 def _test_summary(out: Path) -> str:
