@@ -15,6 +15,8 @@ import argparse
 import sys
 from dataclasses import MISSING, fields, replace
 
+from orchestrator.cluster import head_for
+from orchestrator.jobs import submit_sweep
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.promote import PromoteSpec, promote
 from orchestrator.sweep import SCHEDULERS, SweepSpec, run_sweep
@@ -27,6 +29,8 @@ _DEFAULTS = {f.name: f.default for f in fields(SweepSpec) if f.default is not MI
 _PROMOTE_DEFAULTS = {f.name: f.default for f in fields(PromoteSpec) if f.default is not MISSING}
 # Command-line names of the promotion options; they are not SweepSpec fields.
 _PROMOTE_ARGS = ("promote", "top_k", "seeds", "promote_workers", "promote_epochs")
+# Options of the command that are not SweepSpec fields either.
+_CLI_ARGS = (*_PROMOTE_ARGS, "job")
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -151,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="attach to a running Ray cluster, e.g. auto or ray://host:10001",
     )
     w.add_argument(
+        "--no-job",
+        dest="job",
+        action="store_false",
+        help="with --address of a head started by `python -m orchestrator.cluster start`: run "
+        "the sweep in this process (listed on the dashboard without its output; Ctrl-C stops "
+        "it) instead of as a Ray job of that head (output on the dashboard; Ctrl-C detaches)",
+    )
+    w.add_argument(
         "--storage",
         default=None,
         help="Tune storage: local dir or cloud URI (s3://...), needed for multi-node",
@@ -207,7 +219,7 @@ def promote_spec(argv: list[str] | None, spec: SweepSpec) -> PromoteSpec | None:
 
 def parse_args(argv: list[str] | None = None) -> SweepSpec:
     args = vars(build_parser().parse_args(argv))
-    for key in _PROMOTE_ARGS:
+    for key in _CLI_ARGS:
         args.pop(key)
     smoke = args.pop("smoke_test")
     overrides = dict(args.pop("overrides"))
@@ -221,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = parse_args(argv)
         promotion = promote_spec(argv, spec)  # bad promotion options fail before the sweep
+        head = head_for(spec.address) if build_parser().parse_args(argv).job else None
+        if head is not None:  # our persistent head: the sweep runs there as a Ray job
+            return submit_sweep(sys.argv[1:] if argv is None else argv, spec, head)
         outcome = run_sweep(spec)
         if promotion is not None and outcome.interrupted:
             print("the sweep was interrupted: not promoting", file=sys.stderr)
