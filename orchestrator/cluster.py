@@ -22,259 +22,25 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from contextlib import suppress
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
-
 from orchestrator import ray_auth
-from trainables.errors import ConfigError, OrchestratorError
+from orchestrator.head import (
+    Head,
+    default_temp_dir,
+    head_jobs,
+    is_running,
+    load_head,
+    running_head,
+    start_head,
+    stop_head,
+)
+from trainables.errors import OrchestratorError
 
-__all__ = ["Head", "default_temp_dir", "head_for", "main", "running_head", "start_head"]
-
-STATE_FILE = "lstm-orchestrator-head.json"
-LOG_FILE = "lstm-orchestrator-head.log"
-RAY_START = [sys.executable, "-m", "ray.scripts.scripts", "start"]
-
-
-@dataclass(frozen=True)
-class Head:
-    """A head started by ``start``, as recorded in its state file."""
-
-    pid: int
-    create_time: float  # the process's start time: tells our head from a reused pid
-    gcs_address: str
-    dashboard_url: str
-    temp_dir: str
-    log_file: str
-    started_at: str
-
-    @property
-    def state_file(self) -> Path:
-        return Path(self.temp_dir) / STATE_FILE
-
-
-def default_temp_dir() -> Path:
-    """Ray's default temp dir, where ``ray start`` records the address ``auto`` finds.
-
-    The same rule as Ray's: $RAY_TMPDIR, else $TMPDIR (Linux), else /tmp; then ``ray``.
-    """
-    base = os.environ.get("RAY_TMPDIR")
-    if not base and sys.platform.startswith("linux"):
-        base = os.environ.get("TMPDIR")
-    return Path(base or "/tmp") / "ray"
-
-
-def _load(temp_dir: Path) -> Head | None:
-    try:
-        return Head(**json.loads((temp_dir / STATE_FILE).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def _process(head: Head) -> psutil.Process | None:
-    """The head's ``ray start`` process if it still runs (not a later process with its pid)."""
-    try:
-        proc = psutil.Process(head.pid)
-        if abs(proc.create_time() - head.create_time) < 1 and proc.is_running():
-            return proc
-    except psutil.Error:
-        pass
-    return None
-
-
-def running_head(temp_dir: Path | None = None) -> Head | None:
-    """The head that ``start`` started with this temp dir, if it still runs."""
-    head = _load(temp_dir or default_temp_dir())
-    return head if head is not None and _process(head) is not None else None
-
-
-def _same_address(a: str, b: str) -> bool:
-    local = {"127.0.0.1", "localhost", "::1"}
-    (host_a, _, port_a), (host_b, _, port_b) = a.rpartition(":"), b.rpartition(":")
-    return port_a == port_b and (host_a == host_b or host_a in local or host_b in local)
-
-
-def head_for(address: str | None, temp_dir: Path | None = None) -> Head | None:
-    """Our running head, if a sweep's ``--address`` names it.
-
-    ``auto`` finds a head as Ray does: $RAY_ADDRESS, else the address the last ``ray start``
-    recorded in the temp dir. A ``host:port`` names it if it is the head's GCS address.
-    """
-    if not address or address.startswith("ray://"):
-        return None
-    head = running_head(temp_dir)
-    if head is None:
-        return None
-    target = address
-    if address == "auto":
-        target = os.environ.get("RAY_ADDRESS") or _recorded_address(Path(head.temp_dir)) or ""
-    return head if _same_address(target, head.gcs_address) else None
-
-
-def _recorded_address(temp_dir: Path) -> str | None:
-    try:
-        return (temp_dir / "ray_current_cluster").read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _check_port_free(port: int, flag: str) -> None:
-    for host in ("0.0.0.0", "127.0.0.1"):
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                raise ConfigError(
-                    f"{flag} {port}: the port is in use (another Ray?); pick a free one with {flag}"
-                ) from None
-
-
-def _dashboard_ready(url: str, token: str) -> bool:
-    request = urllib.request.Request(
-        f"{url}/api/version", headers={"Authorization": f"Bearer {token}"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _ray_start_args(port, dashboard_port, num_cpus, num_gpus, temp: Path, extra) -> list[str]:
-    args = [*RAY_START, "--head", "--block", "--port", str(port), "--disable-usage-stats"]
-    args += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port)]
-    args += ["--temp-dir", str(temp)]
-    if num_cpus is not None:
-        args += ["--num-cpus", str(num_cpus)]
-    if num_gpus is not None:
-        args += ["--num-gpus", str(num_gpus)]
-    return [*args, *extra]
-
-
-def start_head(
-    *,
-    port: int = 6379,
-    dashboard_port: int = 8265,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-    temp_dir: Path | None = None,
-    ray_args: tuple[str, ...] = (),
-    timeout: float = 180.0,
-) -> Head:
-    """Start ``ray start --head --block`` in a session of its own; return once its dashboard
-    answers with the token. Bad settings fail before anything starts."""
-    temp = (temp_dir or default_temp_dir()).resolve()
-    _check_port_free(port, "--port")
-    _check_port_free(dashboard_port, "--dashboard-port")
-    ray_auth.ensure_token()
-    token = ray_auth.read_token() or ""
-    temp.mkdir(parents=True, exist_ok=True)
-    log_path = temp / LOG_FILE
-    args = _ray_start_args(port, dashboard_port, num_cpus, num_gpus, temp, ray_args)
-    # RAY_AUTH_MODE=token: without it `ray start` turns authentication on only if a token
-    # already exists. Its processes inherit the variable, so jobs and trials have it too.
-    env = {**os.environ, ray_auth.AUTH_MODE_VAR: "token", "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "w") as out:
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C in this terminal later must not reach the head
-        )
-    url = f"http://127.0.0.1:{dashboard_port}"
-    try:
-        gcs = _wait_until_up(proc, temp, port, url, token, log_path, timeout)
-    except BaseException:
-        _end_tree(psutil.Process(proc.pid), timeout=30)
-        raise
-    head = Head(
-        pid=proc.pid,
-        create_time=psutil.Process(proc.pid).create_time(),
-        gcs_address=gcs,
-        dashboard_url=url,
-        temp_dir=str(temp),
-        log_file=str(log_path),
-        started_at=time.strftime("%Y-%m-%d %H:%M:%S"),
-    )
-    head.state_file.write_text(json.dumps(asdict(head), indent=2) + "\n")
-    return head
-
-
-def _wait_until_up(proc, temp: Path, port: int, url: str, token: str, log_path, timeout) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            lines = [line for line in log_path.read_text().splitlines() if line.strip()]
-            last = lines[-1].strip() if lines else "(empty)"
-            raise OrchestratorError(
-                f"the Ray head did not start (exit {proc.returncode}): {last} (log: {log_path})"
-            )
-        recorded = _recorded_address(temp)
-        if recorded and recorded.endswith(f":{port}") and _dashboard_ready(url, token):
-            return recorded
-        if time.monotonic() > deadline:
-            raise OrchestratorError(
-                f"the Ray head did not answer within {timeout:.0f} s (log: {log_path})"
-            )
-        time.sleep(0.5)
-
-
-def _end_tree(proc: psutil.Process, *, timeout: float) -> int:
-    """SIGTERM ``proc`` (``ray start --block`` then stops the processes it started), then
-    SIGKILL whatever of its process tree is left after ``timeout``; returns how many."""
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-        proc.terminate()
-    except psutil.NoSuchProcess:
-        return 0
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        with suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(alive, timeout=10)
-    return len(procs)
-
-
-def stop_head(head: Head, *, timeout: float = 60.0) -> int:
-    """End the head's process tree (nothing else); forget it. Returns the processes ended."""
-    proc = _process(head)
-    ended = _end_tree(proc, timeout=timeout) if proc is not None else 0
-    head.state_file.unlink(missing_ok=True)
-    # As `ray stop` does: `--address auto` must not find a head that is gone.
-    if _recorded_address(Path(head.temp_dir)) == head.gcs_address:
-        (Path(head.temp_dir) / "ray_current_cluster").unlink(missing_ok=True)
-    return ended
-
-
-def auth_headers() -> dict[str, str]:
-    token = ray_auth.read_token()
-    if not token:
-        raise ConfigError(
-            f"no Ray token in {ray_auth.token_source()}: the head's dashboard needs the token "
-            f"it was started with"
-        )
-    return {"Authorization": f"Bearer {token}"}
-
-
-def head_jobs(head: Head) -> list:
-    """Every job the head knows (sweeps and other drivers), oldest first."""
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(head.dashboard_url, headers=auth_headers())
-    return sorted(client.list_jobs(), key=lambda job: job.start_time or 0)
+__all__ = ["build_parser", "describe", "main"]
 
 
 def _sweep_address(head: Head) -> str:
@@ -320,25 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m orchestrator.cluster",
         description="A persistent Ray head on this machine (token authentication on, dashboard "
         "on 127.0.0.1): sweeps run with --address auto show on its dashboard's Jobs page.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
     start = sub.add_parser(
         "start",
         help="start the head",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Start a Ray head that outlives its sweeps. Arguments after -- go to "
         "`ray start` as they are, e.g. -- --ray-client-server-port 10002",
     )
-    start.add_argument("--port", type=int, default=6379, help="the head's GCS port")
-    start.add_argument("--dashboard-port", type=int, default=8265, help="dashboard port")
+    start.add_argument("--port", type=int, default=6379, help="the head's GCS port (default: 6379)")
+    start.add_argument("--dashboard-port", type=int, default=8265, help="dashboard port, on 127.0.0.1 (default: 8265)")
     start.add_argument(
         "--num-cpus", type=int, default=None, help="CPUs for trials (default: all cores)"
     )
     start.add_argument(
         "--num-gpus", type=int, default=None, help="GPUs for trials (default: all found)"
     )
-    start.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for Ray")
+    start.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for Ray to come up (default: 180)")
     status = sub.add_parser("status", help="show the head, its dashboard and its jobs")
     stop = sub.add_parser("stop", help="stop the head that `start` started (nothing else)")
     for cmd in (start, status, stop):
@@ -386,11 +150,12 @@ def _status(args) -> int:
 
 
 def _stop(args) -> int:
-    head = _load(args.temp_dir or default_temp_dir())
+    head = load_head(args.temp_dir or default_temp_dir())
     if head is None:
         print("No Ray head started by `python -m orchestrator.cluster start` to stop.")
         return 1
-    alive = _process(head) is not None
+    alive = is_running(head)
+    running = _running_sweeps(head) if alive else []
     ended = stop_head(head)
     if not alive:
         print(f"The Ray head (pid {head.pid}) had already ended; forgot it.")
@@ -399,7 +164,24 @@ def _stop(args) -> int:
         f"Stopped the Ray head (pid {head.pid}, {ended} processes). Its job list is gone; "
         f"MLflow and results/<sweep>/ keep every sweep."
     )
+    for name in running:
+        print(
+            f"Sweep {name!r} was running and stopped with it; continue it after `start` with: "
+            f"python -m orchestrator.tune --address {_sweep_address(head)} --resume --name {name}"
+        )
     return 0
+
+
+def _running_sweeps(head: Head) -> list[str]:
+    try:
+        jobs = head_jobs(head)
+    except Exception:  # the dashboard may be down: stopping must not depend on it
+        return []
+    return [
+        job.metadata["job_name"]
+        for job in jobs
+        if job.status == "RUNNING" and "job_name" in (job.metadata or {})
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

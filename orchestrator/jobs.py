@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from orchestrator.cluster import Head, auth_headers
+from orchestrator.head import Head, auth_headers
 from orchestrator.spaces import load_space
 from orchestrator.trial import objective_of
 from trainables.errors import OrchestratorError

@@ -15,7 +15,7 @@ import argparse
 import sys
 from dataclasses import MISSING, fields, replace
 
-from orchestrator.cluster import head_for
+from orchestrator.head import head_for
 from orchestrator.jobs import submit_sweep
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.promote import PromoteSpec, promote

@@ -14,7 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator import cluster, ray_auth
+from orchestrator import ray_auth
+from orchestrator.head import STATE_FILE, Head, head_for, running_head
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,10 +124,10 @@ def test_ray_args_are_for_start_only(tmp_path):
     assert done.stderr.strip() == "error: arguments after -- are for `start` only"
 
 
-def _fake_head(temp: Path, *, pid: int, create_time: float, gcs: str) -> cluster.Head:
+def _fake_head(temp: Path, *, pid: int, create_time: float, gcs: str) -> Head:
     """A state file as `start` writes it, for a process that runs (this test's)."""
     temp.mkdir(parents=True, exist_ok=True)
-    head = cluster.Head(
+    head = Head(
         pid=pid,
         create_time=create_time,
         gcs_address=gcs,
@@ -135,7 +136,7 @@ def _fake_head(temp: Path, *, pid: int, create_time: float, gcs: str) -> cluster
         log_file=str(temp / "head.log"),
         started_at="2026-01-01 00:00:00",
     )
-    (temp / cluster.STATE_FILE).write_text(json.dumps(head.__dict__))
+    (temp / STATE_FILE).write_text(json.dumps(head.__dict__))
     (temp / "ray_current_cluster").write_text(gcs)
     return head
 
@@ -148,20 +149,20 @@ def test_head_for_names_only_our_running_head(tmp_path, monkeypatch):
     temp = tmp_path / "ray"
     me = psutil.Process()
     head = _fake_head(temp, pid=me.pid, create_time=me.create_time(), gcs="192.0.2.7:6379")
-    assert cluster.running_head(temp) == head
-    assert cluster.head_for("auto", temp) == head
-    assert cluster.head_for("192.0.2.7:6379", temp) == head
-    assert cluster.head_for("127.0.0.1:6379", temp) == head  # localhost: this machine
-    assert cluster.head_for("192.0.2.7:6380", temp) is None
-    assert cluster.head_for("10.0.0.9:6379", temp) is None
-    assert cluster.head_for("ray://127.0.0.1:10001", temp) is None
-    assert cluster.head_for(None, temp) is None
+    assert running_head(temp) == head
+    assert head_for("auto", temp) == head
+    assert head_for("192.0.2.7:6379", temp) == head
+    assert head_for("127.0.0.1:6379", temp) == head  # localhost: this machine
+    assert head_for("192.0.2.7:6380", temp) is None
+    assert head_for("10.0.0.9:6379", temp) is None
+    assert head_for("ray://127.0.0.1:10001", temp) is None
+    assert head_for(None, temp) is None
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.9:6379")
-    assert cluster.head_for("auto", temp) is None  # Ray's `auto` would go there
+    assert head_for("auto", temp) is None  # Ray's `auto` would go there
     monkeypatch.delenv("RAY_ADDRESS")
     (temp / "ray_current_cluster").write_text("192.0.2.7:7000")  # a later `ray start`
-    assert cluster.head_for("auto", temp) is None
+    assert head_for("auto", temp) is None
 
     _fake_head(temp, pid=me.pid, create_time=me.create_time() - 60, gcs="192.0.2.7:6379")
-    assert cluster.running_head(temp) is None
-    assert cluster.head_for("auto", temp) is None
+    assert running_head(temp) is None
+    assert head_for("auto", temp) is None
