@@ -95,14 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
         "`ray start` as they are, e.g. -- --ray-client-server-port 10002",
     )
     start.add_argument("--port", type=int, default=6379, help="the head's GCS port (default: 6379)")
-    start.add_argument("--dashboard-port", type=int, default=8265, help="dashboard port, on 127.0.0.1 (default: 8265)")
+    start.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=8265,
+        help="dashboard port, on 127.0.0.1 (default: 8265)",
+    )
     start.add_argument(
         "--num-cpus", type=int, default=None, help="CPUs for trials (default: all cores)"
     )
     start.add_argument(
         "--num-gpus", type=int, default=None, help="GPUs for trials (default: all found)"
     )
-    start.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for Ray to come up (default: 180)")
+    start.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        help="seconds to wait for Ray to come up (default: 180)",
+    )
     status = sub.add_parser("status", help="show the head, its dashboard and its jobs")
     stop = sub.add_parser("stop", help="stop the head that `start` started (nothing else)")
     for cmd in (start, status, stop):

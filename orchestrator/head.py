@@ -138,6 +138,9 @@ def _recorded_address(temp_dir: Path) -> str | None:
 def _check_port_free(port: int, flag: str) -> None:
     for host in ("0.0.0.0", "127.0.0.1"):
         with socket.socket() as s:
+            # SO_REUSEADDR: a port whose last user just ended (TIME_WAIT) is free; only a
+            # process listening on it makes bind fail.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, port))
             except OSError:

@@ -95,10 +95,10 @@ def submit_sweep(argv: list[str], spec, head: Head, *, log=print) -> int:
     )
     stop = f"RAY_AUTH_MODE=token ray job stop --address {head.dashboard_url} {submission_id}"
     follow = f"RAY_AUTH_MODE=token ray job logs -f --address {head.dashboard_url} {submission_id}"
-    log(f"Sweep {name!r} runs on the Ray head at {head.gcs_address} as job {submission_id}:")
-    log(f"  {head.dashboard_url}/#/jobs/{submission_id}")
-    log("Its output follows. Ctrl-C detaches (the sweep goes on); to stop it: " + stop)
-    try:
+    try:  # from here on the job runs: Ctrl-C only detaches from it
+        log(f"Sweep {name!r} runs on the Ray head at {head.gcs_address} as job {submission_id}:")
+        log(f"  {head.dashboard_url}/#/jobs/{submission_id}")
+        log("Its output follows. Ctrl-C detaches (the sweep goes on); to stop it: " + stop)
         asyncio.run(_follow(client, submission_id, lambda text: print(text, end="", flush=True)))
     except KeyboardInterrupt:
         log(f"\nDetached: the sweep goes on as job {submission_id}. Follow it: {follow}")

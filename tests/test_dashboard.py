@@ -421,6 +421,7 @@ def test_the_other_browsers_open_the_sweep(head, sweep):
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
         try:
             s.bind(("0.0.0.0", port))
         except OSError:
