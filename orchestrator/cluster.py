@@ -144,6 +144,9 @@ def _start(args, ray_args: list[str]) -> int:
     )
     print(f"Ray head started: pid {head.pid}, token authentication on, log {head.log_file}")
     describe(head)
+    if ray_auth.token_exposed():
+        path = ray_auth.token_file()
+        print(f"warning: other users can read the token: chmod 600 {shlex.quote(str(path))}")
     return 0
 
 

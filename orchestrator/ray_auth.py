@@ -22,6 +22,7 @@ __all__ = [
     "login_hint",
     "read_token",
     "token_file",
+    "token_exposed",
     "token_source",
 ]
 
@@ -69,6 +70,20 @@ def ensure_token() -> bool:
         f.write(secrets.token_hex(32))
     path.chmod(0o600)  # an existing empty file keeps its mode through O_CREAT
     return True
+
+
+def token_exposed() -> bool:
+    """Whether the token file can be read by other users of the machine.
+
+    Ray's own ``ray.init()`` and ``ray get-auth-token --generate`` write it with the
+    default umask (mode 644 on most machines).
+    """
+    if os.environ.get(TOKEN_VAR):
+        return False
+    try:
+        return bool(token_file().stat().st_mode & 0o077)
+    except OSError:
+        return False
 
 
 def auth_enabled() -> bool:

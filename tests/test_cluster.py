@@ -40,6 +40,9 @@ def test_ensure_token_makes_an_owner_only_token_once(clean_ray_env):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert ray_auth.ensure_token() is False
     assert path.read_text() == token
+    assert not ray_auth.token_exposed()
+    path.chmod(0o644)  # as Ray's own `ray get-auth-token --generate` leaves it
+    assert ray_auth.token_exposed()
 
 
 def test_token_is_found_where_ray_looks_for_it(clean_ray_env, monkeypatch):
