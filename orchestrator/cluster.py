@@ -69,7 +69,11 @@ def describe(head: Head, *, log=print) -> None:
 
 
 def _print_jobs(head: Head, log) -> None:
-    jobs = head_jobs(head)
+    try:
+        jobs = head_jobs(head)
+    except Exception as err:  # status must still print what it knows
+        log(f"  jobs         unknown: the dashboard did not answer ({type(err).__name__})")
+        return
     running = sum(job.status == "RUNNING" for job in jobs)
     log(
         f"  jobs         {len(jobs)} since the head started, {running} running "
