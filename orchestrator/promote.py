@@ -226,7 +226,8 @@ def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:
     if address:
         ray.init(address=address)
     else:
-        ray.init(num_cpus=spec.num_cpus or os.cpu_count(), include_dashboard=False)
+        # "local": our own Ray even where `ray start` runs one (see orchestrator/sweep.py).
+        ray.init(address="local", num_cpus=spec.num_cpus or os.cpu_count(), include_dashboard=False)
     log(f"Ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
     return True
 

@@ -23,6 +23,7 @@ from ray import tune
 from ray.tune.schedulers import MedianStoppingRule
 from ray.tune.search.optuna import OptunaSearch
 
+from orchestrator.jobs import job_metadata
 from orchestrator.leaderboard import (
     STATUSES,
     TrialRecord,
@@ -47,6 +48,7 @@ from orchestrator.progress import (
     TrackingCallback,
     log_record,
 )
+from orchestrator.ray_auth import auth_enabled, login_hint
 from orchestrator.record import (
     DECIDING,
     RUNTIME,
@@ -269,12 +271,12 @@ def longest_sequence(space: SearchSpace, base: TrainConfig) -> int:
     return int(dist["high"])
 
 
-def _start_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
+def _start_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
     """Attach to ``--address`` or start a local Ray; returns (we started it, dashboard url)."""
     if ray.is_initialized():
         return False, None
     with _keep_sigterm_handler():
-        return _init_ray(spec, log)
+        return _init_ray(spec, log, metadata)
 
 
 @contextlib.contextmanager
@@ -290,10 +292,12 @@ def _keep_sigterm_handler():
             signal.signal(signal.SIGTERM, handler)
 
 
-def _init_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
+def _init_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
+    # The dashboard's Jobs page lists this driver under metadata["job_name"].
+    job_config = ray.job_config.JobConfig(metadata=metadata)
     if spec.address:
         try:
-            ctx = ray.init(address=spec.address, log_to_driver=False)
+            ctx = ray.init(address=spec.address, log_to_driver=False, job_config=job_config)
         except (ConnectionError, ray.exceptions.AuthenticationError) as err:
             # The usual causes: no Ray at that address, or a token-auth cluster (such as
             # cluster.yaml's) refusing a driver that lacks its token.
@@ -304,7 +308,11 @@ def _init_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
                 f"(or RAY_AUTH_TOKEN_PATH)"
             ) from None
     else:
+        # "local": a Ray of our own even where `ray start` runs one (plain ray.init() would
+        # attach to it, and refuse num_cpus).
         ctx = ray.init(
+            address="local",
+            job_config=job_config,
             num_cpus=spec.num_cpus or os.cpu_count(),
             include_dashboard=spec.dashboard,
             dashboard_host="127.0.0.1",
@@ -318,6 +326,8 @@ def _init_ray(spec: SweepSpec, log) -> tuple[bool, str | None]:
         f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, "
         f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs" + (f"; dashboard {url}" if url else "")
     )
+    if url and auth_enabled():
+        log(f"Ray dashboard: token authentication on; {login_hint()}")
     return True, url
 
 
@@ -421,7 +431,14 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
             experiment_path=exp_path,
             resume_command=hint,
         )
-    started, dashboard_url = _start_ray(spec, log)
+    metadata = job_metadata(
+        name=name,
+        space=space.name,
+        trials=spec.trials,
+        objective=f"{objective} ({mode})",
+        results=out_dir,
+    )
+    started, dashboard_url = _start_ray(spec, log, metadata)
     try:
         if not spec.address:
             _check_fits(spec)

@@ -23,6 +23,8 @@ import sys
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
+from orchestrator.head import head_for
+from orchestrator.jobs import submit_sweep
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.promote import PromoteSpec, promote
 from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
@@ -37,6 +39,8 @@ _DEFAULTS = {f.name: f.default for f in fields(SweepSpec) if f.default is not MI
 _PROMOTE_DEFAULTS = {f.name: f.default for f in fields(PromoteSpec) if f.default is not MISSING}
 # Command-line names of the promotion options; they are not SweepSpec fields.
 _PROMOTE_ARGS = ("promote", "top_k", "seeds", "promote_workers", "promote_epochs")
+# Options of the command that are not SweepSpec fields either.
+_CLI_ARGS = (*_PROMOTE_ARGS, "job")
 # What --smoke-test changes, unless the flag is given explicitly.
 SMOKE = {"space": "smoke", "trials": 4, "folds": 2, "epochs": 2, "n_bars": 1200}
 
@@ -202,6 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: start a private local Ray)",
     )
     w.add_argument(
+        "--no-job",
+        dest="job",
+        action="store_const",
+        const=False,
+        help="with --address of a head started by `python -m orchestrator.cluster start`: run "
+        "the sweep in this process (listed on the dashboard without its output; Ctrl-C stops "
+        "it) instead of as a Ray job of that head (default: a job, its output on the "
+        "dashboard; Ctrl-C detaches)",
+    )
+    w.add_argument(
         "--storage",
         help="Tune storage: a shared dir or cloud URI (s3://...), needed for multi-node "
         "(default: results/<name>/tune)",
@@ -273,7 +287,7 @@ def promote_spec(argv: list[str] | None, spec: SweepSpec) -> PromoteSpec | None:
 def _given(argv: list[str] | None) -> dict:
     """The SweepSpec settings the command line gives explicitly (nothing else)."""
     args = vars(build_parser().parse_args(argv))
-    for key in _PROMOTE_ARGS:
+    for key in _CLI_ARGS:
         args.pop(key)
     given = {k: v for k, v in args.items() if v is not None and v is not False}
     if "overrides" in given:
@@ -338,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = parse_args(argv)
         promotion = promote_spec(argv, spec)  # bad promotion options fail before the sweep
+        as_job = build_parser().parse_args(argv).job is not False
+        head = head_for(spec.address) if as_job else None
+        if head is not None:  # our persistent head: the sweep runs there as a Ray job
+            return submit_sweep(sys.argv[1:] if argv is None else argv, spec, head)
         outcome = run_sweep(spec)
         if outcome.first_failure:
             print(
