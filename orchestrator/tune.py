@@ -26,7 +26,7 @@ __all__ = ["main", "parse_args"]
 _DEFAULTS = {f.name: f.default for f in fields(SweepSpec) if f.default is not MISSING}
 _PROMOTE_DEFAULTS = {f.name: f.default for f in fields(PromoteSpec) if f.default is not MISSING}
 # Command-line names of the promotion options; they are not SweepSpec fields.
-_PROMOTE_ARGS = ("promote", "top_k", "seeds", "promote_workers", "promote_epochs")
+_PROMOTE_ARGS = ("promote", "top_k", "seeds", "promote_workers", "promote_epochs", "cost_bps")
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--promote-epochs", type=int, default=None, help="max epochs (default: the trial's)"
     )
+    q.add_argument(
+        "--cost-bps",
+        type=float,
+        default=_PROMOTE_DEFAULTS["cost_bps"],
+        help="trading view: cost per unit of turnover in basis points",
+    )
     return p
 
 
@@ -199,6 +205,7 @@ def promote_spec(argv: list[str] | None, spec: SweepSpec) -> PromoteSpec | None:
         seeds=args.seeds,
         workers=args.promote_workers,
         epochs=args.promote_epochs,
+        cost_bps=args.cost_bps,
         num_cpus=spec.num_cpus,
         address=spec.address,
         mlflow_uri=spec.mlflow_uri,
