@@ -6,10 +6,12 @@ model class better in the population?"). Test samples overlap when the horizon i
 than one bar, and squared errors of market data stay autocorrelated even when they do not
 (volatility clusters), so every variance is HAC (Newey-West) or every resample is a block.
 
-* ``diebold_mariano``: squared-error loss differential, HAC variance with a lag of at least
-  ``max(horizon - 1, floor(4 (n / 100) ** (2 / 9)))`` (Newey-West's automatic bandwidth, the
-  one statsmodels uses when given none), Harvey-Leybourne-Newbold small-sample correction,
-  Student t with n - 1 degrees of freedom. Two-sided.
+* ``diebold_mariano``: squared-error loss differential, Newey-West (Bartlett) HAC variance
+  with a lag of ``max(horizon - 1, automatic bandwidth)``, where the automatic bandwidth is
+  the larger of Newey-West's rule ``floor(4 (n / 100) ** (2 / 9))`` (statsmodels' default) and
+  Andrews' (1991) AR(1) plug-in (which grows with the series' own autocorrelation),
+  Harvey-Leybourne-Newbold small-sample correction, Student t with n - 1 degrees of freedom.
+  Two-sided.
 * ``clark_west``: the adjusted loss differential for a baseline nested in the model (a
   forecast of "no change" or of a constant), one-sided, HAC, normal.
 * ``pesaran_timmermann``: does the forecast's direction go with the actual direction? The
@@ -68,10 +70,25 @@ def outcome(p_value: float, direction: float) -> str:
 # ---------------------------------------------------------------------- HAC
 
 
-def hac_lag(n: int, horizon: int = 1) -> int:
-    """HAC truncation lag: the overlap of ``horizon``-bar samples (h - 1) or Newey-West's
-    automatic bandwidth floor(4 (n/100)^(2/9)), whichever is larger."""
-    return max(int(horizon) - 1, int(math.floor(4 * (n / 100.0) ** (2.0 / 9.0))))
+def hac_lag(d: np.ndarray, horizon: int = 1) -> int:
+    """Newey-West truncation lag for the series ``d``: the overlap of ``horizon``-bar samples
+    (h - 1) or the automatic bandwidth, whichever is larger.
+
+    The automatic bandwidth is the larger of the rule floor(4 (n/100)^(2/9)) and Andrews'
+    (1991) AR(1) plug-in for the Bartlett kernel, 1.1447 (alpha n)^(1/3) with
+    alpha = 4 rho^2 / ((1 - rho)^2 (1 + rho)^2), rho the lag-1 autocorrelation of ``d``
+    (capped at +-0.97): a strongly autocorrelated series gets a longer lag.
+    """
+    d = np.asarray(d, dtype=np.float64)
+    n = len(d)
+    rule = int(math.floor(4 * (n / 100.0) ** (2.0 / 9.0)))
+    c = d - d.mean()
+    denom = float(np.dot(c[:-1], c[:-1]))
+    rho = float(np.dot(c[1:], c[:-1])) / denom if denom > 0 else 0.0
+    rho = min(max(rho, -0.97), 0.97)
+    alpha = 4 * rho**2 / ((1 - rho) ** 2 * (1 + rho) ** 2)
+    andrews = int(math.floor(1.1447 * (alpha * n) ** (1.0 / 3.0)))
+    return int(min(max(int(horizon) - 1, rule, andrews), max(n // 2, 0)))
 
 
 def hac_mean(d: np.ndarray, lag: int, *, kernel: str = "bartlett") -> tuple[float, float]:
@@ -109,12 +126,12 @@ def diebold_mariano(
     """(statistic, two-sided p-value, lag) of the DM test with the HLN correction.
 
     The loss differential is ``loss_base - loss_model``: a positive statistic favours the
-    model. ``lag`` defaults to ``hac_lag(n, horizon)``; ``kernel='uniform'`` with
+    model. ``lag`` defaults to ``hac_lag(d, horizon)``; ``kernel='uniform'`` with
     ``lag=horizon-1`` is the original DM / HLN (R's ``forecast::dm.test``) form.
     """
     d = np.asarray(loss_base, dtype=np.float64) - np.asarray(loss_model, dtype=np.float64)
     n, h = len(d), int(horizon)
-    lag = hac_lag(n, h) if lag is None else int(lag)
+    lag = hac_lag(d, h) if lag is None else int(lag)
     mean, se = hac_mean(d, lag, kernel=kernel)
     hln = math.sqrt(max(n + 1 - 2 * h + h * (h - 1) / n, 0.0) / n)
     statistic = _ratio(mean, se) * hln
@@ -141,7 +158,7 @@ def clark_west(
     f = (y - b) ** 2 - ((y - m) ** 2 - (b - m) ** 2)  # [n, T]
     w = np.ones(f.shape[1]) if weights is None else np.asarray(weights, dtype=np.float64)
     f = (f * w).mean(axis=1)
-    mean, se = hac_mean(f, hac_lag(len(f), horizon))
+    mean, se = hac_mean(f, hac_lag(f, horizon))
     statistic = _ratio(mean, se)
     return float(statistic), float(stats.norm.sf(statistic)), mean, se
 
@@ -180,7 +197,11 @@ def pesaran_timmermann(
     else:
         x = sm.add_constant(called)
         fit = sm.OLS(up, x).fit(
-            cov_type="HAC", cov_kwds={"maxlags": hac_lag(n, horizon), "use_correction": False}
+            cov_type="HAC",
+            cov_kwds={
+                "maxlags": hac_lag((up - up.mean()) * (called - called.mean()), horizon),
+                "use_correction": False,
+            },
         )
         statistic = float(fit.tvalues[1])
         name = "Pesaran-Timmermann (HAC, overlapping horizon)"
