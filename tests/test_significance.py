@@ -218,7 +218,7 @@ def test_pesaran_timmermann_size_power_and_the_overlapping_version():
     n = 300
     iid = _rate(lambda: pesaran_timmermann(rng.normal(size=n), rng.normal(size=n))[1] < 0.05, 600)
     assert 0.02 <= iid <= 0.09
-    # Overlapping 5-bar moves: the 1992 statistic over-rejects, the HAC version does not.
+    # Overlapping 5-bar moves: the 1992 statistic over-rejects, the rotation null does not.
     classic = _rate(lambda: pesaran_timmermann(_ma(rng, n, 5), _ma(rng, n, 5))[1] < 0.05, 400)
     hac = _rate(
         lambda: pesaran_timmermann(_ma(rng, n, 5), _ma(rng, n, 5), horizon=5)[1] < 0.05, 600
