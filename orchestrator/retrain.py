@@ -108,7 +108,7 @@ def _train_loop(loop_config: dict) -> list[dict]:
             sys.stdout.write(
                 f"promote: rank {job['rank']} seed {cfg.seed}: best epoch {early.best_epoch} of "
                 f"{len(early.history)} (early-stopping loss {early.best_val_loss:.6g}), refit on "
-                f"train+validation for {len(final.history)} epochs, "
+                f"train+validation for {len(final.history)} epoch(s), "
                 f"{early.seconds + final.seconds:.1f}s\n"
             )
             sys.stdout.flush()

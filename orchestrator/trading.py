@@ -139,6 +139,13 @@ def strategy_figures(
     return out, net
 
 
+def _best(positions: dict[str, np.ndarray], loss: dict[str, float]) -> str:
+    """The baseline with the lowest test loss among those whose rule ever takes a position
+    (persistence forecasts no move, so trading it says nothing); any, if none does."""
+    trading = [b for b in positions if np.any(positions[b] != 0)] or list(positions)
+    return min(trading, key=lambda b: loss[b])
+
+
 def trading_view(
     test,
     pred: np.ndarray,
@@ -153,13 +160,14 @@ def trading_view(
 
     ``test``: the HoldoutRows (with ``close``); ``pred``: the chosen model's test outputs;
     ``baselines``: each baseline's outputs on the same rows, ``baseline_scores`` their test
-    metrics (the best one by test MSE of the traded target, or accuracy, is traded too).
+    metrics (the best one that ever takes a position, by test MSE of the traded target or
+    accuracy, is traded too).
     """
     names, task = list(test.targets.names), test.targets.task
     if task == "classification":
         target, model_pos = "class", class_positions(pred)
-        best = max(baseline_scores, key=lambda b: baseline_scores[b]["accuracy"])
-        base_pos = class_positions(baselines[best])
+        positions = {b: class_positions(f) for b, f in baselines.items()}
+        best = _best(positions, {b: -baseline_scores[b]["accuracy"] for b in baselines})
         rule = "long for 'up', flat for 'flat', short for 'down'"
     else:
         found = tradable_target(names)
@@ -173,9 +181,9 @@ def trading_view(
         k, target = found
         now = test.now()[:, k]
         key = f"mse_{target}" if len(names) > 1 else "mse"
-        best = min(baseline_scores, key=lambda b: baseline_scores[b][key])
         model_pos = sign_positions(target, pred[:, k], now)
-        base_pos = sign_positions(target, baselines[best][:, k], now)
+        positions = {b: sign_positions(target, f[:, k], now) for b, f in baselines.items()}
+        best = _best(positions, {b: baseline_scores[b][key] for b in baselines})
         rule = (
             f"the sign of the predicted change of {target}"
             if target in PRICE_TARGETS
@@ -188,6 +196,7 @@ def trading_view(
     common = dict(cost_bps=cost_bps, periods_per_year=per_year, horizon=test.targets.horizon)
     model, net_model = strategy_figures(model_pos, returns, seed=seed, **common)
     hold, net_hold = strategy_figures(np.ones(len(returns)), returns, seed=seed, **common)
+    base_pos = positions[best]
     base, net_base = strategy_figures(base_pos, returns, seed=seed, **common)
     block = {
         "computed": True,

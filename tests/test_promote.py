@@ -243,9 +243,7 @@ def test_trading_view_of_the_test_part(promoted):
     trading = index["trading"]
     assert trading["computed"] and trading["target"] == "close" and trading["cost_bps"] == 1.0
     assert trading["model"]["n_bars"] == index["data"]["n_test"]
-    assert trading["best_baseline"]["name"] == min(
-        index["baselines"], key=lambda b: index["baselines"][b]["mse"]
-    )
+    assert trading["best_baseline"]["name"] == "ridge"  # persistence never takes a position
     assert trading["bars_per_year"] == pytest.approx(24 * 365.25)  # hourly bars, no full year
     frame = pd.read_parquet(results / NAME / "trading.parquet")
     equity = np.prod(1 + frame["net_model"].to_numpy()) - 1

@@ -16,6 +16,7 @@ import statsmodels.api as sm
 from scipy import stats
 from scipy.stats import chi2_contingency
 from sklearn.metrics import f1_score
+from statsmodels.stats.sandwich_covariance import cov_hac_simple
 
 from orchestrator import significance
 from orchestrator.significance import (
@@ -106,8 +107,6 @@ def test_hac_lag_is_at_least_the_overlap_and_the_rule_and_grows_with_autocorrela
     assert hac_lag(white, horizon=20) == 19
     assert hac_lag(_ar(rng, 500, 0.9)) > 2 * rule
     # the rule is statsmodels' automatic bandwidth (its HAC with nlags=None)
-    from statsmodels.stats.sandwich_covariance import cov_hac_simple
-
     fit = sm.OLS(white, np.ones((500, 1))).fit()
     auto = cov_hac_simple(fit, nlags=None, use_correction=False)[0, 0]
     assert math.sqrt(auto) == pytest.approx(significance.hac_mean(white, rule)[1], rel=1e-9)
@@ -220,10 +219,10 @@ def test_pesaran_timmermann_size_power_and_the_overlapping_version():
     assert 0.02 <= iid <= 0.09
     # Overlapping 5-bar moves: the 1992 statistic over-rejects, the rotation null does not.
     classic = _rate(lambda: pesaran_timmermann(_ma(rng, n, 5), _ma(rng, n, 5))[1] < 0.05, 400)
-    hac = _rate(
+    rotation = _rate(
         lambda: pesaran_timmermann(_ma(rng, n, 5), _ma(rng, n, 5), horizon=5)[1] < 0.05, 600
     )
-    assert classic > 0.12 and 0.02 <= hac <= 0.09
+    assert classic > 0.12 and 0.02 <= rotation <= 0.09
 
     def finds():
         actual = rng.normal(size=n)
