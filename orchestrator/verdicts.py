@@ -143,9 +143,13 @@ def _clark_west(truth, pred, base, name: str, horizon: int) -> Comparison:
 
 
 def _direction(truth, pred, now, names, horizon: int, seed: int) -> Comparison | None:
-    """Pesaran-Timmermann on the first target with a direction: the change from now for a
+    """Pesaran-Timmermann on the traded target's direction if there is one (close first,
+    as the trading view), else the first target with a direction: the change from now for a
     level, the sign for a return-like target centred at 0."""
-    for k, name in enumerate(names):
+    first = ("close", "open", "high", "low", "log_return")
+    order = sorted(range(len(names)), key=lambda k: (first + (names[k],)).index(names[k]))
+    for k in order:
+        name = names[k]
         if naive_kind(name) == PERSISTENCE:
             actual, called = truth[:, k] - now[:, k], pred[:, k] - now[:, k]
         elif name in ("log_return", "sma_gap"):

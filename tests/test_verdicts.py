@@ -126,3 +126,20 @@ def test_classification_is_judged_on_accuracy_against_each_baseline():
     acc = np.mean(model.argmax(axis=1) == truth)
     assert deciding[0].effect == f"accuracy {acc:.3f} vs {np.mean(truth == 1):.3f}"
     assert out[-1].test == "block permutation" and not out[-1].decides
+
+
+def test_direction_is_tested_on_the_traded_target():
+    # With several targets the direction test reads close (what the trading view trades).
+    rng = np.random.default_rng(3)
+    now = 5 + np.abs(rng.normal(size=(200, 3)))
+    truth = now + rng.normal(size=(200, 3))
+    out = regression_comparisons(
+        truth,
+        now + 0.5 * (truth - now),
+        {"persistence": now},
+        names=["open", "volume", "close"],
+        now=now,
+        naive="persistence",
+        horizon=1,
+    )
+    assert out[-1].baseline == "chance (direction of close)" and out[-1].outcome == "better"
