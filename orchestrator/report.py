@@ -222,33 +222,44 @@ def _paragraphs(lines: list[str]) -> tuple[str, str]:
     return "".join(f"<p>{html.escape(t)}</p>" for t in lines), "\n\n".join(lines)
 
 
+_OLDER = "not in this promoted.json (written by an older version: promote again to add it)"
+
+
 def _test_sections(index: dict) -> list[tuple[str, str, str]]:
     """The verdict, the chosen model's tests, the test table, CV optimism, the trading view."""
     verdicts = [m["verdict"] for m in index["models"] if "verdict" in m]
     verdicts += [index["ensemble"]["verdict"]] if "ensemble" in index else []
     guard, chosen = index["holdout_guard"], index["chosen"]
+    training = (
+        "each model early-stopped on the validation part, then was refit on train+validation "
+        f"for its best epoch count (its last label: row {guard['last_training_label_row']})"
+        if "last_training_label_row" in guard
+        else "each model trained on the train part and early-stopped on the validation part"
+    )
     intro = (
         f"Test part: {index['data']['n_test']:,} samples from "
         f"{index['data']['test_first_time']} to {index['data']['test_last_time']}; training "
         f"read rows 0..{guard['max_training_row']} only (test starts at row "
-        f"{guard['test_first_row']}): each model early-stopped on the validation part, then "
-        f"was refit on train+validation for its best epoch count (its last label: row "
-        f"{guard.get('last_training_label_row', guard['max_training_row'])}). Chosen model: "
-        f"{chosen['path']} ({chosen['kind']}, picked by CV rank, not by test scores). Each "
-        "verdict says 'beats the baselines' only if the model is significantly better (5%) "
-        "than every baseline."
+        f"{guard['test_first_row']}): {training}. Chosen model: {chosen['path']} "
+        f"({chosen['kind']}, picked by CV rank, not by test scores). Each verdict says 'beats "
+        "the baselines' only if the model is significantly better (5%) than every baseline."
     )
     body = f"<p>{html.escape(intro)}</p><ul>{''.join(map(_verdict_html, verdicts))}</ul>"
     md = intro + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
-    tests = tests_table(chosen["comparisons"])
     table = comparison_table(index)
-    return [
-        ("Verdict", body, md),
-        ("Tests of the chosen model against each baseline", _table_html(tests), _table_md(tests)),
-        ("Test part: models against baselines", _table_html(table), _table_md(table)),
-        ("How optimistic is the CV score?", *_paragraphs(optimism_lines(index["cv_optimism"]))),
-        ("Trading view of the test part", *_paragraphs([trading_line(index["trading"])])),
-    ]
+    out = [("Verdict", body, md)]
+    if "comparisons" in chosen:
+        tests = tests_table(chosen["comparisons"])
+        tests_section = (_table_html(tests), _table_md(tests))
+    else:
+        tests_section = _paragraphs([_OLDER])
+    out.append(("Tests of the chosen model against each baseline", *tests_section))
+    out.append(("Test part: models against baselines", _table_html(table), _table_md(table)))
+    optimism = optimism_lines(index["cv_optimism"]) if "cv_optimism" in index else [_OLDER]
+    out.append(("How optimistic is the CV score?", *_paragraphs(optimism)))
+    trading = trading_line(index["trading"]) if "trading" in index else _OLDER
+    out.append(("Trading view of the test part", *_paragraphs([trading])))
+    return out
 
 
 def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:

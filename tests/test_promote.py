@@ -23,6 +23,7 @@ from orchestrator.holdout import HoldoutGuard, load_holdout, read_sweep
 from orchestrator.predict import main as predict_main
 from orchestrator.promote import PromoteSpec, log_final_model, promote
 from orchestrator.promote import main as promote_main
+from orchestrator.report import write_report
 from orchestrator.sweep import SweepSpec, run_sweep
 from orchestrator.tracking import default_tracking_uri
 from trainables.artifacts import FILES
@@ -330,6 +331,24 @@ def test_report_is_one_self_contained_file(promoted):
     md = (results / NAME / "report.md").read_text()
     assert "| baseline: persistence |" in md
     assert index["chosen"]["verdict"] in md and "not a backtester" in md
+
+
+def test_report_of_an_older_promotion_says_what_is_missing(promoted, tmp_path):
+    # A promoted.json from before verdict tests (no comparisons, CV optimism or trading view)
+    # still gives a report; each missing section says why instead of failing.
+    results, index, _ = promoted
+    old = tmp_path / NAME
+    old.mkdir()
+    for name in ("sweep.json", "leaderboard.parquet", "fold_audit.csv"):
+        (old / name).write_bytes((results / NAME / name).read_bytes())
+    legacy = {k: v for k, v in index.items() if k not in ("cv_optimism", "trading")}
+    legacy["chosen"] = {k: v for k, v in index["chosen"].items() if k != "comparisons"}
+    (old / "promoted.json").write_text(json.dumps(legacy))
+    md = write_report(old)[1].read_text()
+    for title in ("Tests of the chosen model", "How optimistic", "Trading view of the test part"):
+        section = md.split(f"## {title}")[1].split("## ")[0]
+        assert "written by an older version" in section
+    assert index["chosen"]["verdict"] in md
 
 
 def test_promotion_refuses_to_change_data_settings():
