@@ -234,21 +234,12 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
 
         # Training is over: only now does the test part open.
         guard.finish_training()
-        test = guard.test_part()
-        forecasts = baseline_forecasts(baseline_models, test)
-        baselines = baseline_scores(forecasts, baseline_models, test)
-        result, outputs = evaluate_runs(picks, jobs, staging, test, forecasts)
-        # Chosen by the sweep's CV rank, never by test scores: picking on the test part would
-        # make the reported test numbers optimistic.
-        chosen = next(m for m in result["models"] if "ensemble_test" in m)
-        trading, per_bar = trading_view(
-            test,
-            outputs[chosen["rank"]],
-            forecasts,
-            baselines,
-            cost_bps=spec.cost_bps,
-            periods=bars_per_year(data.features.index),
+        # The calendar of the whole table (timestamps only): how many bars a year holds.
+        periods = bars_per_year(data.features.index)
+        judged = _judge_test_part(
+            guard.test_part(), picks, jobs, staging, baseline_models, spec, periods
         )
+        result, baselines, chosen, trading, per_bar = judged
         shutil.rmtree(out_dir / "models", ignore_errors=True)
         os.replace(staging, out_dir / "models")
     finally:
@@ -305,6 +296,26 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
         log(line)
     log(f"Results: {out_dir}/ (models/, promoted.json, report.html, report.md)")
     return index
+
+
+def _judge_test_part(test, picks, jobs, models_dir, baseline_models, spec: PromoteSpec, periods):
+    """Everything read on the test part: (models and ensembles with their comparisons and
+    verdicts, baseline scores, the chosen model, the trading block, its per-bar frame)."""
+    forecasts = baseline_forecasts(baseline_models, test)
+    baselines = baseline_scores(forecasts, baseline_models, test)
+    result, outputs = evaluate_runs(picks, jobs, models_dir, test, forecasts)
+    # Chosen by the sweep's CV rank, never by test scores: picking on the test part would
+    # make the reported test numbers optimistic.
+    chosen = next(m for m in result["models"] if "ensemble_test" in m)
+    trading, per_bar = trading_view(
+        test,
+        outputs[chosen["rank"]],
+        forecasts,
+        baselines,
+        cost_bps=spec.cost_bps,
+        periods=periods,
+    )
+    return result, baselines, chosen, trading, per_bar
 
 
 def _write_trading(out_dir: Path, per_bar: pd.DataFrame | None) -> None:
