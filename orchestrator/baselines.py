@@ -1,28 +1,29 @@
-"""Scores on the test part: the promoted runs, their ensembles and the baselines they must beat.
+"""The baselines a promoted model must beat, fit on the models' own training rows.
 
-Every number here is computed on the same test anchors (``HoldoutRows``), in original units:
+Every number is computed on the same test anchors (``HoldoutRows``), in original units:
 
-* regression: persistence ("the value ``horizon`` bars ahead is the value now") and a ridge
-  regression on the flattened scaled windows the models read;
-* classification: the majority class of the training labels and a logistic regression on
-  the same windows.
+* regression: the **naive forecast** of ``trainables.naive`` per target (persistence, "the
+  value ``horizon`` bars ahead is the value now", for a level such as close; the training
+  mean for a return-like target such as log_return), and a **ridge** regression on the
+  flattened scaled windows the models read;
+* classification: the **majority class** of the training labels and a **logistic
+  regression** on the same windows.
 
-The linear baselines are fit on the models' own training anchors with a scaler fit on their
-rows only; their one regularisation setting is picked on the early-stopping tail.
+The linear baselines pick their one regularisation setting on the early-stopping tail
+(trained on the train part), then are refit with it on train+validation, the rows the final
+models train on; the training mean and the majority class come from those rows too.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from sklearn.linear_model import LogisticRegression, Ridge
+from threadpoolctl import threadpool_limits
 
-from orchestrator.holdout import HoldoutRows, Pick, TrainingTable, write_json
-from trainables.artifacts import load_run, predict
+from orchestrator.holdout import HoldoutRows, TrainingTable
 from trainables.config import TrainConfig
 from trainables.dataset import FoldData, prepare_fold
 from trainables.metrics import (
@@ -31,77 +32,53 @@ from trainables.metrics import (
     persistence_metrics,
     regression_metrics,
 )
+from trainables.naive import naive_forecast, naive_kinds
 from trainables.windows import sliding_windows
 
 __all__ = [
+    "BaselineModels",
     "LinearBaseline",
-    "add_test_results",
-    "baseline_outputs",
+    "baseline_forecasts",
     "baseline_scores",
-    "evaluate_runs",
-    "mean_outputs",
-    "output_columns",
-    "outputs_on_test",
-    "prediction_frame",
+    "fit_baselines",
+    "naive_name",
     "score",
-    "seed_stats",
-    "verdict",
 ]
 
 _RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 _LOGISTIC_CS = (0.01, 0.1, 1.0, 10.0)
 
 
-def score(pred: np.ndarray, test: HoldoutRows) -> dict:
+def naive_name(targets: list[str]) -> str:
+    """What the naive baseline is called: ``persistence``, ``training mean``, or for a mix
+    of targets ``naive (persistence for close, training mean for log_return)``."""
+    kinds = naive_kinds(targets)
+    if len(set(kinds)) == 1:
+        return kinds[0]
+    parts = ", ".join(f"{k} for {t}" for t, k in zip(targets, kinds, strict=True))
+    return f"naive ({parts})"
+
+
+def score(pred: np.ndarray, test: HoldoutRows, naive: np.ndarray | None = None) -> dict:
     """Task metrics of ``pred`` on the test anchors.
 
-    Regression ``pred`` is ``[n, T]`` in original units; the metrics add ``persistence_*``
-    and ``skill = 1 - mse / persistence_mse`` (> 0 beats persistence). Classification ``pred``
-    is ``[n, 3]`` probabilities.
+    Regression ``pred`` is ``[n, T]`` in original units; with ``naive`` (``[n, T]``, the
+    naive forecast) the metrics add ``naive_*`` and ``skill = 1 - mean over targets of
+    MSE / naive MSE`` (> 0 beats the naive forecast; one ratio per target, so no target's
+    units swamp the others'). Classification ``pred`` is ``[n, 3]`` probabilities.
     """
     names = list(test.targets.names)
     truth = test.truth()
     if test.targets.task == "classification":
         return classification_metrics(truth, pred)
-    now = test.now()
-    out = regression_metrics(truth, pred, now, names=names)
-    base = persistence_metrics(truth, now, names=names)
-    out.update({f"persistence_{k}": v for k, v in base.items()})
-    out["skill"] = 1.0 - out["mse"] / base["mse"] if base["mse"] > 0 else 0.0
+    out = regression_metrics(truth, pred, test.now(), names=names)
+    if naive is not None:
+        base = persistence_metrics(truth, naive, names=names)  # the same errors, any forecast
+        out.update({f"naive_{k}": v for k, v in base.items()})
+        mse = np.mean((pred - truth) ** 2, axis=0)
+        ref = np.mean((naive - truth) ** 2, axis=0)
+        out["skill"] = float(1.0 - np.mean(mse / ref)) if np.all(ref > 0) else float("nan")
     return out
-
-
-def mean_outputs(outputs: list[np.ndarray]) -> np.ndarray:
-    """Average of model outputs: regression predictions, or class probabilities (soft vote)."""
-    return np.mean(np.stack(outputs), axis=0)
-
-
-def seed_stats(per_seed: list[dict]) -> tuple[dict[str, float], dict[str, float]]:
-    """(mean, std) over seeds of every scalar metric; std is the sample std (0 for one seed)."""
-    keys = [k for k, v in per_seed[0].items() if isinstance(v, (int, float))]
-    mean, std = {}, {}
-    for k in keys:
-        values = np.array([m[k] for m in per_seed], dtype=np.float64)
-        mean[k] = float(values.mean())
-        std[k] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return mean, std
-
-
-def verdict(label: str, metrics: dict, baselines: dict[str, dict], task: str) -> str:
-    """One plain sentence: does ``label`` beat the naive baseline on the test part?"""
-    if task == "classification":
-        ref = baselines["majority class"]["macro_f1"]
-        value = metrics["macro_f1"]
-        word = "beats" if value > ref else "does NOT beat"
-        return (
-            f"{label} {word} the majority class on the test part: macro F1 {value:.4f} vs {ref:.4f}"
-        )
-    ref, value = metrics["persistence_mse"], metrics["mse"]
-    word = "beats" if value < ref else "does NOT beat"
-    return (
-        f"{label} {word} persistence on the test part: mse {value:.6g} vs {ref:.6g} "
-        f"(skill {metrics['skill']:+.4f})"
-    )
 
 
 class LinearBaseline:
@@ -122,31 +99,28 @@ class LinearBaseline:
         self._residual = False
 
     def fit(self, table: TrainingTable) -> LinearBaseline:
-        cfg = self.cfg
-        fold = prepare_fold(
-            table.frame(),
-            table.targets,
-            table.fit_idx,
-            table.stop_idx,
-            f_cols=list(cfg.f_cols),
-            seq_len=cfg.sequence_length,
-            scaler=cfg.scaler,
-        )
-        self._fold = fold
-        self._residual = self.task == "regression" and all(
-            t in fold.feature_names for t in fold.target_names
-        )
+        """Pick the setting on the early-stopping tail, then refit on train+validation."""
+        # One BLAS thread: these fits are small, and on a busy machine a multi-threaded
+        # BLAS spins against the other processes (measured: 60 s instead of 0.8 s for one
+        # logistic fit at load 26 on 2 cores).
+        with threadpool_limits(limits=1):
+            return self._fit(table)
+
+    def _fit(self, table: TrainingTable) -> LinearBaseline:
+        best, best_value = None, -math.inf
+        fold = self._fold_of(table, table.fit_idx)
         x_fit, x_stop = self._windows(fold.x, fold.train_idx), self._windows(fold.x, fold.stop_idx)
         y_fit, y_stop = self._y(fold, fold.train_idx), self._y(fold, fold.stop_idx)
-        best, best_value = None, -math.inf
         for setting in _RIDGE_ALPHAS if self.task == "regression" else _LOGISTIC_CS:
             model = self._make(setting).fit(x_fit, y_fit)
             value = self._tail_score(model, x_stop, y_stop)
             if value > best_value:
                 best, best_value = setting, value
-        key = "alpha" if self.task == "regression" else "C"
-        self.setting = {key: best}
-        self._model = self._make(best).fit(x_fit, y_fit)
+        self.setting = {"alpha" if self.task == "regression" else "C": best}
+        self._fold = fold = self._fold_of(table, table.refit_idx)
+        self._model = self._make(best).fit(
+            self._windows(fold.x, fold.train_idx), self._y(fold, fold.train_idx)
+        )
         return self
 
     def predict(self, test: HoldoutRows) -> np.ndarray:
@@ -170,6 +144,22 @@ class LinearBaseline:
 
     # -- internals ---------------------------------------------------------------------
 
+    def _fold_of(self, table: TrainingTable, train_idx: np.ndarray) -> FoldData:
+        cfg = self.cfg
+        fold = prepare_fold(
+            table.frame(),
+            table.targets,
+            train_idx,
+            table.stop_idx,
+            f_cols=list(cfg.f_cols),
+            seq_len=cfg.sequence_length,
+            scaler=cfg.scaler,
+        )
+        self._residual = self.task == "regression" and all(
+            t in fold.feature_names for t in fold.target_names
+        )
+        return fold
+
     def _windows(self, x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
         L = self.cfg.sequence_length
         win = sliding_windows(x, L)[np.asarray(anchors) - (L - 1)]  # [n, L, F]
@@ -191,144 +181,53 @@ class LinearBaseline:
         return -float(np.mean((model.predict(x).reshape(y.shape) - y) ** 2))
 
 
-def baseline_outputs(
-    table: TrainingTable, cfg: TrainConfig
-) -> tuple[LinearBaseline, np.ndarray | None]:
-    """Fit the linear baseline on the training table; also the majority class (classification).
+@dataclass
+class BaselineModels:
+    """The fitted baselines: the linear model, and the majority class's one-hot row
+    (classification) or each target's training mean (regression)."""
 
-    Returns the fitted linear baseline and, for classification, the majority class's one-hot
-    probability row (``[3]``); regression's persistence needs no fitting.
-    """
+    linear: LinearBaseline
+    majority: np.ndarray | None  # [3], classification
+    train_mean: np.ndarray | None  # [T], regression: over the final models' training anchors
+    names: list[str]
+
+
+def fit_baselines(table: TrainingTable, cfg: TrainConfig) -> BaselineModels:
+    """Fit every baseline on the training table (the test part is not in it)."""
     linear = LinearBaseline(cfg).fit(table)
+    names = list(table.targets.names)
+    values = table.targets.values[table.refit_idx]
     if cfg.task != "classification":
-        return linear, None
-    labels = table.targets.values[table.fit_idx].astype(np.int64)
+        return BaselineModels(linear, None, np.asarray(values, np.float64).mean(axis=0), names)
+    counts = np.bincount(values.astype(np.int64), minlength=len(CLASS_NAMES))
     majority = np.zeros(len(CLASS_NAMES))
-    majority[int(np.bincount(labels, minlength=len(CLASS_NAMES)).argmax())] = 1.0
-    return linear, majority
+    majority[int(counts.argmax())] = 1.0
+    return BaselineModels(linear, majority, None, names)
+
+
+def baseline_forecasts(models: BaselineModels, test: HoldoutRows) -> dict[str, np.ndarray]:
+    """Each baseline's outputs on the test anchors, the naive one (or the majority class)
+    first: ``[n, T]`` original units or ``[n, 3]`` probabilities."""
+    n = len(test.anchors)
+    if models.majority is not None:
+        first = {"majority class": np.tile(models.majority, (n, 1))}
+    else:
+        naive = naive_forecast(models.names, test.now(), models.train_mean, n)
+        first = {naive_name(models.names): naive}
+    return {**first, models.linear.name: models.linear.predict(test)}
 
 
 def baseline_scores(
-    linear: LinearBaseline, majority: np.ndarray | None, test: HoldoutRows
+    forecasts: dict[str, np.ndarray], models: BaselineModels, test: HoldoutRows
 ) -> dict[str, dict]:
-    """Test metrics of the baselines: persistence or majority class, then the linear model."""
+    """Test metrics of every baseline (regression: with skill against the naive forecast)."""
+    naive = None if models.majority is not None else next(iter(forecasts.values()))
     out = {}
-    if majority is not None:
-        out["majority class"] = score(np.tile(majority, (len(test.anchors), 1)), test)
-    else:
-        persistence = score(test.now(), test)
-        # It predicts no move at all, so the share of moves it calls right is meaningless.
-        persistence.pop("directional_accuracy", None)
-        out["persistence"] = persistence
-    out[linear.name] = {**score(linear.predict(test), test), **linear.setting}
-    return out
-
-
-# ---------------------------------------------------------------------- promoted runs
-
-
-def outputs_on_test(run_dir: Path, test: HoldoutRows) -> np.ndarray:
-    """A saved run's outputs on the test anchors, through ``artifacts.predict`` (the same path
-    ``python -m orchestrator.predict`` takes): ``[n, T]`` original units or ``[n, 3]``."""
-    run = load_run(run_dir)
-    frame = predict(run, test.features)
-    frame = frame.loc[test.timestamps]
-    return frame[output_columns(run.task, run.target_names)].to_numpy(dtype=np.float64)
-
-
-def output_columns(task: str, target_names: list[str]) -> list[str]:
-    if task == "classification":
-        return [f"p_{name}" for name in CLASS_NAMES]
-    return [f"predicted_{name}" for name in target_names]
-
-
-def prediction_frame(test: HoldoutRows, pred: np.ndarray) -> pd.DataFrame:
-    """Test rows in the layout of ``predictions.parquet`` (split 'test')."""
-    task, names = test.targets.task, list(test.targets.names)
-    cols: dict = {
-        "timestamp": test.timestamps,
-        "target_timestamp": test.target_timestamps,
-        "anchor": test.anchors,
-        "split": "test",
-    }
-    truth = test.truth()
-    if task == "classification":
-        cols["actual"] = truth
-    else:
-        cols.update({f"actual_{name}": truth[:, k] for k, name in enumerate(names)})
-    cols.update(dict(zip(output_columns(task, names), pred.T, strict=True)))
-    if task == "classification":
-        cols["predicted"] = pred.argmax(axis=1).astype(np.int64)
-    return pd.DataFrame(cols)
-
-
-def add_test_results(run_dir: Path, test: HoldoutRows, pred: np.ndarray, metrics: dict) -> None:
-    """Append the test rows to a run's ``predictions.parquet`` and its test metrics to
-    ``training_metrics.json`` (the training step wrote neither: it never had the rows)."""
-    path = Path(run_dir) / "predictions.parquet"
-    saved = pd.read_parquet(path)
-    saved = saved[saved["split"] != "test"]
-    frame = prediction_frame(test, pred)
-    pd.concat([saved, frame], ignore_index=True).to_parquet(path, index=False)
-    metrics_path = Path(run_dir) / "training_metrics.json"
-    info = json.loads(metrics_path.read_text())
-    info["test_metrics"] = metrics
-    write_json(metrics_path, info)
-
-
-def evaluate_runs(
-    picks: list[Pick], jobs: list[dict], models_dir: Path, test: HoldoutRows, baselines: dict
-) -> dict:
-    """Score every saved run, each rank's seed ensemble and the top-k ensemble on the test part.
-
-    ``jobs``: the training summaries (``rank``, ``k``, ``status``, ...). Each run directory
-    gets its test rows and metrics; ``models_dir/<rank>/predictions.parquet`` the seed
-    ensemble's. Returns ``{"models": [...], "ensemble": {...}}`` for promoted.json.
-    """
-    task = test.targets.task
-    rank_outputs, models = [], []
-    for p in picks:
-        rank = p.rank
-        model = {
-            "rank": rank,
-            "trial_id": p.trial_id,
-            "cv_objective": p.objective,
-            "params": p.params,
-            "epochs": p.cfg.epochs,
-            "path": f"models/{rank}",
-        }
-        models.append(model)
-        mine = sorted((j for j in jobs if j["rank"] == rank), key=lambda j: j["k"])
-        seeds, outputs = [], []
-        for job in mine:
-            entry = {k: v for k, v in job.items() if k not in ("dir", "rank")}
-            if job["status"] == "ok":
-                run_dir = models_dir / str(rank) / f"seed{job['k']}"
-                pred = outputs_on_test(run_dir, test)
-                entry["test"] = score(pred, test)
-                entry["path"] = f"models/{rank}/seed{job['k']}"
-                add_test_results(run_dir, test, pred, entry["test"])
-                outputs.append(pred)
-            seeds.append(entry)
-        model["seeds"] = seeds
-        if not outputs:
-            continue
-        model["test_mean"], model["test_std"] = seed_stats(
-            [s["test"] for s in seeds if "test" in s]
-        )
-        ensemble = mean_outputs(outputs)
-        model["ensemble_test"] = score(ensemble, test)
-        label = f"rank {rank} (trial {model['trial_id']}, {len(outputs)}-seed ensemble)"
-        model["verdict"] = verdict(label, model["ensemble_test"], baselines, task)
-        prediction_frame(test, ensemble).to_parquet(models_dir / str(rank) / "predictions.parquet")
-        rank_outputs.append((rank, ensemble))
-    out: dict = {"models": models}
-    if len(rank_outputs) > 1:
-        ranks = [r for r, _ in rank_outputs]
-        metrics = score(mean_outputs([o for _, o in rank_outputs]), test)
-        out["ensemble"] = {
-            "ranks": ranks,
-            "test": metrics,
-            "verdict": verdict(f"the top-{len(ranks)} ensemble", metrics, baselines, task),
-        }
+    for k, (name, pred) in enumerate(forecasts.items()):
+        metrics = score(pred, test, naive)
+        if k == 0 and naive is not None:
+            # It forecasts no move, or a constant: its share of moves called right means nothing.
+            metrics.pop("directional_accuracy", None)
+        out[name] = metrics
+    out[models.linear.name].update(models.linear.setting)
     return out

@@ -14,13 +14,14 @@ refuses to go on when the rebuilt holdout does not start at the sweep's ``test_f
 
 1. ``training_table()``: rows ``< test_first_row`` only. The arrays are sliced, so the test
    rows are physically absent from whatever trains (models, scalers, baselines).
-   Training anchors are the final split's train part; its val part, after the
-   ``purge + embargo`` gap, is the early-stopping tail.
+   Models first train on the final split's train part and early-stop on its val part
+   (after the ``purge + embargo`` gap); then the final models are refit on train+validation
+   (every anchor before the test gap) for the best epoch count.
 2. ``test_part()``: the test rows, once ``finish_training()`` was called. Training after
    that is refused.
 
-The guard records the highest row it handed to training and the order of both phases;
-``promoted.json`` keeps that record.
+The guard records the highest row it handed to training, the last row the final models'
+labels reach, and the order of both phases; ``promoted.json`` keeps that record.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ class TrainingTable:
     targets: Targets  # cut to n_rows as well
     fit_idx: np.ndarray  # anchors the models train on (final split's train part)
     stop_idx: np.ndarray  # anchors they early-stop on (its val part, after the gap)
+    refit_idx: np.ndarray  # anchors the final models are refit on: train+validation
 
     @property
     def n_rows(self) -> int:
@@ -135,6 +137,7 @@ class HoldoutRows:
     anchors: np.ndarray  # [n_test] absolute anchor rows
     first_row: int  # absolute row of features' first row (= test_first_row)
     targets: Targets  # full length; only values[anchors] are read
+    close: np.ndarray | None = None  # the bars' close on the rows of ``features`` (trading)
 
     @property
     def timestamps(self) -> pd.DatetimeIndex:
@@ -169,6 +172,7 @@ class HoldoutData:
     test_first_row: int
     n_train_rows: int  # rows the train+val spans reach: the sweep's rows
     source: str
+    close: np.ndarray | None = field(default=None, repr=False)  # the bars' close per row
 
     def audit(self) -> pd.DataFrame:
         """Two rows: the early-stopping cut (train vs val) and the holdout (train+val vs test)."""
@@ -235,6 +239,7 @@ def load_holdout(
         test_first_row=test_first_row,
         n_train_rows=n_train_rows,
         source=source,
+        close=bars["close"].reindex(features.index).to_numpy(dtype=np.float64),
     )
 
 
@@ -314,6 +319,7 @@ class HoldoutGuard:
             ),
             fit_idx=d.split.train.copy(),
             stop_idx=d.split.val.copy(),
+            refit_idx=d.split.train_val.copy(),
         )
         self.max_training_row = max(self.max_training_row, table.n_rows - 1)
         self.events.append("training")
@@ -334,15 +340,23 @@ class HoldoutGuard:
             anchors=d.split.test.copy(),
             first_row=d.test_first_row,
             targets=d.targets,
+            close=None if d.close is None else d.close[d.test_first_row :],
         )
 
     def to_dict(self) -> dict:
         """The record written to promoted.json (and checked by the tests)."""
         first_test = self.events.index("test") if "test" in self.events else None
+        split, h = self._data.split, self._data.base.horizon
         return {
             "test_first_row": self.test_first_row,
             "max_training_row": self.max_training_row,
             "training_rows": self.max_training_row + 1,
+            # The final models are refit on train+validation: their last sample's label
+            # reaches into the validation part, never past it.
+            "final_models_train_on": "train+validation",
+            "validation_anchors": [int(split.val[0]), int(split.val[-1])],
+            "last_training_anchor": int(split.train_val[-1]),
+            "last_training_label_row": int(split.train_val[-1]) + h,
             "test_reads": self.test_reads,
             "test_read_after_training": first_test is not None
             and "training" not in self.events[first_test:],

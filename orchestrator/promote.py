@@ -3,49 +3,44 @@
     python -m orchestrator.promote --name smoke-20261121-101500 --top-k 3 --seeds 3
 
 For each of the top-k ranked trials of ``results/<name>/leaderboard.parquet``, once per seed:
-retrain on the train+validation part of the sweep's data (train on the final split's train
-part, early-stop on its val part after the purge + embargo gap) and evaluate once on the
-untouched test part, next to persistence / ridge (or majority class / logistic regression)
-on the same rows. All (rank, seed) jobs run inside ONE Ray Train ``TorchTrainer``
-(``--workers`` DDP workers, a GPU each when the cluster has them), so workers start once.
+train on the final split's train part, early-stopping on its val part (after the purge +
+embargo gap), then refit from the same seed on train+validation for the best epoch count,
+and evaluate once on the untouched test part against every baseline (the naive forecast and
+ridge, or the majority class and logistic regression), with a significance test each, a
+trading view and the CV score's optimism. All (rank, seed) jobs run inside ONE Ray Train
+``TorchTrainer`` (``--workers`` DDP workers, a GPU each when the cluster has them), so
+workers start once (``orchestrator.retrain``).
 
 Writes ``results/<name>/models/<rank>/seed<k>/`` (model.pt, config.json, scaler.json,
 training_metrics.json, predictions.parquet), ``models/<rank>/predictions.parquet`` (the seed
-ensemble), ``promoted.json``, ``report.html`` and ``report.md``, and logs the chosen model
-(rank 1's seed ensemble) to MLflow and its model registry.
+ensemble), ``trading.parquet``, ``promoted.json``, ``report.html`` and ``report.md``, and
+logs the chosen model (rank 1's seed ensemble) with its verdict to MLflow and its registry.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
+import re
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import ray
-import ray.train
-import ray.train.torch
-import torch
 import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from ray.train import Checkpoint, CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 from requests.exceptions import RequestException
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator.baselines import baseline_outputs, baseline_scores, evaluate_runs
+from orchestrator.baselines import baseline_forecasts, baseline_scores, fit_baselines
+from orchestrator.evaluation import evaluate_runs
 from orchestrator.holdout import (
     HoldoutGuard,
-    Pick,
-    TrainingTable,
     check_settings,
     jsonable,
     load_holdout,
@@ -54,13 +49,13 @@ from orchestrator.holdout import (
     write_json,
 )
 from orchestrator.leaderboard import read_leaderboard
+from orchestrator.overfitting import cv_vs_test, pbo_of_sweep
 from orchestrator.report import summary_lines, write_report
+from orchestrator.retrain import train_all
 from orchestrator.tracking import SweepTracker, default_tracking_uri
-from trainables.artifacts import save_run
+from orchestrator.trading import bars_per_year, trading_view
 from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold
 from trainables.errors import ConfigError, OrchestratorError, TrainingError
-from trainables.trainer import fit
 
 __all__ = ["EXPERIMENT", "PromoteSpec", "log_final_model", "main", "promote"]
 
@@ -83,6 +78,7 @@ class PromoteSpec:
     address: str | None = None  # None: the sweep's
     mlflow_uri: str | None = None  # None: the sweep's
     registered_name: str | None = None  # None: lstm-<name>
+    cost_bps: float = 1.0  # trading view: cost per unit of turnover, in basis points
     report: bool = True
     overrides: dict = field(default_factory=dict)  # training settings for every promoted model
     # The sweep's database again, with credentials (sweep.json keeps the URL without its
@@ -102,121 +98,8 @@ class PromoteSpec:
         ):
             if value is not None and value < low:
                 raise ConfigError(f"{flag} must be >= {low}, but got {value}")
-
-
-# ---------------------------------------------------------------------- Ray Train
-
-
-def _train_loop(loop_config: dict) -> list[dict]:
-    """Ray Train worker: every (rank, seed) job in turn; rank 0 saves each run as a checkpoint."""
-    torch.set_num_threads(loop_config["threads"])
-    # This worker process is ours alone: Ray Train logs every report at INFO through the root
-    # logger (and its print patch doubles print lines), which would bury our progress line.
-    logging.getLogger().setLevel(logging.WARNING)
-    table: TrainingTable = ray.get(loop_config["table"])
-    ctx = ray.train.get_context()
-    lead = ctx.get_world_rank() == 0
-    device = ray.train.torch.get_device()
-    done = []
-    for job in loop_config["jobs"]:
-        cfg = TrainConfig.from_dict(job["cfg"])
-        fold = prepare_fold(
-            table.frame(),
-            table.targets,
-            table.fit_idx.copy(),  # writable copies: the object store's arrays are read-only
-            table.stop_idx.copy(),
-            f_cols=list(cfg.f_cols),
-            seq_len=cfg.sequence_length,
-            scaler=cfg.scaler,
-        )
-        summary = {"dir": job["dir"], "rank": job["rank"], "k": job["k"], "seed": cfg.seed}
-        try:
-            result = fit(cfg, fold, log=None, device=device)
-        except TrainingError as err:  # one diverging seed must not cost the others
-            summary.update(status="failed", reason=str(err))
-            ray.train.report({"job": json.dumps(summary)})
-            done.append(summary)
-            continue
-        summary.update(
-            status="ok",
-            best_epoch=result.best_epoch,
-            epochs_run=len(result.history),
-            stopped_reason=result.stopped_reason,
-            early_stopping_loss=result.best_val_loss,
-            seconds=result.seconds,
-            device=result.device,
-        )
-        if lead:
-            sys.stdout.write(
-                f"promote: rank {job['rank']} seed {cfg.seed}: {len(result.history)} epochs "
-                f"(best {result.best_epoch}), early-stopping loss {result.best_val_loss:.6g}, "
-                f"{result.seconds:.1f}s\n"
-            )
-            sys.stdout.flush()
-            with tempfile.TemporaryDirectory() as d:
-                save_run(d, result=result, cfg=cfg, fold=fold, index=pd.DatetimeIndex(table.index))
-                ray.train.report(
-                    {"job": json.dumps(summary)},
-                    checkpoint=Checkpoint.from_directory(d),
-                    checkpoint_dir_name=job["dir"],
-                )
-        else:
-            ray.train.report({"job": json.dumps(summary)})  # a collective: every rank reports
-        done.append(summary)
-    return done
-
-
-def _train_all(
-    picks: list[Pick], table: TrainingTable, spec: PromoteSpec, models_dir: Path, storage: str, log
-) -> list[dict]:
-    """Train every (rank, seed) job in one TorchTrainer; copy each run to models_dir."""
-    jobs = [
-        {
-            "dir": f"rank{p.rank}-seed{k}",  # the checkpoint's folder name
-            "rank": p.rank,
-            "k": k,
-            "cfg": p.cfg.replace(seed=p.cfg.seed + k).to_dict(),
-        }
-        for p in picks
-        for k in range(spec.seeds)
-    ]
-    use_gpu = ray.cluster_resources().get("GPU", 0) >= spec.workers
-    run_name = f"promote-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    log(
-        f"Training {len(jobs)} model(s) ({len(picks)} config(s) x {spec.seeds} seed(s)) in one "
-        f"TorchTrainer: {spec.workers} worker(s), {'a GPU' if use_gpu else 'CPU'} each"
-    )
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config={
-            "table": ray.put(table),
-            "jobs": jobs,
-            "threads": spec.cpus_per_worker,
-        },
-        scaling_config=ScalingConfig(
-            num_workers=spec.workers,
-            use_gpu=use_gpu,
-            resources_per_worker={"CPU": spec.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
-        ),
-        run_config=RunConfig(
-            name=run_name,
-            storage_path=storage,
-            checkpoint_config=CheckpointConfig(num_to_keep=None),
-            # Ray Train's per-report INFO lines would bury the one progress line per model.
-            logging_config=LoggingConfig(log_level="WARNING"),
-        ),
-    )
-    try:
-        result = trainer.fit()
-        for checkpoint, _ in result.best_checkpoints or []:
-            rank, seed = Path(checkpoint.path).name.removeprefix("rank").split("-seed")
-            checkpoint.to_directory(str(models_dir / rank / f"seed{seed}"))
-    except ray.train.TrainingFailedError as err:
-        raise TrainingError(f"promotion training failed: {err}") from err
-    finally:
-        if "://" not in storage:  # a local run folder: only copies of models_dir's runs
-            shutil.rmtree(Path(storage) / run_name, ignore_errors=True)
-    return list(result.return_value or [])
+        if not np.isfinite(self.cost_bps) or self.cost_bps < 0:
+            raise ConfigError(f"--cost-bps must be a number >= 0, but got {self.cost_bps}")
 
 
 def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:
@@ -248,7 +131,16 @@ def log_final_model(
     chosen = index["chosen"]
     metrics = {f"test_{k}": v for k, v in chosen["test"].items()}
     for name, values in index["baselines"].items():
-        metrics.update({f"{name.replace(' ', '_')}_test_{k}": v for k, v in values.items()})
+        metrics.update({f"{_metric_name(name)}_test_{k}": v for k, v in values.items()})
+    for c in chosen["comparisons"]:
+        if c["decides"]:
+            metrics[f"p_value_vs_{_metric_name(c['baseline'])}"] = c["p_value"]
+    trading = index.get("trading", {})
+    if trading.get("computed"):
+        metrics["test_trading_sharpe"] = trading["model"]["sharpe"]
+    pbo = index.get("cv_optimism", {}).get("pbo", {})
+    if pbo.get("computed"):
+        metrics["pbo"] = pbo["pbo"]
     metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     model = next(m for m in index["models"] if m["rank"] == chosen["rank"])
     params = {"rank": chosen["rank"], "kind": chosen["kind"], "seeds": index["seeds"]}
@@ -266,6 +158,9 @@ def log_final_model(
             return None
         try:
             client = MlflowClient(tracking_uri=uri)
+            # The verdict in words, as the run's description (shown on its page) and a tag.
+            client.set_tag(run_id, "verdict", chosen["verdict"])
+            client.set_tag(run_id, "mlflow.note.content", chosen["verdict"])
             client.log_artifacts(run_id, str(model_dir), artifact_path="model")
             client.log_artifact(run_id, str(model_dir.parents[1] / "promoted.json"))
             try:
@@ -280,6 +175,11 @@ def log_final_model(
             return {"run_id": run_id}
     log(f"MLflow: run {run_id}, registered as {registered_name!r} version {version.version}")
     return {"run_id": run_id, "registered_model": registered_name, "version": int(version.version)}
+
+
+def _metric_name(name: str) -> str:
+    """A baseline's name as MLflow accepts it in a metric key (no parentheses or commas)."""
+    return re.sub(r"[^0-9A-Za-z_.-]+", "_", name).strip("_")
 
 
 # ---------------------------------------------------------------------- the run
@@ -305,10 +205,11 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
     log(
         f"Promoting the top {len(picks)} of sweep {spec.name!r} x {spec.seeds} seeds on "
         f"{data.source}: {len(table.fit_idx):,} training and {len(table.stop_idx):,} "
-        f"early-stopping samples from rows 0..{table.n_rows - 1}; the test part "
+        f"early-stopping samples, then a refit on all {len(table.refit_idx):,} "
+        f"train+validation samples, from rows 0..{table.n_rows - 1}; the test part "
         f"({len(data.split.test):,} samples from row {data.test_first_row}) stays closed"
     )
-    linear, majority = baseline_outputs(table, picks[0].cfg)
+    baseline_models = fit_baselines(table, picks[0].cfg)
 
     staging = out_dir / f".models-partial-{os.getpid()}"
     storage = sweep.get("storage")
@@ -316,7 +217,16 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
     started = _start_ray(spec, sweep, log)
     try:
         t0 = time.perf_counter()
-        jobs = _train_all(picks, table, spec, staging, storage, log)
+        jobs = train_all(
+            picks,
+            table,
+            seeds=spec.seeds,
+            workers=spec.workers,
+            cpus_per_worker=spec.cpus_per_worker,
+            models_dir=staging,
+            storage=storage,
+            log=log,
+        )
         train_wall = time.perf_counter() - t0
         if started:
             ray.shutdown()
@@ -329,19 +239,20 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
 
         # Training is over: only now does the test part open.
         guard.finish_training()
-        test = guard.test_part()
-        baselines = baseline_scores(linear, majority, test)
-        result = evaluate_runs(picks, jobs, staging, test, baselines)
+        # The calendar of the whole table (timestamps only): how many bars a year holds.
+        periods = bars_per_year(data.features.index)
+        judged = _judge_test_part(
+            guard.test_part(), picks, jobs, staging, baseline_models, spec, periods
+        )
+        result, baselines, chosen, trading, per_bar = judged
         shutil.rmtree(out_dir / "models", ignore_errors=True)
         os.replace(staging, out_dir / "models")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if started:
             ray.shutdown()
+    _write_trading(out_dir, per_bar)
 
-    # Chosen by the sweep's CV rank, never by test scores: picking on the test part would
-    # make the reported test numbers optimistic.
-    chosen = next(m for m in result["models"] if "ensemble_test" in m)
     index = {
         "sweep": spec.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -361,8 +272,14 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
             "kind": "seed ensemble (mean of the rank's seeds)",
             "path": chosen["path"],
             "test": chosen["ensemble_test"],
+            "comparisons": chosen["comparisons"],
             "verdict": chosen["verdict"],
         },
+        "cv_optimism": {
+            **cv_vs_test(board, chosen, data.base.task),
+            "pbo": pbo_of_sweep(out_dir, data.base.task),
+        },
+        "trading": trading,
         "timings": {"train_wall_seconds": train_wall},
     }
     write_json(out_dir / "promoted.json", index)
@@ -386,6 +303,37 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
     return index
 
 
+def _judge_test_part(test, picks, jobs, models_dir, baseline_models, spec: PromoteSpec, periods):
+    """Everything read on the test part: (models and ensembles with their comparisons and
+    verdicts, baseline scores, the chosen model, the trading block, its per-bar frame)."""
+    forecasts = baseline_forecasts(baseline_models, test)
+    baselines = baseline_scores(forecasts, baseline_models, test)
+    result, outputs = evaluate_runs(picks, jobs, models_dir, test, forecasts)
+    # Chosen by the sweep's CV rank, never by test scores: picking on the test part would
+    # make the reported test numbers optimistic.
+    chosen = next(m for m in result["models"] if "ensemble_test" in m)
+    trading, per_bar = trading_view(
+        test,
+        outputs[chosen["rank"]],
+        forecasts,
+        baselines,
+        cost_bps=spec.cost_bps,
+        periods=periods,
+    )
+    return result, baselines, chosen, trading, per_bar
+
+
+def _write_trading(out_dir: Path, per_bar: pd.DataFrame | None) -> None:
+    """trading.parquet: per test bar, positions and net returns (the report's equity curves)."""
+    path = out_dir / "trading.parquet"
+    if per_bar is None:
+        path.unlink(missing_ok=True)  # a stale file from an earlier promotion would mislead
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    per_bar.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
 # ---------------------------------------------------------------------- CLI
 
 
@@ -400,8 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = PromoteSpec("x")
     p = argparse.ArgumentParser(
         prog="python -m orchestrator.promote",
-        description="Retrain a sweep's best configs on train+validation (several seeds, "
-        "Ray Train), judge them once on the untouched test part against baselines, save, "
+        description="Retrain a sweep's best configs (early stopping on validation, then a "
+        "refit on train+validation; several seeds, Ray Train), judge them once on the "
+        "untouched test part against every baseline with significance tests, save, "
         "register and report them. See docs/promotion.md.",
     )
     p.add_argument("--name", required=True, help="the sweep's name (a folder in --results-dir)")
@@ -419,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster to attach to (default: the sweep's)")
     p.add_argument("--mlflow-uri", help="tracking store (default: the sweep's)")
     p.add_argument("--registered-name", help="model registry name (default: lstm-<name>)")
+    p.add_argument(
+        "--cost-bps",
+        type=float,
+        default=d.cost_bps,
+        help="trading view: cost per unit of turnover in basis points (default: %(default)s)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",

@@ -10,26 +10,31 @@ left out. The same comparison table is what ``python -m orchestrator.promote`` p
 from __future__ import annotations
 
 import argparse
-import base64
 import html
-import io
 import json
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
-from matplotlib.figure import Figure  # no pyplot: no global figures, no GUI backend
-from matplotlib.ticker import MaxNLocator
 
+from orchestrator import plots
 from orchestrator.holdout import read_sweep
 from orchestrator.spaces import load_space, to_optuna
+from orchestrator.trading import summary_line as trading_line
+from orchestrator.verdicts import fmt_p
 from trainables.errors import OrchestratorError
-from trainables.metrics import CLASS_NAMES
 
-__all__ = ["comparison_table", "main", "param_importances", "summary_lines", "write_report"]
+__all__ = [
+    "comparison_table",
+    "main",
+    "optimism_lines",
+    "param_importances",
+    "summary_lines",
+    "tests_table",
+    "write_report",
+]
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
 
@@ -76,8 +81,56 @@ def comparison_table(index: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("")
 
 
+def tests_table(comparisons: list[dict]) -> pd.DataFrame:
+    """One row per comparison: the test, the effect, the statistic, p, the 95% interval of
+    the effect's measure, the outcome, and whether it is part of the verdict."""
+    rows = [
+        {
+            "against": c["baseline"],
+            "test": c["test"],
+            "effect": c["effect"],
+            "statistic": "" if c["statistic"] is None else f"{c['statistic']:.3g}",
+            "p-value": fmt_p(c["p_value"]).removeprefix("p = ").removeprefix("p "),
+            "95% interval": f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]",
+            "of": c["measure"],
+            "outcome": c["outcome"],
+            "verdict": "yes" if c["decides"] else "secondary",
+        }
+        for c in comparisons
+    ]
+    return pd.DataFrame(rows)
+
+
+def optimism_lines(block: dict) -> list[str]:
+    """Rank 1's CV score next to its test score, and the probability of backtest overfitting."""
+
+    def num(v) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.4f}"
+
+    folds = block.get("cv_folds") or []
+    spread = f" ({len(folds)} folds: {', '.join(f'{v:.3f}' for v in folds)})" if folds else ""
+    lines = [
+        f"CV against test ({block['measure']}): rank {block['rank']} (trial "
+        f"{block['trial_id']}), the sweep's pick on its CV folds, scored {num(block['cv'])} in "
+        f"CV{spread}; on the test part {num(block['test_seed_ensemble'])} as a seed "
+        f"ensemble, {num(block['test_seed_mean'])} ± {num(block['test_seed_std'])} per seed."
+    ]
+    pbo = block.get("pbo", {})
+    if pbo.get("computed"):
+        lines.append(
+            f"Probability of backtest overfitting: {pbo['pbo']:.2f} ({pbo['n_trials']} trials "
+            f"that completed every fold, {pbo['measure']}, {pbo['n_blocks']} blocks of their "
+            f"{pbo['n_samples']:,} out-of-fold samples, {pbo['n_splits']:,} splits); "
+            f"{pbo['note']}."
+        )
+    else:
+        lines.append(f"Probability of backtest overfitting: {pbo.get('note', 'not computed')}.")
+    return lines
+
+
 def summary_lines(index: dict) -> list[str]:
-    """The console summary of a promotion: the table, then the verdicts in plain words."""
+    """The console summary of a promotion: the table, the verdicts in plain words, the
+    chosen model's tests, the CV score's optimism and the trading view."""
     lines = [
         f"Test part: {index['data']['n_test']:,} samples "
         f"({index['data']['test_first_time']} .. {index['data']['test_last_time']}), "
@@ -87,47 +140,15 @@ def summary_lines(index: dict) -> list[str]:
     lines += [m["verdict"] for m in index["models"] if "verdict" in m]
     if "ensemble" in index:
         lines.append(index["ensemble"]["verdict"])
-    lines.append(f"Chosen: {index['chosen']['path']} ({index['chosen']['kind']})")
+    chosen = index["chosen"]
+    lines.append(f"Chosen: {chosen['path']} ({chosen['kind']}). Its tests on the test part:")
+    lines.append(tests_table(chosen["comparisons"]).to_string(index=False))
+    lines += optimism_lines(index["cv_optimism"])
+    lines.append(trading_line(index["trading"]))
     return lines
 
 
-# ---------------------------------------------------------------------- plots
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _trial_order(tune_dir: Path, ids: list[str]) -> list[str]:
-    """Trials in the order Tune started them (its folder names carry the counter)."""
-    order = {}
-    if tune_dir.is_dir():
-        for d in tune_dir.iterdir():
-            m = re.match(r".*?_([0-9a-f]{8})_(\d+)_", d.name)
-            if m:
-                order[m.group(1)] = int(m.group(2))
-    return sorted(ids, key=lambda t: order.get(t, len(order) + ids.index(t)))
-
-
-def _history_plot(board: pd.DataFrame, tune_dir: Path, objective: str, mode: str) -> str:
-    done = board[board["objective"].notna()]
-    ids = _trial_order(tune_dir, list(done["trial_id"]))
-    values = done.set_index("trial_id").loc[ids, "objective"].to_numpy()
-    status = done.set_index("trial_id").loc[ids, "status"].to_numpy()
-    best = np.minimum.accumulate(values) if mode == "min" else np.maximum.accumulate(values)
-    fig = Figure(figsize=(8, 3.2))
-    ax = fig.subplots()
-    x = np.arange(1, len(values) + 1)
-    for s, colour in (("completed", "tab:blue"), ("pruned", "tab:gray")):
-        sel = status == s
-        ax.scatter(x[sel], values[sel], s=18, color=colour, label=f"{s} (mean of folds run)")
-    ax.step(x, best, where="post", color="tab:red", label="best so far")
-    ax.set(xlabel="trial (start order)", ylabel=objective, title="Optimization history")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=8)
-    return _png(fig)
+# ---------------------------------------------------------------------- importances
 
 
 def param_importances(board: pd.DataFrame, space_name: str, mode: str) -> dict[str, float]:
@@ -168,91 +189,6 @@ def param_importances(board: pd.DataFrame, space_name: str, mode: str) -> dict[s
     return optuna.importance.get_param_importances(study, evaluator=evaluator)
 
 
-def _importance_plot(importances: dict[str, float]) -> str:
-    names = list(importances)[::-1]
-    fig = Figure(figsize=(7, 0.35 * len(names) + 1))
-    ax = fig.subplots()
-    ax.barh(names, [importances[n] for n in names], color="tab:blue")
-    ax.set(xlabel="importance (fANOVA, sums to 1)", title="Parameter importances")
-    return _png(fig)
-
-
-def _folds_plot(board: pd.DataFrame, objective: str, top: int = 5) -> str:
-    cols = sorted(
-        (c for c in board.columns if re.fullmatch(rf"fold\d+_{objective}", c)),
-        key=lambda c: int(c[4:].split("_")[0]),
-    )
-    fig = Figure(figsize=(8, 3.2))
-    ax = fig.subplots()
-    for _, row in board[board["rank"].notna()].head(top).iterrows():
-        ax.plot(
-            range(len(cols)),
-            row[cols].to_numpy(float),
-            marker="o",
-            label=f"rank {row['rank']} {row['trial_id']}",
-        )
-    ax.set(xlabel="fold", ylabel=objective, title=f"Per-fold {objective} of the top trials")
-    ax.set_xticks(range(len(cols)))
-    ax.legend(fontsize=8)
-    return _png(fig)
-
-
-def _loss_plot(out_dir: Path, index: dict) -> str:
-    models = [m for m in index["models"] if "test_mean" in m]
-    fig = Figure(figsize=(4.2 * len(models), 3.2))
-    axes = fig.subplots(1, len(models), squeeze=False)
-    for ax, m in zip(axes[0], models, strict=True):
-        for s in m["seeds"]:
-            if "path" not in s:
-                continue
-            tm = json.loads((out_dir / s["path"] / "training_metrics.json").read_text())
-            line = ax.plot(tm["train_losses"], label=f"seed {s['seed']} train")[0]
-            ax.plot(
-                tm["val_losses"], "--", color=line.get_color(), label=f"seed {s['seed']} early-stop"
-            )
-        ax.set(title=f"rank {m['rank']} ({m['trial_id']})", xlabel="epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("loss (scaled units)")
-    fig.tight_layout()
-    return _png(fig)
-
-
-def _prediction_plot(out_dir: Path, index: dict) -> str:
-    chosen = index["chosen"]
-    frame = pd.read_parquet(out_dir / chosen["path"] / "predictions.parquet")
-    if index["task"] == "classification":
-        cm = np.asarray(chosen["test"]["confusion_matrix"])
-        fig = Figure(figsize=(4, 3.5))
-        ax = fig.subplots()
-        ax.imshow(cm, cmap="Blues")
-        for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center")
-        ax.set(xticks=range(3), yticks=range(3), xlabel="predicted", ylabel="actual")
-        ax.set_xticklabels(CLASS_NAMES)
-        ax.set_yticklabels(CLASS_NAMES)
-        ax.set_title("Test confusion matrix (chosen model)")
-        return _png(fig)
-    name = next(c for c in frame.columns if c.startswith("actual_")).removeprefix("actual_")
-    actual, pred = frame[f"actual_{name}"].to_numpy(), frame[f"predicted_{name}"].to_numpy()
-    h = int(index["data"]["horizon"])
-    now = np.r_[np.full(h, np.nan), actual[:-h]]  # the value at the anchor (persistence)
-    fig = Figure(figsize=(11, 3.4))
-    a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
-    t = pd.to_datetime(frame["timestamp"])
-    a.plot(t, actual, color="k", lw=1, label="actual")
-    a.plot(t, pred, color="tab:red", lw=1, label="predicted (chosen model)")
-    a.set(title=f"Test part: {name} {h} bar(s) ahead", ylabel=name)
-    a.legend(fontsize=8)
-    a.tick_params(axis="x", labelrotation=30, labelsize=7)
-    ok = ~np.isnan(now)
-    b.scatter(actual[ok] - now[ok], pred[ok] - now[ok], s=6, alpha=0.6)
-    b.axhline(0, color="gray", lw=0.5)
-    b.axvline(0, color="gray", lw=0.5)
-    b.set(xlabel="actual change", ylabel="predicted change", title="Change vs persistence")
-    return _png(fig)
-
-
 # ---------------------------------------------------------------------- assembling
 
 
@@ -282,6 +218,50 @@ def _verdict_html(text: str) -> str:
     return f'<li class="{cls}">{html.escape(text)}</li>'
 
 
+def _paragraphs(lines: list[str]) -> tuple[str, str]:
+    return "".join(f"<p>{html.escape(t)}</p>" for t in lines), "\n\n".join(lines)
+
+
+_OLDER = "not in this promoted.json (written by an older version: promote again to add it)"
+
+
+def _test_sections(index: dict) -> list[tuple[str, str, str]]:
+    """The verdict, the chosen model's tests, the test table, CV optimism, the trading view."""
+    verdicts = [m["verdict"] for m in index["models"] if "verdict" in m]
+    verdicts += [index["ensemble"]["verdict"]] if "ensemble" in index else []
+    guard, chosen = index["holdout_guard"], index["chosen"]
+    training = (
+        "each model early-stopped on the validation part, then was refit on train+validation "
+        f"for its best epoch count (its last label: row {guard['last_training_label_row']})"
+        if "last_training_label_row" in guard
+        else "each model trained on the train part and early-stopped on the validation part"
+    )
+    intro = (
+        f"Test part: {index['data']['n_test']:,} samples from "
+        f"{index['data']['test_first_time']} to {index['data']['test_last_time']}; training "
+        f"read rows 0..{guard['max_training_row']} only (test starts at row "
+        f"{guard['test_first_row']}): {training}. Chosen model: {chosen['path']} "
+        f"({chosen['kind']}, picked by CV rank, not by test scores). Each verdict says 'beats "
+        "the baselines' only if the model is significantly better (5%) than every baseline."
+    )
+    body = f"<p>{html.escape(intro)}</p><ul>{''.join(map(_verdict_html, verdicts))}</ul>"
+    md = intro + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
+    table = comparison_table(index)
+    out = [("Verdict", body, md)]
+    if "comparisons" in chosen:
+        tests = tests_table(chosen["comparisons"])
+        tests_section = (_table_html(tests), _table_md(tests))
+    else:
+        tests_section = _paragraphs([_OLDER])
+    out.append(("Tests of the chosen model against each baseline", *tests_section))
+    out.append(("Test part: models against baselines", _table_html(table), _table_md(table)))
+    optimism = optimism_lines(index["cv_optimism"]) if "cv_optimism" in index else [_OLDER]
+    out.append(("How optimistic is the CV score?", *_paragraphs(optimism)))
+    trading = trading_line(index["trading"]) if "trading" in index else _OLDER
+    out.append(("Trading view of the test part", *_paragraphs([trading])))
+    return out
+
+
 def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
     """(facts, [(title, html body, markdown body)]) of everything there is to show."""
     sweep = read_sweep(out_dir)
@@ -303,29 +283,19 @@ def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
             out.append((title, f"<p>{html.escape(note)}</p>", note))
 
     if index is not None:
-        verdicts = [m["verdict"] for m in index["models"] if "verdict" in m]
-        verdicts += [index["ensemble"]["verdict"]] if "ensemble" in index else []
-        table = comparison_table(index)
-        guard = index["holdout_guard"]
-        intro = (
-            f"Test part: {index['data']['n_test']:,} samples from "
-            f"{index['data']['test_first_time']} to {index['data']['test_last_time']}; training "
-            f"read rows 0..{guard['max_training_row']} only (test starts at row "
-            f"{guard['test_first_row']}). Chosen model: {index['chosen']['path']} "
-            f"({index['chosen']['kind']}, picked by CV rank, not by test scores)."
-        )
-        body = f"<p>{html.escape(intro)}</p><ul>{''.join(map(_verdict_html, verdicts))}</ul>"
-        md = intro + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
-        out.append(("Verdict", body, md))
-        out.append(("Test part: models against baselines", _table_html(table), _table_md(table)))
-        guarded("Test predictions against actuals", lambda: _prediction_plot(out_dir, index))
-        guarded("Loss curves of the promoted models", lambda: _loss_plot(out_dir, index))
-    guarded("Optimization history", lambda: _history_plot(board, out_dir / "tune", objective, mode))
+        out += _test_sections(index)
+        guarded("Trading view: equity curves", lambda: plots.equity_plot(out_dir, index))
+        guarded("Test predictions against actuals", lambda: plots.prediction_plot(out_dir, index))
+        guarded("Loss curves of the promoted models", lambda: plots.loss_plot(out_dir, index))
+    guarded(
+        "Optimization history",
+        lambda: plots.history_plot(board, out_dir / "tune", objective, mode),
+    )
     guarded(
         "Parameter importances",
-        lambda: _importance_plot(param_importances(board, sweep["space"], mode)),
+        lambda: plots.importance_plot(param_importances(board, sweep["space"], mode)),
     )
-    guarded("Per-fold objective of the top trials", lambda: _folds_plot(board, objective))
+    guarded("Per-fold objective of the top trials", lambda: plots.folds_plot(board, objective))
     keep = ["rank", "trial_id", "status", "objective", "objective_std", "seconds"]
     top = board[keep + [c for c in board.columns if c.startswith("param_")]].head(10)
     top = top.rename(columns=lambda c: c.removeprefix("param_"))

@@ -38,7 +38,7 @@ __all__ = ["main", "parse_args", "parse_duration"]
 _DEFAULTS = {f.name: f.default for f in fields(SweepSpec) if f.default is not MISSING}
 _PROMOTE_DEFAULTS = {f.name: f.default for f in fields(PromoteSpec) if f.default is not MISSING}
 # Command-line names of the promotion options; they are not SweepSpec fields.
-_PROMOTE_ARGS = ("promote", "top_k", "seeds", "promote_workers", "promote_epochs")
+_PROMOTE_ARGS = ("promote", "top_k", "seeds", "promote_workers", "promote_epochs", "cost_bps")
 # Options of the command that are not SweepSpec fields either.
 _CLI_ARGS = (*_PROMOTE_ARGS, "job")
 # What --smoke-test changes, unless the flag is given explicitly.
@@ -259,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--promote-epochs", type=int, help="max epochs of promoted models (default: the trial's)"
     )
+    q.add_argument(
+        "--cost-bps",
+        type=float,
+        default=_PROMOTE_DEFAULTS["cost_bps"],
+        help="trading view: cost per unit of turnover in basis points",
+    )
     return p
 
 
@@ -275,6 +281,7 @@ def promote_spec(argv: list[str] | None, spec: SweepSpec) -> PromoteSpec | None:
         seeds=args.seeds,
         workers=args.promote_workers,
         epochs=args.promote_epochs,
+        cost_bps=args.cost_bps,
         num_cpus=spec.num_cpus,
         address=spec.address,
         mlflow_uri=spec.mlflow_uri,

@@ -18,11 +18,12 @@ import ray
 import torch
 from mlflow.tracking import MlflowClient
 
-from orchestrator.baselines import baseline_outputs, baseline_scores, verdict
+from orchestrator.baselines import baseline_forecasts, baseline_scores, fit_baselines, naive_name
 from orchestrator.holdout import HoldoutGuard, load_holdout, read_sweep
 from orchestrator.predict import main as predict_main
 from orchestrator.promote import PromoteSpec, log_final_model, promote
 from orchestrator.promote import main as promote_main
+from orchestrator.report import write_report
 from orchestrator.sweep import SweepSpec, run_sweep
 from orchestrator.tracking import default_tracking_uri
 from trainables.artifacts import FILES
@@ -136,6 +137,30 @@ def test_guard_refuses_the_test_part_before_training_is_over(tmp_path):
     assert guard.to_dict()["events"] == ["training", "test"]
 
 
+def test_final_models_are_refit_on_train_and_validation(promoted):
+    # The final models train on train+validation: their last label row lies in the
+    # validation part and still before the test part; each refit ran the early-stopping
+    # run's best epoch count, and both runs are recorded.
+    results, index, _ = promoted
+    guard = index["holdout_guard"]
+    first_val, last_val = guard["validation_anchors"]
+    assert guard["final_models_train_on"] == "train+validation"
+    assert first_val <= guard["last_training_anchor"] <= last_val
+    assert guard["last_training_label_row"] == guard["last_training_anchor"] + 1  # horizon 1
+    assert guard["last_training_label_row"] < guard["test_first_row"]
+    n_fit, n_val = index["data"]["n_fit"], index["data"]["n_early_stopping"]
+    for model in index["models"]:
+        for s in model["seeds"]:
+            assert s["refit_epochs"] == s["best_epoch"]
+            assert s["refit_samples"] > n_fit + n_val  # train, the gap and validation
+            config = json.loads((results / NAME / s["path"] / "config.json").read_text())
+            assert config["data"]["train_last"] == config["data"]["val_last"]
+            metrics = json.loads((results / NAME / s["path"] / "training_metrics.json").read_text())
+            assert metrics["epochs_run"] == s["best_epoch"]
+            assert metrics["early_stopping_run"]["best_epoch"] == s["best_epoch"]
+            assert metrics["refit"]["trained_on"] == "train+validation"
+
+
 def test_seeds_are_separate_runs_with_different_weights(promoted):
     # Seed 0 and seed 1 of a config are different trained models, so their spread is real.
     results, index, _ = promoted
@@ -155,15 +180,76 @@ def test_seeds_are_separate_runs_with_different_weights(promoted):
     assert model["test_mean"]["mse"] == pytest.approx(np.mean(mses))
 
 
-def test_promoted_model_beats_persistence_on_the_test_part(promoted):
-    # On the built-in data the chosen model's test MSE is below persistence's, and it says so.
+def test_on_the_learnable_signal_the_chosen_model_is_better_than_persistence(promoted):
+    # The built-in data's signal: Diebold-Mariano finds the chosen model better than
+    # persistence at p < 0.05, with a skill interval above 0, and the verdict says so.
     _, index, lines = promoted
     chosen = index["chosen"]
-    persistence = index["baselines"]["persistence"]["mse"]
-    assert chosen["test"]["mse"] < persistence
+    dm = next(c for c in chosen["comparisons"] if c["baseline"] == "persistence" and c["decides"])
+    assert dm["test"] == "Diebold-Mariano (HLN, HAC)"
+    assert dm["outcome"] == "better" and dm["p_value"] < 0.05 and dm["ci_low"] > 0
+    assert dm["estimate"] == pytest.approx(chosen["test"]["skill"])
     assert chosen["verdict"].startswith(f"rank 1 (trial {index['models'][0]['trial_id']}")
-    assert " beats persistence on the test part" in chosen["verdict"]
+    assert f"better than persistence (skill {dm['estimate']:+.4f}, p = " in chosen["verdict"]
     assert chosen["verdict"] in lines  # printed for the user too
+
+
+def test_every_baseline_gets_a_test_and_the_verdict_follows_all_of_them(promoted):
+    # One deciding comparison per baseline with the fields promoted.json promises; the
+    # model "beats the baselines" exactly when every deciding outcome is 'better'.
+    _, index, lines = promoted
+    comparisons = index["chosen"]["comparisons"]
+    keys = {"baseline", "test", "statistic", "p_value", "ci_low", "ci_high", "outcome"}
+    assert all(keys <= set(c) for c in comparisons)
+    deciding = [c for c in comparisons if c["decides"]]
+    assert [c["baseline"] for c in deciding] == list(index["baselines"]) == ["persistence", "ridge"]
+    beats = all(c["outcome"] == "better" for c in deciding)
+    assert (
+        index["chosen"]["verdict"]
+        .split(": ")[0]
+        .endswith(
+            "beats the baselines on the test part"
+            if beats
+            else "does NOT beat the baselines on the test part"
+        )
+    )
+    for c in deciding:
+        assert c["ci_low"] <= c["estimate"] <= c["ci_high"]
+        assert c["baseline"] in index["chosen"]["verdict"]
+    secondary = {c["test"] for c in comparisons if not c["decides"]}
+    assert secondary == {"Clark-West (nested, one-sided, HAC)", "Pesaran-Timmermann"}
+    for model in index["models"]:  # every config's seed ensemble is judged the same way
+        assert [c["baseline"] for c in model["comparisons"] if c["decides"]] == [
+            "persistence",
+            "ridge",
+        ]
+    assert any("Diebold-Mariano" in line for line in lines)  # the tests table is printed
+
+
+def test_cv_score_and_test_score_side_by_side(promoted):
+    # Rank 1's CV skill next to its test skill; PBO says why it is not computed here.
+    _, index, lines = promoted
+    block = index["cv_optimism"]
+    assert block["measure"] == "skill vs the naive forecast"
+    assert block["trial_id"] == index["models"][0]["trial_id"]
+    assert block["test_seed_ensemble"] == pytest.approx(index["chosen"]["test"]["skill"])
+    assert len(block["cv_folds"]) == 2
+    assert not block["pbo"]["computed"] and block["pbo"]["note"].startswith("not computed")
+    assert any(line.startswith("CV against test (skill vs the naive forecast)") for line in lines)
+
+
+def test_trading_view_of_the_test_part(promoted):
+    # Positions from the chosen model's forecast, next to buy-and-hold and the best baseline.
+    results, index, lines = promoted
+    trading = index["trading"]
+    assert trading["computed"] and trading["target"] == "close" and trading["cost_bps"] == 1.0
+    assert trading["model"]["n_bars"] == index["data"]["n_test"]
+    assert trading["best_baseline"]["name"] == "ridge"  # persistence never takes a position
+    assert trading["bars_per_year"] == pytest.approx(24 * 365.25)  # hourly bars, no full year
+    frame = pd.read_parquet(results / NAME / "trading.parquet")
+    equity = np.prod(1 + frame["net_model"].to_numpy()) - 1
+    assert equity == pytest.approx(trading["model"]["total_return"])
+    assert any("it is not a backtester" in line for line in lines)
 
 
 def test_baselines_and_ensembles_are_scored_on_the_same_rows(promoted):
@@ -173,7 +259,7 @@ def test_baselines_and_ensembles_are_scored_on_the_same_rows(promoted):
     assert set(base) == {"persistence", "ridge"} and np.isfinite(base["ridge"]["mse"])
     for model in index["models"]:
         for s in model["seeds"]:
-            assert s["test"]["persistence_mse"] == base["persistence"]["mse"]
+            assert s["test"]["naive_mse"] == base["persistence"]["mse"]
     out = results / NAME / "models/1"
     seeds = [pd.read_parquet(out / f"seed{k}/predictions.parquet") for k in (0, 1)]
     seeds = [s[s.split == "test"].reset_index(drop=True) for s in seeds]
@@ -209,6 +295,13 @@ def test_chosen_model_is_registered_in_mlflow_without_pickles(promoted):
     run = client.get_run(info["run_id"])
     assert run.data.metrics["test_mse"] == pytest.approx(index["chosen"]["test"]["mse"])
     assert "persistence_test_mse" in run.data.metrics
+    assert run.data.tags["verdict"] == index["chosen"]["verdict"]  # the same words as the report
+    assert run.data.tags["mlflow.note.content"] == index["chosen"]["verdict"]
+    dm = next(c for c in index["chosen"]["comparisons"] if c["baseline"] == "ridge")
+    assert run.data.metrics["p_value_vs_ridge"] == pytest.approx(dm["p_value"])
+    assert run.data.metrics["test_trading_sharpe"] == pytest.approx(
+        index["trading"]["model"]["sharpe"]
+    )
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.info.run_name == NAME
     files = [f.path for f in client.list_artifacts(info["run_id"], "model/seed0")]
@@ -222,26 +315,40 @@ def test_report_is_one_self_contained_file(promoted):
     page = (results / NAME / "report.html").read_text()
     assert index["chosen"]["verdict"] in page.replace("&#x27;", "'")
     assert "baseline: persistence" in page and "Fold audit" in page
+    for title in (
+        "Tests of the chosen model against each baseline",
+        "How optimistic is the CV score?",
+        "Trading view of the test part",
+        "Trading view: equity curves",
+    ):
+        assert f"<h2>{title}</h2>" in page
+    equity = page.split("<h2>Trading view: equity curves</h2>")[1].split("<h2>")[0]
+    assert 'src="data:image/png;base64,' in equity  # the plot, not a 'not available' note
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) >= 5
+    assert len(images) >= 6
     assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
     assert not re.search(r'(src|href)="(?!data:)', page)
     md = (results / NAME / "report.md").read_text()
     assert "| baseline: persistence |" in md
+    assert index["chosen"]["verdict"] in md and "not a backtester" in md
 
 
-def test_verdict_says_plainly_when_a_model_does_not_beat_persistence():
-    # A model whose test MSE is above persistence's is reported as not beating it, with both numbers.
-    text = verdict(
-        "rank 1 (trial abc)",
-        {"mse": 1.23, "persistence_mse": 1.2, "skill": 1 - 1.23 / 1.2},
-        {"persistence": {"mse": 1.2}},
-        "regression",
-    )
-    assert text == (
-        "rank 1 (trial abc) does NOT beat persistence on the test part: mse 1.23 vs 1.2 "
-        "(skill -0.0250)"
-    )
+def test_report_of_an_older_promotion_says_what_is_missing(promoted, tmp_path):
+    # A promoted.json from before verdict tests (no comparisons, CV optimism or trading view)
+    # still gives a report; each missing section says why instead of failing.
+    results, index, _ = promoted
+    old = tmp_path / NAME
+    old.mkdir()
+    for name in ("sweep.json", "leaderboard.parquet", "fold_audit.csv"):
+        (old / name).write_bytes((results / NAME / name).read_bytes())
+    legacy = {k: v for k, v in index.items() if k not in ("cv_optimism", "trading")}
+    legacy["chosen"] = {k: v for k, v in index["chosen"].items() if k != "comparisons"}
+    (old / "promoted.json").write_text(json.dumps(legacy))
+    md = write_report(old)[1].read_text()
+    for title in ("Tests of the chosen model", "How optimistic", "Trading view of the test part"):
+        section = md.split(f"## {title}")[1].split("## ")[0]
+        assert "written by an older version" in section
+    assert index["chosen"]["verdict"] in md
 
 
 def test_promotion_refuses_to_change_data_settings():
@@ -249,6 +356,15 @@ def test_promotion_refuses_to_change_data_settings():
     with pytest.raises(ConfigError, match=r"--set seq_len \(sequence_length\).*run a new sweep"):
         PromoteSpec(name="x", overrides={"seq_len": 32})
     assert PromoteSpec(name="x", overrides={"patience": 9}).overrides == {"patience": 9}
+
+
+def test_a_negative_trading_cost_is_refused_before_any_work(tmp_path, capsys):
+    # --cost-bps must be a number >= 0: one line, exit 2, nothing written.
+    with pytest.raises(ConfigError, match="--cost-bps must be a number >= 0"):
+        PromoteSpec(name="x", cost_bps=-1.0)
+    code = promote_main(["--name", "x", "--results-dir", str(tmp_path), "--cost-bps", "-1"])
+    assert code == 2 and capsys.readouterr().err.startswith("error: --cost-bps")
+    assert not any(tmp_path.iterdir())
 
 
 def test_promote_cli_without_a_sweep_prints_one_line_and_exits_2(tmp_path, capsys):
@@ -273,19 +389,44 @@ def test_classification_is_judged_against_majority_class_and_logistic_regression
     out = _hand_sweep(tmp_path, task="classification", overrides={"horizon": 5, "threshold": 0.005})
     data = load_holdout(out)
     guard = HoldoutGuard(data)
-    linear, majority = baseline_outputs(guard.training_table(), data.base)
+    table = guard.training_table()
+    models = fit_baselines(table, data.base)
     guard.finish_training()
     test = guard.test_part()
-    scores = baseline_scores(linear, majority, test)
+    forecasts = baseline_forecasts(models, test)
+    scores = baseline_scores(forecasts, models, test)
     assert list(scores) == ["majority class", "logistic regression"]
     truth = test.truth()
+    # The majority class of the final models' training labels (train+validation).
+    labels = table.targets.values[table.refit_idx].astype(int)
+    assert models.majority.argmax() == np.bincount(labels, minlength=3).argmax()
     assert scores["majority class"]["accuracy"] == pytest.approx(
-        np.mean(truth == majority.argmax())
+        np.mean(truth == models.majority.argmax())
     )
     logistic = scores["logistic regression"]
     assert 0 <= logistic["macro_f1"] <= 1 and logistic["C"] > 0
-    text = verdict("logistic", logistic, scores, "classification")
-    assert "the majority class on the test part: macro F1" in text
+
+
+def test_return_targets_are_judged_against_the_training_mean(tmp_path):
+    # log_return's naive forecast is its mean over the final models' training anchors, and
+    # a mixed multi-output target names what each target is judged against.
+    out = _hand_sweep(tmp_path, overrides={"target_col": "log_return"})
+    data = load_holdout(out)
+    guard = HoldoutGuard(data)
+    table = guard.training_table()
+    models = fit_baselines(table, data.base)
+    guard.finish_training()
+    test = guard.test_part()
+    forecasts = baseline_forecasts(models, test)
+    assert list(forecasts) == ["training mean", "ridge"]
+    mean = table.targets.values[table.refit_idx].mean(axis=0)
+    assert np.allclose(forecasts["training mean"], mean)
+    scores = baseline_scores(forecasts, models, test)
+    assert scores["training mean"]["skill"] == 0.0
+    assert "directional_accuracy" not in scores["training mean"]
+    assert naive_name(["close", "log_return"]) == (
+        "naive (persistence for close, training mean for log_return)"
+    )
 
 
 def test_unreachable_mlflow_warns_and_promotion_goes_on(promoted):

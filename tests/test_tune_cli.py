@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.tune import main, parse_args
+from orchestrator.tune import main, parse_args, promote_spec
 
 
 def run_cli(capsys, tmp_path, *args: str) -> tuple[int, str]:
@@ -114,3 +114,13 @@ def test_time_budget_reads_durations():
     for bad in ("", "soon", "5x", "-3m"):
         with pytest.raises(Exception, match="--time-budget takes a duration"):
             parse_duration(bad)
+
+
+def test_promotion_cost_flag_reaches_the_promotion_and_is_checked_first(capsys, tmp_path):
+    # --cost-bps goes to the promotion (default 1 bp); a negative cost stops before the sweep.
+    spec = parse_args(["--promote", "--cost-bps", "5"])
+    assert promote_spec(["--promote", "--cost-bps", "5"], spec).cost_bps == 5.0
+    assert promote_spec(["--promote"], parse_args(["--promote"])).cost_bps == 1.0
+    code, err = run_cli(capsys, tmp_path, "--promote", "--cost-bps", "-1", "--name", "x")
+    assert code == 2 and "--cost-bps must be a number >= 0" in err
+    assert not (tmp_path / "results" / "x").exists()
