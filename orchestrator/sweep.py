@@ -49,6 +49,7 @@ from orchestrator.progress import (
     log_record,
 )
 from orchestrator.ray_auth import auth_enabled, login_hint
+from orchestrator.ray_compat import use_callbacks_after_restore
 from orchestrator.record import (
     DECIDING,
     RUNTIME,
@@ -644,9 +645,7 @@ def _make_tuner(
         tuner = tune.Tuner.restore(
             exp_path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
         )
-        # Tune restores the callbacks pickled by the interrupted run (its progress printer
-        # and MLflow tracker); this run's own must replace them. No public API for it.
-        tuner._local_tuner.get_run_config().callbacks = callbacks
+        use_callbacks_after_restore(tuner, callbacks)  # this run's, not the pickled ones
         return tuner
     if spec.resume:
         # The driver died before Tune saved anything: no trial ran, start the trials afresh.
