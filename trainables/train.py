@@ -6,8 +6,11 @@
 
 Trains on the train part, early-stops on val, reports metrics on the untouched test part.
 Every TrainConfig parameter can be set as ``--name value`` (docs/parameters.md); settings
-apply in the order preset < --config file < command line. A user error prints one line on
-stderr and exits with code 2; the output directory appears only when the run is complete.
+apply in the order preset < --config file < command line. Without ``--preset`` the preset
+is ``guide`` with a CUDA device and ``cpu`` without one (printed first, kept in
+config.json). A user error prints one line on stderr and exits with code 2; Ctrl-C
+(SIGINT) and SIGTERM print one line and exit 130 and 143. The output directory appears only
+when the run is complete: it is written under a temporary name and renamed at the end.
 """
 
 from __future__ import annotations
@@ -20,26 +23,36 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import torch
+
 from trainables.artifacts import save_run
+from trainables.cli import ArgumentParser, bar_options, command_line, interrupt_exit_code
 from trainables.config import PRESETS, TrainConfig, parse_value
 from trainables.data import load_bars
-from trainables.dataset import prepare_fold
-from trainables.errors import ConfigError, OrchestratorError
+from trainables.dataset import Targets, prepare_fold
+from trainables.errors import ConfigError, DataError, OrchestratorError
 from trainables.labels import describe_targets
+from trainables.naive import naive_forecast, naive_kind
+from trainables.origin import at_row, origin_of
+from trainables.splits import FinalSplit
 from trainables.synthetic import make_bars
 from trainables.table import build_table, holdout_split
 from trainables.trainer import fit
 
-__all__ = ["build_config", "main", "run"]
+__all__ = ["build_config", "default_preset", "main", "run"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2 via main(), not argparse's usage dump
-        raise ConfigError(message)
+def default_preset() -> tuple[str, str]:
+    """(preset, why) when none is given: the guide's model needs a GPU to train in minutes."""
+    if torch.cuda.is_available():
+        return "guide", "a CUDA device is present"
+    return "cpu", "no CUDA device here; --preset guide trains the guide's full-size model"
 
 
-def _parser() -> _Parser:
-    p = _Parser(
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="python -m trainables.train",
         description="Train one LSTM/GRU on a chronological train/val/test split.",
         epilog="Any training parameter: --NAME VALUE, e.g. --hidden_size 128 --f_cols open,close "
@@ -49,10 +62,14 @@ def _parser() -> _Parser:
     p.add_argument("--data", help="bars file (.csv or .parquet); default: built-in synthetic bars")
     p.add_argument("--ticker", help="ticker to pick from a multi-ticker file")
     p.add_argument(
-        "--preset", choices=sorted(PRESETS), default="guide", help="defaults to start from"
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="defaults to start from (default: guide with a CUDA device, cpu without one)",
     )
     p.add_argument("--config", help="JSON or YAML file of training parameters")
     p.add_argument("--out", help="run directory to create (default results/train/<ticker>-<time>)")
+    bar_options(p)
     return p
 
 
@@ -97,8 +114,15 @@ def _read_config_file(path: str) -> dict:
 
 
 def build_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """Preset, then the --config file, then --name value flags, validated once at the end."""
+    """Preset, then the --config file, then --name value flags, validated once at the end.
+
+    ``opts.preset`` is the preset used and ``opts.preset_reason`` why it was chosen.
+    """
     opts, rest = _parser().parse_known_args(argv)
+    if opts.preset is None:
+        opts.preset, opts.preset_reason = default_preset()
+    else:
+        opts.preset_reason = "--preset"
     cfg = PRESETS[opts.preset]
     if opts.config:
         cfg = cfg.replace(**_read_config_file(opts.config))
@@ -111,14 +135,29 @@ def build_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.N
 def run(argv: list[str] | None = None, *, log=print) -> Path:
     """Everything ``main`` does, raising OrchestratorError instead of exiting."""
     cfg, opts = build_config(argv)
+    log(f"Preset: {opts.preset} ({opts.preset_reason})")
     name = cfg.ticker or ("synthetic" if opts.data is None else Path(opts.data).stem)
     out = Path(opts.out or Path("results", "train", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
     if out.exists():
         raise ConfigError(f"--out {out} already exists; choose a new directory")
 
-    bars = make_bars() if opts.data is None else load_bars(opts.data, ticker=cfg.ticker)
+    source = opts.data or "built-in synthetic bars"
+    if opts.data is None:
+        bars = make_bars()
+    else:
+        bars = load_bars(
+            opts.data,
+            ticker=cfg.ticker,
+            timezone=opts.timezone,
+            dst=opts.dst,
+            max_jump=opts.max_jump,
+        )
     features, targets = build_table(bars, cfg)
-    split = holdout_split(len(features), cfg)
+    try:
+        split = holdout_split(len(features), cfg)
+    except DataError as err:  # too few rows: say which data
+        raise DataError(f"{source}: {len(bars):,} bars are too few: {err}") from err
+    _check_naive_error(features, targets, split, source)
     fold = prepare_fold(
         features,
         targets,
@@ -128,7 +167,6 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         seq_len=cfg.sequence_length,
         scaler=cfg.scaler,
     )
-    source = opts.data or "built-in synthetic bars"
     what = "down/flat/up" if cfg.task == "classification" else ", ".join(fold.target_names)
     log(
         f"Data: {source}: {len(bars):,} bars {bars.index[0]} .. {bars.index[-1]}; "
@@ -143,44 +181,98 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     )
     result = fit(cfg, fold, log=log)
 
-    # Write beside the target and rename at the end: no half-written run directory.
+    origin = origin_of(bars)
+    meta = {
+        "preset": opts.preset,
+        "preset_reason": opts.preset_reason,
+        "data": source,
+        "timestamps": origin.timestamps if origin else "naive (built-in data)",
+        "timezone": opts.timezone,
+        "dst": opts.dst,
+        "max_jump": opts.max_jump,
+    }
+    # Write beside the target and rename at the end: no half-written run directory, also
+    # after Ctrl-C or SIGTERM (they raise KeyboardInterrupt here, see trainables.cli).
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
-        save_run(tmp, result=result, cfg=cfg, fold=fold, index=features.index, test_idx=split.test)
+        save_run(
+            tmp,
+            result=result,
+            cfg=cfg,
+            fold=fold,
+            index=features.index,
+            test_idx=split.test,
+            meta=meta,
+        )
+        summary = _test_summary(tmp)
         tmp.rename(out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    log(_test_summary(out))
+    log(summary)
     log(
         f"Artifacts: {out}/ (model.pt, config.json, scaler.json, training_metrics.json, predictions.parquet)"
     )
     return out
 
 
+def _check_naive_error(
+    features: pd.DataFrame, targets: Targets, split: FinalSplit, source: str
+) -> None:
+    """A val or test part on which the naive forecast is exact cannot judge any model."""
+    if targets.task != "regression":
+        return
+    now = features[list(targets.names)].to_numpy(dtype=np.float64)
+    train_mean = targets.values[split.train].mean(axis=0)
+    for part, idx in (("validation", split.val), ("test", split.test)):
+        naive = naive_forecast(targets.names, now[idx], train_mean)
+        mse = np.mean((targets.values[idx] - naive) ** 2, axis=0)
+        zero = np.flatnonzero(mse == 0)
+        if len(zero):
+            target = targets.names[int(zero[0])]
+            raise DataError(
+                f"{source}: the {part} part ({len(idx):,} samples, {at_row(features, idx[0])}"
+                f" to {at_row(features, idx[-1])}) has zero naive error for {target!r}"
+                f" ({naive_kind(target)} is exact: the value does not change there), so no"
+                " model can be judged on it; use bars where it moves, or other split fractions"
+            )
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def _test_summary(out: Path) -> str:
     metrics = json.loads((out / "training_metrics.json").read_text()).get("test_metrics") or {}
     if "macro_f1" in metrics:
-        return f"Test: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}"
+        return (
+            f"Test: accuracy {_fmt(metrics['accuracy'], '.4f')},"
+            f" macro F1 {_fmt(metrics['macro_f1'], '.4f')}"
+        )
     parts = [
-        f"{k} {metrics[k]:.6g}"
+        f"{k} {_fmt(metrics[k], '.6g')}"
         for k in ("mse", "mae", "r2", "directional_accuracy")
         if k in metrics
     ]
     if "persistence_mse" in metrics:
         parts.append(
-            f"persistence mse {metrics['persistence_mse']:.6g} (skill {metrics['skill']:+.4f})"
+            f"persistence mse {_fmt(metrics['persistence_mse'], '.6g')}"
+            f" (skill {_fmt(metrics['skill'], '+.4f')})"
         )
     return "Test: " + ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        run(argv)
-    except OrchestratorError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with command_line():
+        try:
+            run(argv)
+        except OrchestratorError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as err:
+            print("interrupted: no run folder was written", file=sys.stderr)
+            return interrupt_exit_code(err)
     return 0
 
 
