@@ -199,7 +199,15 @@ def load_holdout(out_dir: Path, *, sweep: dict | None = None) -> HoldoutData:
     space = load_space(spec.space)
     base = base_config(spec, space)
     seq_len_max = longest_sequence(space, base)
-    bars = load_source(spec.data, ticker=spec.ticker, n_bars=spec.n_bars, seed=spec.seed)
+    bars = load_source(
+        spec.data,
+        ticker=spec.ticker,
+        n_bars=spec.n_bars,
+        seed=spec.seed,
+        timezone=spec.timezone,
+        dst=spec.dst,
+        max_jump=spec.max_jump,
+    )
     features, targets = build_table(bars, base)  # as prepare_sweep_data builds it
     split = holdout_split(len(features), base, seq_len=seq_len_max)
     # The same arithmetic as prepare_sweep_data: the sweep saw rows < n_train_rows.

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from trainables.config import TrainConfig
-from trainables.data import check_enough_rows, load_bars
+from trainables.data import DEFAULT_MAX_JUMP, check_enough_rows, load_bars
 from trainables.dataset import Targets
 from trainables.errors import ConfigError
 from trainables.labels import describe_targets
+from trainables.origin import origin_of
 from trainables.splits import (
     CombinatorialPurgedCV,
     PurgedKFold,
@@ -44,6 +45,7 @@ class SweepData:
     test_first_row: int  # first row of the untouched test part (its anchors' spans start here)
     audit: pd.DataFrame = field(repr=False)
     summary: str = ""
+    timestamps: str = ""  # how the data's times were read (UTC conversion), for sweep.json
 
     @property
     def n_rows(self) -> int:
@@ -68,11 +70,20 @@ def make_splitter(cv: str, *, n_splits: int, seq_len: int, horizon: int, purge=N
     raise ConfigError(f"cv must be one of {list(CV_SCHEMES)}, but got cv={cv!r}")
 
 
-def load_source(data: str | None, *, ticker: str | None, n_bars: int, seed: int) -> pd.DataFrame:
+def load_source(
+    data: str | None,
+    *,
+    ticker: str | None,
+    n_bars: int,
+    seed: int,
+    timezone: str | None = None,
+    dst: str = "raise",
+    max_jump: float = DEFAULT_MAX_JUMP,
+) -> pd.DataFrame:
     """The user's bars, or the built-in generator's when no file is given."""
     if data is None:
         return make_bars(n_bars, seed=seed)
-    return load_bars(data, ticker=ticker)
+    return load_bars(data, ticker=ticker, timezone=timezone, dst=dst, max_jump=max_jump)
 
 
 def prepare_sweep_data(
@@ -85,6 +96,9 @@ def prepare_sweep_data(
     seq_len_max: int,
     n_bars: int = 4000,
     data_seed: int = 0,
+    timezone: str | None = None,
+    dst: str = "raise",
+    max_jump: float = DEFAULT_MAX_JUMP,
 ) -> SweepData:
     """Load, featurise, cut the holdout off and compute the folds shared by every trial.
 
@@ -92,7 +106,15 @@ def prepare_sweep_data(
     trials are scored on the same evaluation samples and every purge is wide enough for all.
     """
     source = data or "built-in data"
-    bars = load_source(data, ticker=ticker, n_bars=n_bars, seed=data_seed)
+    bars = load_source(
+        data,
+        ticker=ticker,
+        n_bars=n_bars,
+        seed=data_seed,
+        timezone=timezone,
+        dst=dst,
+        max_jump=max_jump,
+    )
     features, targets = build_table(bars, base)
     check_enough_rows(
         len(features), seq_len=seq_len_max, horizon=base.horizon, n_splits=n_splits, source=source
@@ -142,4 +164,5 @@ def prepare_sweep_data(
         test_first_row=test_first_row,
         audit=audit,
         summary=summary,
+        timestamps=origin.timestamps if (origin := origin_of(bars)) else "naive (built-in data)",
     )

@@ -57,6 +57,7 @@ from orchestrator.leaderboard import read_leaderboard
 from orchestrator.report import summary_lines, write_report
 from orchestrator.tracking import SweepTracker, default_tracking_uri
 from trainables.artifacts import save_run
+from trainables.cli import ArgumentParser, command_line, interrupt_exit_code
 from trainables.config import TrainConfig
 from trainables.dataset import prepare_fold
 from trainables.errors import ConfigError, OrchestratorError, TrainingError
@@ -386,14 +387,14 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
 
 def _key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set takes key=value, but got {text!r}")
+        raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. --set patience=10), not {text!r}")
     key, value = text.split("=", 1)
     return key.strip(), yaml.safe_load(value)  # 1e-3, true, [a, b] as a user writes them
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = PromoteSpec("x")
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(  # its errors are one line (ConfigError), not the whole usage
         prog="python -m orchestrator.promote",
         description="Retrain a sweep's best configs on train+validation (several seeds, "
         "Ray Train), judge them once on the untouched test part against baselines, save, "
@@ -429,13 +430,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = vars(build_parser().parse_args(argv))
-        args["overrides"] = dict(args["overrides"])
-        promote(PromoteSpec(**args))
-    except OrchestratorError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with command_line(signals=False):
+        try:
+            args = vars(build_parser().parse_args(argv))
+            args["overrides"] = dict(args["overrides"])
+            promote(PromoteSpec(**args))
+        except OrchestratorError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as err:
+            print(
+                "interrupted: no models were written (the staging folder is removed)",
+                file=sys.stderr,
+            )
+            return interrupt_exit_code(err)
     return 0
 
 

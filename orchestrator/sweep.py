@@ -26,7 +26,9 @@ from orchestrator.spaces import SearchSpace, load_space, to_optuna
 from orchestrator.tracking import SweepTracker, default_tracking_uri, ui_hint
 from orchestrator.trial import objective_of, run_trial
 from trainables.config import TrainConfig
+from trainables.data import DEFAULT_MAX_JUMP
 from trainables.errors import ConfigError
+from trainables.timestamps import DST_CHOICES
 
 __all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
 
@@ -66,6 +68,9 @@ class SweepSpec:
     num_cpus: int | None = None  # local Ray only; None = all cores
     dashboard: bool = True
     n_bars: int = 4000  # built-in data only
+    timezone: str | None = None  # zone of naive local timestamps (converted to UTC)
+    dst: str = "raise"  # with timezone: times at a daylight saving change (docs/data.md)
+    max_jump: float = DEFAULT_MAX_JUMP  # largest |log return| of a price between bars
     overrides: dict = field(default_factory=dict)  # extra TrainConfig settings for every trial
     fail_at_fold: int | None = None  # fault injection for tests: crash once at this fold
 
@@ -104,6 +109,11 @@ class SweepSpec:
                 self.max_concurrent is None or self.max_concurrent >= 1,
                 f"--max-concurrent must be >= 1, but got {self.max_concurrent}",
             ),
+            (
+                self.dst in DST_CHOICES,
+                f"--dst must be one of {list(DST_CHOICES)}, got {self.dst!r}",
+            ),
+            (self.max_jump > 0, f"--max-jump must be > 0 (inf: no limit), but got {self.max_jump}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -265,6 +275,9 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         seq_len_max=longest_sequence(space, base),
         n_bars=spec.n_bars,
         data_seed=spec.seed,
+        timezone=spec.timezone,
+        dst=spec.dst,
+        max_jump=spec.max_jump,
     )
     n_folds = len(data.folds)
     log(
@@ -347,6 +360,7 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
                     "experiment_path": exp_path,
                     "wall_seconds": time.perf_counter() - start,
                     "data_summary": data.summary,
+                    "timestamps": data.timestamps,
                     "test_first_row": data.test_first_row,
                 },
             )

@@ -18,6 +18,7 @@ from dataclasses import MISSING, fields, replace
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.promote import PromoteSpec, promote
 from orchestrator.sweep import SCHEDULERS, SweepSpec, run_sweep
+from trainables.cli import ArgumentParser, bar_options, command_line
 from trainables.config import parse_value
 from trainables.errors import ConfigError, OrchestratorError
 
@@ -31,7 +32,7 @@ _PROMOTE_ARGS = ("promote", "top_k", "seeds", "promote_workers", "promote_epochs
 
 def _key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set takes key=value, but got {text!r}")
+        raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. --set epochs=20), not {text!r}")
     key, value = text.split("=", 1)
     # Typed from TrainConfig's fields, exactly as `python -m trainables.train --key value`.
     return key.strip(), parse_value(key.strip(), value)
@@ -39,7 +40,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(  # its errors are one line (ConfigError), not the whole usage
         prog="python -m orchestrator.tune",
         description="Ray Tune + Optuna sweep of LSTM models over purged time-series CV folds. "
         "The final test part of the data is never touched by a sweep.",
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=None, help="bars as CSV or Parquet (default: the built-in generated data)"
     )
     g.add_argument("--ticker", default=None, help="ticker to pick from a multi-ticker file")
+    bar_options(g)
     g.add_argument(
         "--task",
         choices=["regression", "classification"],
@@ -218,6 +220,11 @@ def parse_args(argv: list[str] | None = None) -> SweepSpec:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with command_line(signals=False):  # Ray Tune handles Ctrl-C itself
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         spec = parse_args(argv)
         promotion = promote_spec(argv, spec)  # bad promotion options fail before the sweep

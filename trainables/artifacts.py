@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,11 @@ def _load_weights(file: Path, model: SequenceModel) -> None:
     an empty or truncated file and weights of another model are each one DataError line.
     """
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A pickle not written by torch.save (as a planted one is) makes torch warn
+            # about its protocol before refusing it; the refusal below says it all.
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file: all are bad input
         raise DataError(f"{file}: refused, {_weights_problem(err)}") from err
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -44,12 +45,16 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextmanager
-def command_line() -> Iterator[None]:
-    """One-line DataWarnings and SIGTERM as an interrupt, for the duration of a CLI run."""
+def command_line(*, signals: bool = True) -> Iterator[None]:
+    """One-line DataWarnings and (``signals``) SIGTERM as an interrupt, for a CLI run.
+
+    ``signals=False`` leaves the signal handlers alone (the sweep, where Ray Tune has its
+    own handling of Ctrl-C).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("always", DataWarning)  # each run's data warnings, every time
         warnings.showwarning = _one_line(warnings.showwarning)
-        if threading.current_thread() is not threading.main_thread():
+        if not signals or threading.current_thread() is not threading.main_thread():
             yield  # signal handlers can only be set from the main thread
             return
         previous = signal.signal(signal.SIGTERM, _terminated)
@@ -88,8 +93,8 @@ def bar_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="ZONE",
         help="time zone of naive local timestamps, e.g. America/New_York: they are read in "
-        "that zone and converted to UTC (default: naive times are kept as they are; times "
-        "with a UTC offset are always converted to UTC)",
+        "that zone and converted to UTC; times with a UTC offset are always converted "
+        "(default: %(default)s: naive times are kept as they are)",
     )
     parser.add_argument(
         "--dst",
@@ -97,7 +102,7 @@ def bar_options(parser: argparse.ArgumentParser) -> None:
         default="raise",
         help="with --timezone, a time in the hour that repeats or is skipped at a daylight "
         "saving change: raise (an error naming the row), infer (the repeated hour in file "
-        "order, a skipped time shifted forward) or drop the row (default: raise)",
+        "order, a skipped time shifted forward) or drop the row (default: %(default)s)",
     )
     parser.add_argument(
         "--max-jump",
@@ -105,6 +110,6 @@ def bar_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_JUMP,
         metavar="X",
         help="largest |log return| of a price between consecutive bars; a larger move is "
-        f"refused as a data error (default: {DEFAULT_MAX_JUMP:g}, a factor of 7.4; inf "
-        "turns the check off)",
+        "refused as a data error; inf turns the check off (default: %(default)s, a factor "
+        f"of {math.exp(DEFAULT_MAX_JUMP):.1f})",
     )

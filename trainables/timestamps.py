@@ -1,8 +1,9 @@
 """Timestamps of bars: parsing, UTC offsets, local time zones and daylight saving.
 
 * Text is read as ISO 8601 (pandas ``format="ISO8601"``); text in another layout is read in
-  the one format pandas infers from the first value (never guessed value by value, which
-  could read one date day-first and the next month-first).
+  the one format pandas infers from the first readable value (never guessed value by value,
+  which could read one date day-first and the next month-first). A text column of numbers
+  is read as epochs.
 * Times with a UTC offset are converted to UTC, also when the offset changes within the file
   (New York local time: -05:00 in winter, -04:00 in summer); a time zone stored with the
   data (a Parquet ``timestamp[tz=...]`` column) likewise. An offset cannot tell the zone's
@@ -56,6 +57,9 @@ def parse_timestamps(values: pd.Series, source: str, where: str, rows: np.ndarra
         parsed, kind = pd.to_datetime(values, unit=_epoch_unit(values), errors="coerce"), "epoch"
     elif pd.api.types.is_bool_dtype(values):
         raise DataError(f"{source}: {where} holds true/false values, not timestamps")
+    elif _mostly_numbers(values):  # epochs in a text column, with a few bad values
+        numbers = pd.to_numeric(values, errors="coerce")
+        parsed, kind = pd.to_datetime(numbers, unit=_epoch_unit(numbers), errors="coerce"), "epoch"
     else:
         (parsed, offsets), kind = _parse_text(values, source, where, rows), "text"
     bad = np.flatnonzero(parsed.isna().to_numpy())
@@ -128,9 +132,10 @@ def _parse_text(
         return _parse_offsets(values, source, where, rows)
     offsets = _offsets_of(values) if getattr(parsed.dt, "tz", None) is not None else ()
     if parsed.isna().sum() > values.isna().sum():
-        # Not ISO 8601: the layout pandas infers from the first value, for every value.
-        first = values.dropna()
-        layout = guess_datetime_format(str(first.iloc[0])) if len(first) else None
+        # Not ISO 8601: the layout pandas infers from the first value it can read, for all.
+        layout = next(
+            (g for v in values.dropna().head(20) if (g := guess_datetime_format(str(v)))), None
+        )
         if layout is not None:
             try:
                 other = pd.to_datetime(values, format=layout, errors="coerce")
@@ -226,7 +231,16 @@ def _epoch_unit(values: pd.Series) -> str:
     return "ns"
 
 
+def _mostly_numbers(values: pd.Series) -> bool:
+    present = values.dropna()
+    if len(present) == 0:
+        return False
+    return bool(pd.to_numeric(present, errors="coerce").notna().mean() > 0.5)
+
+
 def _shown(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+        return "empty"
     if isinstance(value, np.generic):
         value = value.item()
     return repr(value)
