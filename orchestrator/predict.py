@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from trainables.artifacts import LoadedRun, load_run, predict
+from trainables.atomic import write_file
 from trainables.cli import ArgumentParser, bar_options, command_line, interrupt_exit_code
 from trainables.data import REQUIRED_COLUMNS, load_bars
 from trainables.errors import ConfigError, DataError, OrchestratorError
@@ -227,18 +228,17 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
 
 def _write_atomic(preds: pd.DataFrame, out: Path) -> None:
     """Write under a temporary name in the same folder, then rename: complete or absent."""
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
         if out.suffix.lower() == ".csv":
             preds.to_csv(tmp)
         else:
             preds.to_parquet(tmp)
-        os.replace(tmp, out)
+
+    try:
+        write_file(out, write)
     except OSError as err:  # a full disk, a read-only folder: the user's to fix
         raise ConfigError(f"--out {out}: cannot write ({err.strerror or err})") from err
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,7 @@ from orchestrator.leaderboard import read_leaderboard
 from orchestrator.report import summary_lines, write_report
 from orchestrator.tracking import SweepTracker, default_tracking_uri
 from trainables.artifacts import save_run
+from trainables.atomic import replace_folder
 from trainables.cli import ArgumentParser, command_line, interrupt_exit_code
 from trainables.config import TrainConfig
 from trainables.dataset import prepare_fold
@@ -328,8 +329,8 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
         test = guard.test_part()
         baselines = baseline_scores(linear, majority, test)
         result = evaluate_runs(picks, jobs, staging, test, baselines)
-        shutil.rmtree(out_dir / "models", ignore_errors=True)
-        os.replace(staging, out_dir / "models")
+        # The previous models/ stays until the new one is in place (trainables.atomic).
+        replace_folder(staging, out_dir / "models")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if started:

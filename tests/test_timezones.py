@@ -174,3 +174,40 @@ def test_train_records_the_conversion_in_config_json(hourly, tmp_path, write_bar
     origin = json.loads((out / "config.json").read_text())["origin"]
     assert origin["timestamps"] == "converted to UTC from UTC offsets -05:00"
     assert origin["data"] == str(path) and origin["max_jump"] == 2.0
+
+
+def test_sweep_records_the_time_zone_and_promotion_rebuilds_with_it(hourly, tmp_path, write_bars):
+    # A sweep on naive New York times keeps --timezone/--dst and how the times were read in
+    # sweep.json; promotion's rebuild (load_holdout) reads the data the same way.
+    import ray
+
+    from orchestrator.holdout import load_holdout
+    from orchestrator.sweep import SweepSpec, run_sweep
+
+    times = [t.strftime("%Y-%m-%d %H:%M:%S") for t in _ny(hourly)]
+    path = write_bars(_with_times(hourly, times).iloc[6800:8000], "ny.csv", index=False)
+    spec = SweepSpec(
+        name="tz",
+        space="smoke",
+        data=str(path),
+        trials=1,
+        folds=2,
+        epochs=1,
+        scheduler="none",
+        num_cpus=1,
+        dashboard=False,
+        results_dir=str(tmp_path / "results"),
+        timezone=NY,
+        dst="infer",
+    )
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        out = run_sweep(spec, log=lambda *_: None)
+    finally:
+        ray.shutdown()
+    sweep = json.loads((out.out_dir / "sweep.json").read_text())
+    assert (sweep["timezone"], sweep["dst"], sweep["max_jump"]) == (NY, "infer", 2.0)
+    assert sweep["timestamps"] == "read as America/New_York local time, converted to UTC"
+    holdout = load_holdout(out.out_dir)
+    assert holdout.test_first_row == sweep["test_first_row"]
+    assert str(holdout.features.index.tz) == "UTC"

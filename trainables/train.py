@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -28,6 +27,7 @@ import pandas as pd
 import torch
 
 from trainables.artifacts import save_run
+from trainables.atomic import partial_name
 from trainables.cli import ArgumentParser, bar_options, command_line, interrupt_exit_code
 from trainables.config import PRESETS, TrainConfig, parse_value
 from trainables.data import load_bars
@@ -194,7 +194,7 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     # Write beside the target and rename at the end: no half-written run directory, also
     # after Ctrl-C or SIGTERM (they raise KeyboardInterrupt here, see trainables.cli).
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    tmp = partial_name(out)
     try:
         save_run(
             tmp,
