@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from trainables.bar_checks import MAX_ABS
@@ -106,7 +106,7 @@ def _retime(frame: pd.DataFrame, style: str) -> pd.DataFrame:
         scale = 10**9 if style == "epoch_s" else 10**6
         out[ok] = stamps[ok].astype("datetime64[ns]").astype("int64") // scale
     elif style == "half_aware":
-        out[ok] = [t.isoformat() if k % 2 else str(t) for k, t in enumerate(utc)]
+        out[ok] = [t.isoformat() if k % 2 else str(t.tz_localize(None)) for k, t in enumerate(utc)]
     elif style == "us_dates":
         out[ok] = stamps[ok].dt.strftime("%m/%d/%Y %H:%M")
     return frame.assign(timestamp=out)
@@ -161,6 +161,25 @@ def _parquet_bytes(frame: pd.DataFrame, retype: str) -> bytes:
 # --- the property ---------------------------------------------------------------------------
 
 
+def _csv(frame: pd.DataFrame, encoding: str = "utf-8") -> tuple[str, bytes]:
+    return "bars.csv", frame.to_csv(index=False).encode(encoding)
+
+
+# Cases that broke before, always run on top of the generated ones.
+_HUGE = _csv(_apply(_valid(0), ("set", "close", 60, 1e300)))
+_NEW_YORK = _csv(_retime(_valid(0), "new_york"))
+_HALF_AWARE = _csv(_retime(_valid(0), "half_aware"))
+_BOOL = ("bars.parquet", _parquet_bytes(_valid(0), "bool"))
+_UTF16 = _csv(_valid(1), "utf-16")
+_CUT = ("bars.parquet", _parquet_bytes(_valid(2), "as is")[:-100])
+
+
+@example(_HUGE)
+@example(_NEW_YORK)
+@example(_HALF_AWARE)
+@example(_BOOL)
+@example(_UTF16)
+@example(_CUT)
 @settings(
     max_examples=60,
     deadline=timedelta(seconds=10),  # a shared 2-core machine; typical examples take ~30 ms
