@@ -133,7 +133,7 @@ def predict_bars(runs: list[LoadedRun], bars: pd.DataFrame) -> pd.DataFrame:
     if len(features) < seq_len:
         warmup = warmup_rows([*names, *extra], sma_window=cfg.sma_window)
         raise DataError(
-            f"{source_of(bars, 'the bars')}: {len(bars):,} bars give {len(features):,} feature"
+            f"{source_of(bars, 'the built-in data')}: {len(bars):,} bars give {len(features):,} feature"
             f" rows after the {warmup}-row warm-up, fewer than one window of seq_len={seq_len};"
             f" the model needs at least {seq_len + warmup:,} bars"
         )
@@ -160,20 +160,24 @@ def predict_bars(runs: list[LoadedRun], bars: pd.DataFrame) -> pd.DataFrame:
     target[inside] = features.index[rows[inside]]
     out.insert(0, "target_timestamp", target.to_numpy())
     out.index.name = "timestamp"
-    _check_forecasts(out, features, bars)
+    _check_forecasts(out, features, bars, runs)
     return out
 
 
-def _check_forecasts(out: pd.DataFrame, features: pd.DataFrame, bars: pd.DataFrame) -> None:
+def _check_forecasts(
+    out: pd.DataFrame, features: pd.DataFrame, bars: pd.DataFrame, runs: list[LoadedRun]
+) -> None:
     """A NaN/inf forecast is refused, never written: broken weights or bars beyond the model."""
     values = out.drop(columns="target_timestamp").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if len(bad):
+        model = runs[0].path if len(runs) == 1 else runs[0].path.parent
         position = int(features.index.get_indexer(out.index[bad[:1]])[0])
         raise DataError(
-            f"{source_of(bars, 'the bars')}: {len(bad):,} of {len(out):,} forecasts are"
-            f" NaN/inf, first for {at_row(features, position)}; refusing to write them (are"
-            " the model's weights or these bars broken?)"
+            f"{model}: {len(bad):,} of {len(out):,} forecasts for"
+            f" {source_of(bars, 'the built-in data')} are NaN/inf, first for"
+            f" {at_row(features, position)}; refusing to write them (are the model's weights"
+            " or these bars broken?)"
         )
 
 

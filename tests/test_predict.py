@@ -236,7 +236,8 @@ def test_nan_forecasts_are_refused_not_written(models, tmp_path, capsys):
     out = tmp_path / "p.csv"
     assert main(["--model", str(run), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "forecasts are NaN/inf, first for row " in err
+    assert err.startswith(f"error: {run}: ") and err.count("\n") == 0
+    assert "forecasts for the built-in data are NaN/inf, first for row " in err
     assert "refusing to write them" in err and not out.exists()
 
 

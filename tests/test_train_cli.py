@@ -260,4 +260,6 @@ def test_too_few_rows_names_the_file(tmp_path, capsys):
     make_bars(40).to_csv(path)
     assert train_cli.main(["--data", str(path), *TINY, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {path}: 40 bars are too few: ")
+    assert err.startswith(
+        f"error: {path}: 40 bars (39 feature rows after the warm-up) are too few for the split: "
+    )

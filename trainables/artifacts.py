@@ -204,6 +204,8 @@ def _weights_problem(err: Exception) -> str:
         )
     if isinstance(err, EOFError):
         return "the file is empty or cut short"
+    if isinstance(err, OSError):
+        return f"cannot read it ({err.strerror or err}): is it cut short or damaged?"
     text = str(err).strip()
     first = text.splitlines()[0][:160] if text else ""
     if "zip archive" in first:

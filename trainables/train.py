@@ -156,7 +156,10 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     try:
         split = holdout_split(len(features), cfg)
     except DataError as err:  # too few rows: say which data
-        raise DataError(f"{source}: {len(bars):,} bars are too few: {err}") from err
+        raise DataError(
+            f"{source}: {len(bars):,} bars ({len(features):,} feature rows after the warm-up)"
+            f" are too few for the split: {err}"
+        ) from err
     _check_naive_error(features, targets, split, source)
     fold = prepare_fold(
         features,
