@@ -459,9 +459,9 @@ def _preset_parameters() -> TrainConfig:
 def _preset_cpu() -> TrainConfig:
     """The guide's settings sized for a CPU: one small LSTM layer on 30-bar windows.
 
-    The guide's model (256 units x 2 layers on 60-bar windows, up to 100 epochs) takes about
-    two minutes an epoch on 2 CPU cores; this one trains in well under a minute there.
-    ``python -m trainables.train`` starts from it when no CUDA device is present.
+    The guide's model (256 units x 2 layers on 60-bar windows, up to 100 epochs) is sized
+    for a GPU. ``python -m trainables.train`` starts from this one when no CUDA device is
+    present (docs/parameters.md, "Presets").
     """
     return TrainConfig(
         hidden_size=64,
