@@ -64,6 +64,14 @@ def test_day_first_is_never_guessed(write_bars, hourly):
     np.testing.assert_array_equal(loaded.index, days)
 
 
+def test_yyyymmdd_numbers_are_dates_not_1970_epochs(hourly, write_bars):
+    # 20200101 as a number is a date (as epoch seconds it would be 1970-08-22).
+    days = pd.bdate_range("2020-01-01", periods=30)
+    raw = _with_times(hourly.iloc[:30], [int(d.strftime("%Y%m%d")) for d in days])
+    loaded = load_bars(write_bars(raw, "daily.csv", index=False))
+    np.testing.assert_array_equal(loaded.index, days)
+
+
 def test_some_rows_with_an_offset_and_some_without_is_one_line(hourly, write_bars):
     # Half-aware times cannot be ordered honestly: the error names a row of each kind.
     times = [t.isoformat() for t in _ny(hourly.iloc[:20])]

@@ -2,8 +2,9 @@
 
 * Text is read as ISO 8601 (pandas ``format="ISO8601"``); text in another layout is read in
   the one format pandas infers from the first readable value (never guessed value by value,
-  which could read one date day-first and the next month-first). A text column of numbers
-  is read as epochs.
+  which could read one date day-first and the next month-first).
+* Numbers (also text that reads as numbers) are dates written as ``YYYYMMDD`` when they
+  all lie in 19000101..21001231, else Unix epochs in s, ms, us or ns by magnitude (UTC).
 * Times with a UTC offset are converted to UTC, also when the offset changes within the file
   (New York local time: -05:00 in winter, -04:00 in summer); a time zone stored with the
   data (a Parquet ``timestamp[tz=...]`` column) likewise. An offset cannot tell the zone's
@@ -13,7 +14,6 @@
   daylight saving ends, or in the hour that is skipped when it starts, is an error naming
   the row unless ``dst`` says how to resolve it: ``infer`` (the repeated hour in file
   order, a skipped time shifted forward) or ``drop`` (the row is left out).
-* Integer Unix epochs are read as s, ms, us or ns by magnitude (they are UTC already).
 
 Rows in messages are file rows: ``rows[i]`` is the file row of position ``i``.
 """
@@ -53,13 +53,18 @@ def parse_timestamps(values: pd.Series, source: str, where: str, rows: np.ndarra
     offsets: tuple[str, ...] = ()
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed, kind = values, "datetime"
-    elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        parsed, kind = pd.to_datetime(values, unit=_epoch_unit(values), errors="coerce"), "epoch"
     elif pd.api.types.is_bool_dtype(values):
         raise DataError(f"{source}: {where} holds true/false values, not timestamps")
-    elif _mostly_numbers(values):  # epochs in a text column, with a few bad values
+    elif pd.api.types.is_numeric_dtype(values) or _mostly_numbers(values):
+        # Numbers (also in a text column, with a few bad values): dates written as
+        # YYYYMMDD, else Unix epochs.
         numbers = pd.to_numeric(values, errors="coerce")
-        parsed, kind = pd.to_datetime(numbers, unit=_epoch_unit(numbers), errors="coerce"), "epoch"
+        if _yyyymmdd(numbers):
+            text = numbers.astype("Int64").astype(str)
+            parsed, kind = pd.to_datetime(text, format="%Y%m%d", errors="coerce"), "text"
+        else:
+            unit = _epoch_unit(numbers)
+            parsed, kind = pd.to_datetime(numbers, unit=unit, errors="coerce"), "epoch"
     else:
         (parsed, offsets), kind = _parse_text(values, source, where, rows), "text"
     bad = np.flatnonzero(parsed.isna().to_numpy())
@@ -229,6 +234,15 @@ def _epoch_unit(values: pd.Series) -> str:
         if top < limit:
             return unit
     return "ns"
+
+
+def _yyyymmdd(numbers: pd.Series) -> bool:
+    """Whole numbers 19000101..21001231 are dates (as epoch seconds they would be 1970)."""
+    present = numbers.dropna().to_numpy(dtype=np.float64)
+    if len(present) == 0:
+        return False
+    whole = (present == np.round(present)).all()
+    return bool(whole and present.min() >= 19000101 and present.max() <= 21001231)
 
 
 def _mostly_numbers(values: pd.Series) -> bool:
