@@ -142,16 +142,7 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         raise ConfigError(f"--out {out} already exists; choose a new directory")
 
     source = opts.data or "built-in synthetic bars"
-    if opts.data is None:
-        bars = make_bars()
-    else:
-        bars = load_bars(
-            opts.data,
-            ticker=cfg.ticker,
-            timezone=opts.timezone,
-            dst=opts.dst,
-            max_jump=opts.max_jump,
-        )
+    bars = _load(opts, cfg)
     features, targets = build_table(bars, cfg)
     try:
         split = holdout_split(len(features), cfg)
@@ -184,8 +175,34 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     )
     result = fit(cfg, fold, log=log)
 
+    summary = _save(
+        out,
+        result=result,
+        cfg=cfg,
+        fold=fold,
+        index=features.index,
+        test_idx=split.test,
+        meta=_origin(opts, bars, source),
+    )
+    log(summary)
+    log(
+        f"Artifacts: {out}/ (model.pt, config.json, scaler.json, training_metrics.json, predictions.parquet)"
+    )
+    return out
+
+
+def _load(opts: argparse.Namespace, cfg: TrainConfig) -> pd.DataFrame:
+    if opts.data is None:
+        return make_bars()
+    return load_bars(
+        opts.data, ticker=cfg.ticker, timezone=opts.timezone, dst=opts.dst, max_jump=opts.max_jump
+    )
+
+
+def _origin(opts: argparse.Namespace, bars: pd.DataFrame, source: str) -> dict:
+    """Where the run came from, for config.json: the preset and how the data were read."""
     origin = origin_of(bars)
-    meta = {
+    return {
         "preset": opts.preset,
         "preset_reason": opts.preset_reason,
         "data": source,
@@ -194,30 +211,22 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         "dst": opts.dst,
         "max_jump": opts.max_jump,
     }
-    # Write beside the target and rename at the end: no half-written run directory, also
-    # after Ctrl-C or SIGTERM (they raise KeyboardInterrupt here, see trainables.cli).
+
+
+def _save(out: Path, **run_files) -> str:
+    """Write the run beside ``out`` and rename it at the end: no half-written run folder,
+    also after Ctrl-C or SIGTERM (they raise KeyboardInterrupt, see trainables.cli).
+    Returns the test summary line."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_name(out)
     try:
-        save_run(
-            tmp,
-            result=result,
-            cfg=cfg,
-            fold=fold,
-            index=features.index,
-            test_idx=split.test,
-            meta=meta,
-        )
+        save_run(tmp, **run_files)
         summary = _test_summary(tmp)
         tmp.rename(out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    log(summary)
-    log(
-        f"Artifacts: {out}/ (model.pt, config.json, scaler.json, training_metrics.json, predictions.parquet)"
-    )
-    return out
+    return summary
 
 
 def _check_naive_error(
