@@ -14,12 +14,15 @@ without it the built-in data of the sweep that made the model is used. Data lack
 the model was trained on is refused with one line naming the missing columns (exit 2).
 
 Every bar that ends a full window gets a forecast for ``horizon`` bars later. Without
-``--out`` the predictions are written to stdout as CSV.
+``--out`` the predictions are written to stdout as CSV; ``--out`` takes .parquet, .pq or
+.csv and is written under a temporary name in the same folder, then renamed, so it is
+either complete or absent. A NaN/inf forecast is never written: the run is refused (exit 2).
+The data flags (--timezone, --dst, --max-jump) are those of the sweep (docs/data.md): give
+the model's sweep's values for bars of the same kind.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,13 +33,18 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from trainables.artifacts import LoadedRun, load_run, predict
+from trainables.atomic import write_file
+from trainables.cli import ArgumentParser, bar_options, command_line, interrupt_exit_code
 from trainables.data import REQUIRED_COLUMNS
 from trainables.errors import ConfigError, DataError, OrchestratorError
-from trainables.features import FEATURES, build_features
+from trainables.features import FEATURES, build_features, warmup_rows
+from trainables.origin import at_row, source_of
 from trainables.sources import BarSource, add_source_arguments, read_bars
 from trainables.synthetic import make_bars
 
-__all__ = ["load_model", "main", "needed_columns", "predict_bars"]
+__all__ = ["OUT_SUFFIXES", "load_model", "main", "needed_columns", "predict_bars"]
+
+OUT_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
 def load_model(path: str | Path) -> list[LoadedRun]:
@@ -123,12 +131,17 @@ def predict_bars(runs: list[LoadedRun], bars: pd.DataFrame) -> pd.DataFrame:
     ``target_timestamp`` is the bar forecast, when it lies inside ``bars``.
     """
     cfg = runs[0].config
-    features = build_features(
-        bars,
-        runs[0].feature_names,
-        sma_window=cfg.sma_window,
-        extra=[cfg.target_col] if cfg.target_col else (),
-    )
+    names = runs[0].feature_names
+    extra = [cfg.target_col] if cfg.target_col else []
+    features = build_features(bars, names, sma_window=cfg.sma_window, extra=extra)
+    seq_len = max(run.seq_len for run in runs)
+    if len(features) < seq_len:
+        warmup = warmup_rows([*names, *extra], sma_window=cfg.sma_window)
+        raise DataError(
+            f"{source_of(bars, 'the built-in data')}: {len(bars):,} bars give {len(features):,} feature"
+            f" rows after the {warmup}-row warm-up, fewer than one window of seq_len={seq_len};"
+            f" the model needs at least {seq_len + warmup:,} bars"
+        )
     frames = [predict(run, features) for run in runs]
     common = frames[0].index
     for f in frames[1:]:
@@ -152,12 +165,29 @@ def predict_bars(runs: list[LoadedRun], bars: pd.DataFrame) -> pd.DataFrame:
     target[inside] = features.index[rows[inside]]
     out.insert(0, "target_timestamp", target.to_numpy())
     out.index.name = "timestamp"
+    _check_forecasts(out, features, bars, runs)
     return out
 
 
-def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
-    """Everything ``main`` does, raising OrchestratorError instead of exiting."""
-    p = argparse.ArgumentParser(
+def _check_forecasts(
+    out: pd.DataFrame, features: pd.DataFrame, bars: pd.DataFrame, runs: list[LoadedRun]
+) -> None:
+    """A NaN/inf forecast is refused, never written: broken weights or bars beyond the model."""
+    values = out.drop(columns="target_timestamp").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):
+        model = runs[0].path if len(runs) == 1 else runs[0].path.parent
+        position = int(features.index.get_indexer(out.index[bad[:1]])[0])
+        raise DataError(
+            f"{model}: {len(bad):,} of {len(out):,} forecasts for"
+            f" {source_of(bars, 'the built-in data')} are NaN/inf, first for"
+            f" {at_row(features, position)}; refusing to write them (are the model's weights"
+            " or these bars broken?)"
+        )
+
+
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="python -m orchestrator.predict",
         description="Forecasts from a promoted model (a seed folder, or a rank folder: the "
         "mean of its seeds) for new bars, with the model's saved scaler and settings.",
@@ -170,8 +200,22 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
     )
     p.add_argument("--ticker", help="ticker to pick from multi-ticker data")
     add_source_arguments(p)
-    p.add_argument("--out", help="write .parquet or .csv here (default: CSV on stdout)")
-    args = p.parse_args(argv)
+    p.add_argument("--out", help="write .parquet, .pq or .csv here (default: CSV on stdout)")
+    bar_options(p)
+    return p
+
+
+def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
+    """Everything ``main`` does, raising OrchestratorError instead of exiting."""
+    args = _parser().parse_args(argv)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
+        raise ConfigError(
+            f"--out {out}: unknown file type {out.suffix or '(no suffix)'!r}; use"
+            f" {', '.join(OUT_SUFFIXES)}"
+        )
+    if out is not None and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; name a file, e.g. {out}/predictions.parquet")
     model = Path(args.model)
     if not model.exists():
         raise ConfigError(f"--model {model}: no such folder")
@@ -185,6 +229,9 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
         start=args.start,
         end=args.end,
         columns=tuple(c for c in needed_columns(runs) if c not in REQUIRED_COLUMNS),
+        timezone=args.timezone,
+        dst=args.dst,
+        max_jump=args.max_jump,
     )
     if source.is_database or args.data:
         if not source.is_database:
@@ -193,28 +240,42 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
     else:
         bars = _builtin_bars(model)
     preds = predict_bars(runs, bars)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".csv":
-            preds.to_csv(out)
-        else:
-            preds.to_parquet(out)
+    if out is not None:
+        _write_atomic(preds, out)
         log(f"{len(preds):,} predictions from {len(runs)} model(s) -> {out}")
     else:
         preds.to_csv(sys.stdout)
     return preds
 
 
-def main(argv: list[str] | None = None) -> int:
+def _write_atomic(preds: pd.DataFrame, out: Path) -> None:
+    """Write under a temporary name in the same folder, then rename: complete or absent."""
+
+    def write(tmp: Path) -> None:
+        if out.suffix.lower() == ".csv":
+            preds.to_csv(tmp)
+        else:
+            preds.to_parquet(tmp)
+
     try:
-        run(argv, log=lambda msg: print(msg, file=sys.stderr))
-    except OrchestratorError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        # `... | head` stopped reading: not an error; keep Python from complaining at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        write_file(out, write)
+    except OSError as err:  # a full disk, a read-only folder: the user's to fix
+        raise ConfigError(f"--out {out}: cannot write ({err.strerror or err})") from err
+
+
+def main(argv: list[str] | None = None) -> int:
+    with command_line():
+        try:
+            run(argv, log=lambda msg: print(msg, file=sys.stderr))
+        except OrchestratorError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as err:
+            print("interrupted: no predictions were written", file=sys.stderr)
+            return interrupt_exit_code(err)
+        except BrokenPipeError:
+            # `... | head` stopped reading: not an error; keep Python from complaining at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 
 from trainables.config import TrainConfig
-from trainables.data import check_enough_rows
+from trainables.data import DEFAULT_MAX_JUMP, check_enough_rows
 from trainables.dataset import Targets
 from trainables.errors import ConfigError, DataError
 from trainables.labels import describe_targets
 from trainables.naive import naive_forecast, naive_kind
+from trainables.origin import origin_of
 from trainables.sources import BarSource, read_bars
 from trainables.splits import (
     CombinatorialPurgedCV,
@@ -51,6 +52,7 @@ class SweepData:
     test_first_row: int  # first row of the untouched test part (its anchors' spans start here)
     audit: pd.DataFrame = field(repr=False)
     summary: str = ""
+    timestamps: str = ""  # how the data's times were read (UTC conversion), for sweep.json
 
     @property
     def n_rows(self) -> int:
@@ -87,9 +89,13 @@ def load_source(
     start: str | None = None,
     end: str | None = None,
     columns: tuple[str, ...] | None = None,
+    timezone: str | None = None,
+    dst: str = "raise",
+    max_jump: float = DEFAULT_MAX_JUMP,
 ) -> pd.DataFrame:
     """The user's bars (a file, or a database table/view/query: trainables.sources), or the
-    built-in generator's when no data is given."""
+    built-in generator's when no data is given. ``timezone``, ``dst``, ``max_jump``: how
+    timestamps and prices are checked (trainables.data.load_bars)."""
     if data is None and data_env is None:
         return make_bars(n_bars, seed=seed)
     return read_bars(
@@ -102,6 +108,9 @@ def load_source(
             start=start,
             end=end,
             columns=columns,
+            timezone=timezone,
+            dst=dst,
+            max_jump=max_jump,
         )
     )
 
@@ -119,6 +128,9 @@ def prepare_sweep_data(
     inner_val: float = 0.15,
     bars: pd.DataFrame | None = None,
     source: str | None = None,
+    timezone: str | None = None,
+    dst: str = "raise",
+    max_jump: float = DEFAULT_MAX_JUMP,
 ) -> SweepData:
     """Load, featurise, cut the holdout off and compute the folds shared by every trial.
 
@@ -128,7 +140,15 @@ def prepare_sweep_data(
     """
     source = source or data or "built-in data"  # the caller's name hides a URL's password
     if bars is None:  # else the caller loaded them (orchestrator.sweep_data)
-        bars = load_source(data, ticker=ticker, n_bars=n_bars, seed=data_seed)
+        bars = load_source(
+            data,
+            ticker=ticker,
+            n_bars=n_bars,
+            seed=data_seed,
+            timezone=timezone,
+            dst=dst,
+            max_jump=max_jump,
+        )
     features, targets = build_table(bars, base)
     check_enough_rows(
         len(features), seq_len=seq_len_max, horizon=base.horizon, n_splits=n_splits, source=source
@@ -201,6 +221,7 @@ def prepare_sweep_data(
         test_first_row=test_first_row,
         audit=audit,
         summary=summary,
+        timestamps=origin.timestamps if (origin := origin_of(bars)) else "naive (built-in data)",
     )
 
 

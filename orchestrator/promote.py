@@ -54,6 +54,8 @@ from orchestrator.report import summary_lines, write_report
 from orchestrator.retrain import train_all
 from orchestrator.tracking import SweepTracker, default_tracking_uri
 from orchestrator.trading import bars_per_year, trading_view
+from trainables.atomic import replace_folder
+from trainables.cli import ArgumentParser, command_line, interrupt_exit_code
 from trainables.config import TrainConfig
 from trainables.errors import ConfigError, OrchestratorError, TrainingError
 
@@ -245,8 +247,8 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
             guard.test_part(), picks, jobs, staging, baseline_models, spec, periods
         )
         result, baselines, chosen, trading, per_bar = judged
-        shutil.rmtree(out_dir / "models", ignore_errors=True)
-        os.replace(staging, out_dir / "models")
+        # The previous models/ stays until the new one is in place (trainables.atomic).
+        replace_folder(staging, out_dir / "models")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if started:
@@ -339,14 +341,14 @@ def _write_trading(out_dir: Path, per_bar: pd.DataFrame | None) -> None:
 
 def _key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set takes key=value, but got {text!r}")
+        raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. --set patience=10), not {text!r}")
     key, value = text.split("=", 1)
     return key.strip(), yaml.safe_load(value)  # 1e-3, true, [a, b] as a user writes them
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = PromoteSpec("x")
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(  # its errors are one line (ConfigError), not the whole usage
         prog="python -m orchestrator.promote",
         description="Retrain a sweep's best configs (early stopping on validation, then a "
         "refit on train+validation; several seeds, Ray Train), judge them once on the "
@@ -399,13 +401,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = vars(build_parser().parse_args(argv))
-        args["overrides"] = dict(args["overrides"])
-        promote(PromoteSpec(**args))
-    except OrchestratorError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with command_line(signals=False):
+        try:
+            args = vars(build_parser().parse_args(argv))
+            args["overrides"] = dict(args["overrides"])
+            promote(PromoteSpec(**args))
+        except OrchestratorError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as err:
+            print(
+                "interrupted: no models were written (the staging folder is removed)",
+                file=sys.stderr,
+            )
+            return interrupt_exit_code(err)
     return 0
 
 

@@ -73,7 +73,9 @@ from orchestrator.sweep_data import (
 from orchestrator.tracking import SweepTracker, default_tracking_uri
 from orchestrator.trial import run_trial
 from trainables.config import ALIASES, TrainConfig
+from trainables.data import DEFAULT_MAX_JUMP
 from trainables.errors import ConfigError
+from trainables.timestamps import DST_CHOICES
 
 __all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
 
@@ -122,6 +124,9 @@ class SweepSpec:
     num_cpus: int | None = None  # local Ray only; None = all cores
     dashboard: bool = True
     n_bars: int = 4000  # built-in data only
+    timezone: str | None = None  # zone of naive local timestamps (converted to UTC)
+    dst: str = "raise"  # with timezone: times at a daylight saving change (docs/data.md)
+    max_jump: float = DEFAULT_MAX_JUMP  # largest |log return| of a price between bars
     overrides: dict = field(default_factory=dict)  # extra TrainConfig settings for every trial
     # share of each fold's training samples held out (after a purge gap) for early stopping
     inner_val: float = 0.15
@@ -172,6 +177,11 @@ class SweepSpec:
                 self.time_budget is None or self.time_budget > 0,
                 f"--time-budget must be > 0, but got {self.time_budget}",
             ),
+            (
+                self.dst in DST_CHOICES,
+                f"--dst must be one of {list(DST_CHOICES)}, got {self.dst!r}",
+            ),
+            (self.max_jump > 0, f"--max-jump must be > 0 (inf: no limit), but got {self.max_jump}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -400,6 +410,9 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         inner_val=spec.inner_val,
         bars=bars,
         source=source_name(spec),
+        timezone=spec.timezone,
+        dst=spec.dst,
+        max_jump=spec.max_jump,
     )
     n_folds = len(data.folds)
     log(
@@ -429,6 +442,7 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
             data_summary=data.summary,
             space_definition=space_to_dict(space),
             test_first_row=data.test_first_row,
+            timestamps=data.timestamps,  # how the data's times were read (UTC conversion)
             experiment_path=exp_path,
             resume_command=hint,
         )

@@ -25,7 +25,7 @@ import pandas as pd
 from orchestrator.prepare import load_source
 from orchestrator.spaces import SearchSpace
 from trainables.config import TrainConfig
-from trainables.data import bars_fingerprint, load_bars
+from trainables.data import DEFAULT_MAX_JUMP, bars_fingerprint, load_bars
 from trainables.errors import ConfigError
 from trainables.sources import BarSource, public_url, run_columns
 
@@ -67,6 +67,15 @@ def bar_source(spec, *, columns=None, data=None, data_env=None) -> BarSource | N
     )
 
 
+def checks_of(spec) -> dict:
+    """How the sweep checks timestamps and prices (its --timezone, --dst, --max-jump)."""
+    return {
+        "timezone": getattr(spec, "timezone", None),
+        "dst": getattr(spec, "dst", "raise"),
+        "max_jump": getattr(spec, "max_jump", DEFAULT_MAX_JUMP),
+    }
+
+
 def source_name(spec) -> str:
     """The spec's source for logs and records: never with a password."""
     source = bar_source(spec)
@@ -99,6 +108,7 @@ def load_sweep_bars(spec, space: SearchSpace, base: TrainConfig) -> pd.DataFrame
         start=spec.start,
         end=spec.end,
         columns=sweep_columns(space, base),
+        **checks_of(spec),
     )
 
 
@@ -142,7 +152,7 @@ def reload_sweep_bars(
     snapshot = Path(out_dir) / SNAPSHOT
     source = bar_source(spec, columns=sweep_columns(space, base), data=data, data_env=data_env)
     if snapshot.is_file():
-        bars = load_bars(snapshot)
+        bars = load_bars(snapshot, max_jump=checks_of(spec)["max_jump"])  # already in UTC
         name = f"{snapshot} (snapshot of {source_name(spec)})"
     elif source is None:
         bars = load_source(None, ticker=spec.ticker, n_bars=spec.n_bars, seed=spec.seed)
@@ -159,6 +169,7 @@ def reload_sweep_bars(
             start=source.start,
             end=source.end,
             columns=source.columns,
+            **checks_of(spec),
         )
         name = source.describe()
     recorded = sweep.get("data_fingerprint")

@@ -29,6 +29,7 @@ from orchestrator.prepare import CV_SCHEMES
 from orchestrator.promote import PromoteSpec, promote
 from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
 from orchestrator.sweep import SCHEDULERS, SweepSpec, resolve_space, run_sweep
+from trainables.cli import ArgumentParser, bar_options, command_line
 from trainables.config import parse_value
 from trainables.errors import ConfigError, OrchestratorError
 from trainables.sources import add_source_arguments
@@ -45,14 +46,9 @@ _CLI_ARGS = (*_PROMOTE_ARGS, "job")
 SMOKE = {"space": "smoke", "trials": 4, "folds": 2, "epochs": 2, "n_bars": 1200}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2 via main(), not argparse's usage dump
-        raise ConfigError(f"{message} (see python -m orchestrator.tune --help)")
-
-
 def _key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE, but got {text!r}")
+        raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. --set epochs=20), not {text!r}")
     key, value = text.split("=", 1)
     # Typed from TrainConfig's fields, exactly as `python -m trainables.train --key value`.
     return key.strip(), parse_value(key.strip(), value)
@@ -73,7 +69,7 @@ def parse_duration(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
-    p = _Parser(
+    p = ArgumentParser(  # its errors are one line (ConfigError), not the whole usage
         prog="python -m orchestrator.tune",
         description="Ray Tune + Optuna sweep of LSTM models over purged time-series CV folds. "
         "Regression trials are ranked by mse_ratio: each target's MSE over its naive "
@@ -96,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--ticker", help="ticker to pick from multi-ticker data (default: none)")
     add_source_arguments(g, snapshot=True)
+    bar_options(g, explicit=True)  # None unless given: --resume tells given from default
     g.add_argument(
         "--task",
         choices=["regression", "classification"],
@@ -353,6 +350,11 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with command_line(signals=False):  # one-line data warnings; Ray Tune handles Ctrl-C
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
     _received.clear()

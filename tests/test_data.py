@@ -219,7 +219,7 @@ def test_several_tickers_without_choice(bars, write_bars):
     # A multi-ticker file without ticker= asks for one and lists them.
     raw = pd.concat([_raw(bars).assign(ticker="AAPL"), _raw(bars).assign(ticker="MSFT")])
     with pytest.raises(
-        DataError, match=r"holds 2 tickers \['AAPL', 'MSFT'\]; pick one with ticker="
+        DataError, match=r"holds 2 tickers \[.AAPL., .MSFT.\]; pick one with --ticker$"
     ):
         load_bars(write_bars(raw, index=False))
 

@@ -7,6 +7,8 @@ layout promotion writes: results/<name>/models/<rank>/seed<k>/ next to a sweep.j
 from __future__ import annotations
 
 import json
+import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +149,123 @@ def test_without_out_predictions_go_to_stdout_as_csv(models, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "timestamp,target_timestamp,predicted_close"
     assert len(lines) > 100
+
+
+# --- bad input and faults (issue #13) -------------------------------------------------------
+
+
+def _copy_run(models: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(models / "1" / "seed0", run)
+    return run
+
+
+class _Evil:
+    """A pickle that would create a file when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("damage", ["malicious pickle", "empty", "truncated", "not weights"])
+def test_unreadable_model_file_is_one_line_and_exit_2(models, tmp_path, capsys, damage):
+    # A model.pt that is a code-running pickle, empty, cut short, or not a state dict is
+    # refused in one line (exit 2, no traceback), and no pickled code runs.
+    run = _copy_run(models, tmp_path)
+    weights = run / "model.pt"
+    marker = tmp_path / "pwned"
+    if damage == "malicious pickle":
+        weights.write_bytes(pickle.dumps(_Evil(marker)))
+    elif damage == "empty":
+        weights.write_bytes(b"")
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:300])
+    else:
+        torch.save([torch.zeros(3)], weights)
+    assert main(["--model", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {weights}: ")
+    assert "Traceback" not in err and not marker.exists()
+
+
+def test_unknown_out_extension_is_refused_before_any_work(models, tmp_path, capsys):
+    # --out p.xlsx would get Parquet bytes under an Excel name: refused, nothing written.
+    out = tmp_path / "p.xlsx"
+    assert main(["--model", str(models / "1"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --out {out}: unknown file type '.xlsx'; use .parquet, .pq, .csv"
+    )
+    assert not out.exists()
+
+
+def test_failed_write_keeps_the_previous_file_and_leaves_no_partial(
+    models, tmp_path, monkeypatch, capsys
+):
+    # A write that fails half way (injected: bytes written, then a full disk) leaves the
+    # earlier predictions file as it was and no temporary file beside it.
+    out = tmp_path / "preds.parquet"
+    assert main(["--model", str(models / "1" / "seed0"), "--out", str(out)]) == 0
+    before = out.read_bytes()
+    real = pd.DataFrame.to_parquet
+
+    def disk_full(self, path, *args, **kwargs):
+        real(self, path, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full)
+    assert main(["--model", str(models / "1" / "seed1"), "--out", str(out)]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(f"--out {out}: cannot write (No space left on device)")
+    )
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.parquet"]
+
+
+def test_nan_forecasts_are_refused_not_written(models, tmp_path, capsys):
+    # A model whose weights turned NaN gives NaN forecasts: refused in one line, no file.
+    run = _copy_run(models, tmp_path)
+    state = torch.load(run / "model.pt", weights_only=True)
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = torch.full_like(state[name], float("nan"))
+    torch.save(state, run / "model.pt")
+    out = tmp_path / "p.csv"
+    assert main(["--model", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {run}: ") and err.count("\n") == 0
+    assert "forecasts for the built-in data are NaN/inf, first for row " in err
+    assert "refusing to write them" in err and not out.exists()
+
+
+def test_absurd_value_in_new_data_is_one_line(models, tmp_path, write_bars, capsys):
+    # A close of 1e300 (which used to give empty forecasts and exit 0) names file and row.
+    bars = make_bars(300, seed=7)
+    bars.iloc[200, bars.columns.get_loc("close")] = 1e300
+    path = write_bars(bars, "new.csv")
+    out = tmp_path / "p.parquet"
+    assert main(["--model", str(models / "1"), "--data", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"error: {path}: column 'close' jumps")
+    assert "at row 200 " in err and not out.exists()
+
+
+def test_too_few_bars_names_the_file(models, write_bars, capsys):
+    # Fewer bars than one window (after the warm-up) is one line naming the file.
+    path = write_bars(make_bars(7, seed=7), "short.csv")
+    assert main(["--model", str(models / "1"), "--data", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {path}: 7 bars give 6 feature rows after the 1-row warm-up, fewer than one"
+        " window of seq_len=8; the model needs at least 9 bars"
+    )
+
+
+def test_missing_model_flag_is_one_line(capsys):
+    # argparse's errors are one line too, not the whole usage text.
+    assert main([]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: the following arguments are required: --model"
+    )

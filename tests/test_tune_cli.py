@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.tune import main, parse_args, promote_spec
+from trainables.synthetic import make_bars
 
 
 def run_cli(capsys, tmp_path, *args: str) -> tuple[int, str]:
@@ -124,3 +125,40 @@ def test_promotion_cost_flag_reaches_the_promotion_and_is_checked_first(capsys, 
     code, err = run_cli(capsys, tmp_path, "--promote", "--cost-bps", "-1", "--name", "x")
     assert code == 2 and "--cost-bps must be a number >= 0" in err
     assert not (tmp_path / "results" / "x").exists()
+
+
+def test_set_without_equals_is_one_line(capsys, tmp_path):
+    # --set epochs (no '=') is one line, not argparse's whole usage text.
+    code, err = run_cli(capsys, tmp_path, "--set", "epochs")
+    assert code == 2
+    assert err.strip() == (
+        "error: argument --set: takes KEY=VALUE (e.g. --set epochs=20), not 'epochs'"
+    )
+
+
+def test_unknown_flag_is_one_line(capsys, tmp_path):
+    # A misspelt flag is one line too.
+    code, err = run_cli(capsys, tmp_path, "--trails", "5")
+    assert code == 2 and err.strip() == "error: unrecognized arguments: --trails 5"
+
+
+def test_absurd_value_stops_the_sweep_before_ray_starts(capsys, tmp_path):
+    # A close of 1e300 (which used to start Ray, fail every trial and exit 0) is one line
+    # naming the file and its row, and no sweep folder appears.
+    bars = make_bars(1200)
+    bars.iloc[600, bars.columns.get_loc("close")] = 1e300
+    path = tmp_path / "huge.csv"
+    bars.to_csv(path)
+    code, err = run_cli(capsys, tmp_path, "--data", str(path), "--smoke-test", "--name", "x")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: column 'close' jumps from")
+    assert "at row 600 (2020-01-26 00:00:00)" in lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_data_flags_reach_the_sweep_spec():
+    # --timezone, --dst and --max-jump are SweepSpec fields, so sweep.json records them.
+    spec = parse_args(["--timezone", "America/New_York", "--dst", "infer", "--max-jump", "3"])
+    assert (spec.timezone, spec.dst, spec.max_jump) == ("America/New_York", "infer", 3.0)
+    assert parse_args([]).max_jump == 2.0

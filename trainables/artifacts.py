@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,11 +64,14 @@ def save_run(
     fold: FoldData,
     index: pd.DatetimeIndex | None = None,
     test_idx: np.ndarray | None = None,
+    meta: dict | None = None,
 ) -> Path:
     """Write the five run files into ``out_dir`` (created if missing); returns it.
 
     Predictions cover ``fold.stop_idx`` (split 'val', the early-stopping part) and, when given, ``test_idx`` (split
     'test', whose metrics go to ``test_metrics``). ``index``: the feature rows' timestamps.
+    ``meta``: where the run came from (preset, data source, how its timestamps were read),
+    kept as ``origin`` in config.json.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +119,7 @@ def save_run(
             "seconds": result.seconds,
             "torch_version": torch.__version__,
         },
+        **({"origin": meta} if meta else {}),
     }
     _write_json(out / "config.json", info)
     _write_json(out / "scaler.json", fold.scaler.to_dict())
@@ -133,16 +139,12 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         scaler = scaler_from_dict(json.loads((path / "scaler.json").read_text()))
         cfg = TrainConfig.from_dict(info["train_config"])
         spec, data = info["model"], info["data"]
-    except (OSError, ValueError, KeyError) as err:
+        model = SequenceModel(
+            cfg, spec["n_features"], spec["n_outputs"], residual_index=spec.get("residual_index")
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise DataError(f"{path}: unreadable run files ({type(err).__name__}: {err})") from err
-    model = SequenceModel(
-        cfg, spec["n_features"], spec["n_outputs"], residual_index=spec.get("residual_index")
-    )
-    state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise DataError(f"{path / 'model.pt'} does not match config.json: {err}") from err
+    _load_weights(path / "model.pt", model)
     return LoadedRun(
         path=path,
         config=cfg,
@@ -192,6 +194,46 @@ def predict(run: LoadedRun, features: pd.DataFrame, *, device: str | None = None
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _weights_problem(err: Exception) -> str:
+    if isinstance(err, pickle.UnpicklingError):
+        return (
+            "it holds pickled objects other than tensors, and loading those could run code"
+            " (only files written by this project's save_run load)"
+        )
+    if isinstance(err, EOFError):
+        return "the file is empty or cut short"
+    if isinstance(err, OSError):
+        return f"cannot read it ({err.strerror or err}): is it cut short or damaged?"
+    text = str(err).strip()
+    first = text.splitlines()[0][:160] if text else ""
+    if "zip archive" in first:
+        return "not a complete PyTorch weights file (cut short or damaged)"
+    return f"not a PyTorch weights file ({type(err).__name__}{': ' + first if first else ''})"
+
+
+def _load_weights(file: Path, model: SequenceModel) -> None:
+    """Load the state dict in ``file`` into ``model`` without running any pickled code.
+
+    ``weights_only=True`` refuses a pickle that would import or call anything; that refusal,
+    an empty or truncated file and weights of another model are each one DataError line.
+    """
+    try:
+        with warnings.catch_warnings():
+            # A pickle not written by torch.save (as a planted one is) makes torch warn
+            # about its protocol before refusing it; the refusal below says it all.
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file: all are bad input
+        raise DataError(f"{file}: refused, {_weights_problem(err)}") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{file}: holds a {type(state).__name__}, not a model's weights")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise DataError(f"{file} does not match its config.json: {first}") from err
 
 
 def _replay_device(device: str, amp: str) -> tuple[torch.device, str]:

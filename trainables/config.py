@@ -456,7 +456,29 @@ def _preset_parameters() -> TrainConfig:
     )
 
 
+def _preset_cpu() -> TrainConfig:
+    """The guide's settings sized for a CPU: one small LSTM layer on 30-bar windows.
+
+    The guide's model (256 units x 2 layers on 60-bar windows, up to 100 epochs) is sized
+    for a GPU. ``python -m trainables.train`` starts from this one when no CUDA device is
+    present (docs/parameters.md, "Presets").
+    """
+    return TrainConfig(
+        hidden_size=64,
+        num_layers=1,
+        dropout=0.1,
+        sequence_length=30,
+        learning_rate=3e-3,
+        warmup_epochs=2,
+        epochs=30,
+        batch_size=128,
+        patience=5,
+        min_delta=0.0,  # scaled validation losses are ~1e-3: count any real improvement
+    )
+
+
 PRESETS: dict[str, TrainConfig] = {
     "guide": TrainConfig(),
     "parameters": _preset_parameters(),
+    "cpu": _preset_cpu(),
 }

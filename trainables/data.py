@@ -1,24 +1,45 @@
 """Load bar data from CSV or Parquet and check it, with one clear line per problem.
 
 Output format (also what ``synthetic.make_bars`` returns): a ``DatetimeIndex`` named
-``timestamp``, sorted and unique; float64 columns ``open, high, low, close, volume`` in lower
-case, then every other numeric column of the file. Rows in messages are counted from 0 in
-file order (after picking the ticker) and come with their timestamp.
+``timestamp``, sorted and unique (UTC when the file's times carry an offset or a zone, or
+``timezone`` is given); float64 columns ``open, high, low, close, volume`` in lower case, then
+every other numeric column of the file. Rows in messages are the file's data rows counted
+from 0 (whatever ticker is picked) and come with their timestamp; the frame carries that
+mapping for later messages (``trainables.origin``).
+
+The checks themselves live in ``trainables.timestamps`` (times, zones, daylight saving) and
+``trainables.bar_checks`` (values, order, jumps, constant stretches, gaps).
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import lzma
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from trainables.bar_checks import (
+    DEFAULT_MAX_JUMP,
+    check_constant_close,
+    check_gaps,
+    check_jumps,
+    check_magnitude,
+    check_max_jump,
+    check_order,
+    check_values,
+    numeric_values,
+)
 from trainables.errors import ConfigError, DataError
+from trainables.origin import attach_origin
+from trainables.timestamps import Parsed, parse_timestamps, to_utc
 
 __all__ = [
+    "DEFAULT_MAX_JUMP",
     "REQUIRED_COLUMNS",
     "TICKER_NAMES",
     "TIMESTAMP_NAMES",
@@ -36,6 +57,15 @@ _TICKER_NAMES = ("ticker", "symbol")
 TIMESTAMP_NAMES, TICKER_NAMES = _TIMESTAMP_NAMES, _TICKER_NAMES
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+# What a damaged or mislabelled file makes the readers raise (truncated archives included).
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    pa.ArrowException,
+    zipfile.BadZipFile,
+    lzma.LZMAError,
+)
 
 
 def load_bars(
@@ -44,8 +74,16 @@ def load_bars(
     ticker: str | None = None,
     timestamp_col: str | None = None,
     ticker_col: str | None = None,
+    timezone: str | None = None,
+    dst: str = "raise",
+    max_jump: float = DEFAULT_MAX_JUMP,
 ) -> pd.DataFrame:
-    """Read one ticker's bars from a CSV or Parquet file and validate them."""
+    """Read one ticker's bars from a CSV or Parquet file and validate them.
+
+    ``timezone``: the zone of naive local times (converted to UTC); ``dst``: how to read a
+    time at a daylight saving change (``raise``, ``infer``, ``drop``); ``max_jump``: the
+    largest |log return| of a price between consecutive bars (``inf``: no limit).
+    """
     path = Path(path)
     source = str(path)
     return bars_from_frame(
@@ -54,6 +92,9 @@ def load_bars(
         ticker=ticker,
         timestamp_col=timestamp_col,
         ticker_col=ticker_col,
+        timezone=timezone,
+        dst=dst,
+        max_jump=max_jump,
     )
 
 
@@ -64,27 +105,60 @@ def bars_from_frame(
     ticker: str | None = None,
     timestamp_col: str | None = None,
     ticker_col: str | None = None,
+    timezone: str | None = None,
+    dst: str = "raise",
+    max_jump: float = DEFAULT_MAX_JUMP,
 ) -> pd.DataFrame:
     """A frame as a file or a database gave it -> checked bars: what ``load_bars`` does after
     reading (column names, ticker, timestamp parsing, then ``validate_bars``)."""
     df = _lowercase_columns(df, source)
-    df = _pick_ticker(df, source, ticker=ticker, ticker_col=ticker_col)
-    df = _set_timestamp_index(df, source, timestamp_col=timestamp_col)
-    return validate_bars(df, source)
+    rows = np.arange(len(df))
+    df, rows = _pick_ticker(df, source, rows, ticker=ticker, ticker_col=ticker_col)
+    df, parsed = _set_timestamp_index(df, source, rows, timestamp_col=timestamp_col)
+    return _validate(df, source, rows, parsed, timezone=timezone, dst=dst, max_jump=max_jump)
 
 
-def validate_bars(df: pd.DataFrame, source: str) -> pd.DataFrame:
+def validate_bars(
+    df: pd.DataFrame,
+    source: str,
+    *,
+    timezone: str | None = None,
+    dst: str = "raise",
+    max_jump: float = DEFAULT_MAX_JUMP,
+) -> pd.DataFrame:
     """Check a frame indexed by timestamps and return it in the bar format.
 
-    Raises DataError for a missing column, a non-numeric, NaN/inf or non-positive value,
-    or unsorted/duplicate timestamps.
+    Every frame-level check of ``load_bars``: column names and types, NaN/inf, prices > 0,
+    absurd values, time zones (``timezone``, ``dst``), order, duplicates, jumps
+    (``max_jump``), a constant close (error), long constant stretches and time gaps
+    (``DataWarning``). Rows in messages are positions in ``df``, counted from 0.
     """
     df = _lowercase_columns(df, source)
+    if pd.api.types.is_numeric_dtype(df.index) and len(df):
+        raise DataError(f"{source}: the index holds numbers, not timestamps; index by time")
+    rows = np.arange(len(df))
+    parsed = parse_timestamps(pd.Series(df.index), source, "the index", rows)
+    return _validate(df, source, rows, parsed, timezone=timezone, dst=dst, max_jump=max_jump)
+
+
+def _validate(
+    df: pd.DataFrame,
+    source: str,
+    rows: np.ndarray,
+    parsed: Parsed,
+    *,
+    timezone: str | None,
+    dst: str,
+    max_jump: float,
+) -> pd.DataFrame:
+    max_jump = check_max_jump(max_jump)
     if len(df) == 0:
         raise DataError(f"{source}: no rows")
-    if pd.api.types.is_numeric_dtype(df.index):
-        raise DataError(f"{source}: the index holds numbers, not timestamps; index by time")
-    index = _parse_timestamps(pd.Series(df.index), source, "the index")
+    index, keep, note = to_utc(
+        pd.DatetimeIndex(parsed.values), parsed, source, rows, timezone=timezone, dst=dst
+    )
+    if keep is not None:
+        df, rows = df.iloc[keep], rows[keep]
     for name in REQUIRED_COLUMNS:
         if name not in df.columns:
             raise DataError(_missing_column(source, name, list(df.columns)))
@@ -92,20 +166,20 @@ def validate_bars(df: pd.DataFrame, source: str) -> pd.DataFrame:
     columns: dict[str, np.ndarray] = {}
     for name in df.columns:
         required = name in REQUIRED_COLUMNS
-        values = _numeric(df[name], source, name, index, strict=required)
+        values = numeric_values(df[name], source, name, index, rows, strict=required)
         if values is not None:
             columns[name] = values
     ordered = [*REQUIRED_COLUMNS, *(c for c in columns if c not in REQUIRED_COLUMNS)]
-    out = pd.DataFrame({c: columns[c] for c in ordered}, index=pd.DatetimeIndex(index))
+    out = pd.DataFrame({c: columns[c] for c in ordered}, index=index)
     out.index.name = "timestamp"
 
-    for name in out.columns:
-        _check_finite(out[name], source, name)
-    for name in ("open", "high", "low", "close"):
-        _check_positive(out[name], source, name, allow_zero=False)
-    _check_positive(out["volume"], source, "volume", allow_zero=True)
-    _check_order(out.index, source)
-    return out
+    check_values(out, source, rows)
+    check_order(out.index, source, rows)
+    check_jumps(out, source, rows, max_jump=max_jump)
+    check_magnitude(out, source, rows)
+    check_constant_close(out["close"], source, rows)
+    check_gaps(out.index, source, rows)
+    return attach_origin(out, source, rows, note)
 
 
 def check_enough_rows(
@@ -168,7 +242,12 @@ def _read(path: Path, source: str) -> pd.DataFrame:
         if kind == "CSV":
             return pd.read_csv(path)
         return pd.read_parquet(path, engine="pyarrow")
-    except (OSError, ValueError, pa.ArrowException) as err:
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{source}: cannot read as CSV: not UTF-8 text (byte {err.object[err.start]:#04x}"
+            f" at byte {err.start:,}); save the file as UTF-8"
+        ) from err
+    except _READ_ERRORS as err:  # the reader's own message, first line: it names the problem
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"{source}: cannot read as {kind}: {first_line}") from err
 
@@ -198,26 +277,30 @@ def _find_column(
 
 
 def _pick_ticker(
-    df: pd.DataFrame, source: str, *, ticker: str | None, ticker_col: str | None
-) -> pd.DataFrame:
+    df: pd.DataFrame,
+    source: str,
+    rows: np.ndarray,
+    *,
+    ticker: str | None,
+    ticker_col: str | None,
+) -> tuple[pd.DataFrame, np.ndarray]:
     col = _find_column(df, source, ticker_col, _TICKER_NAMES, "ticker column")
     if col is None:
         if ticker is not None:
             raise DataError(
-                f"{source}: ticker={ticker!r} was given but there is no ticker column (looked"
-                f" for {', '.join(_TICKER_NAMES)}; pass ticker_col=...); columns are"
-                f" {list(df.columns)}"
+                f"{source}: --ticker {ticker} was given but there is no ticker column (looked"
+                f" for {', '.join(_TICKER_NAMES)}); columns are {list(df.columns)}"
             )
-        return df
+        return df, rows
     labels = df[col].astype(str)
     present = list(dict.fromkeys(labels))
     if ticker is None:
         if len(present) > 1:
             raise DataError(
                 f"{source}: column {col!r} holds {len(present)} tickers {_preview(present)};"
-                " pick one with ticker=..."
+                " pick one with --ticker"
             )
-        return df.drop(columns=col)
+        return df.drop(columns=col), rows
     wanted = str(ticker)
     if wanted not in present:
         # A unique case-insensitive match is the same ticker written differently.
@@ -231,117 +314,27 @@ def _pick_ticker(
             )
         wanted = folded[0]
     # Keep the index: a Parquet file may hold the timestamps there.
-    return df.loc[(labels == wanted).to_numpy()].drop(columns=col)
+    mask = (labels == wanted).to_numpy()
+    return df.loc[mask].drop(columns=col), rows[mask]
 
 
 def _set_timestamp_index(
-    df: pd.DataFrame, source: str, *, timestamp_col: str | None
-) -> pd.DataFrame:
+    df: pd.DataFrame, source: str, rows: np.ndarray, *, timestamp_col: str | None
+) -> tuple[pd.DataFrame, Parsed]:
     col = _find_column(df, source, timestamp_col, _TIMESTAMP_NAMES, "timestamp column")
     if col is not None:
-        index = _parse_timestamps(df[col], source, f"column {col!r}")
-        return df.drop(columns=col).set_axis(pd.DatetimeIndex(index), axis=0)
+        parsed = parse_timestamps(df[col], source, f"column {col!r}", rows)
+        index = pd.DatetimeIndex(parsed.values)
+        return df.drop(columns=col).set_axis(index, axis=0), parsed
     if isinstance(df.index, pd.DatetimeIndex):  # Parquet written with a timestamp index
-        return df
+        return df, parse_timestamps(pd.Series(df.index), source, "the index", rows)
     raise DataError(
-        f"{source}: no timestamp column (looked for {', '.join(_TIMESTAMP_NAMES)};"
-        f" pass timestamp_col=...); columns are {list(df.columns)}"
+        f"{source}: no timestamp column (looked for {', '.join(_TIMESTAMP_NAMES)}; name the"
+        f" column 'timestamp'); columns are {list(df.columns)}"
     )
 
 
-# --- checks --------------------------------------------------------------------------------
-
-
-def _parse_timestamps(values: pd.Series, source: str, where: str) -> pd.Series:
-    values = values.reset_index(drop=True)
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values
-    elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        parsed = pd.to_datetime(values, unit=_epoch_unit(values), errors="coerce")
-    else:
-        try:
-            parsed = pd.to_datetime(values, errors="coerce")
-        except (ValueError, TypeError) as err:  # e.g. mixed time zones
-            raise DataError(f"{source}: cannot parse timestamps in {where}: {err}") from err
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if len(bad):
-        row = int(bad[0])
-        raise DataError(
-            f"{source}: {where} has {len(bad):,} missing or unparseable timestamp(s),"
-            f" first at row {row} (value {values.iloc[row]!r})"
-        )
-    return parsed
-
-
-def _epoch_unit(values: pd.Series) -> str:
-    """Unix epoch numbers: pick the unit from the magnitude (seconds up to nanoseconds)."""
-    top = float(np.nanmax(np.abs(values.to_numpy(dtype=np.float64)))) if len(values) else 0.0
-    for unit, limit in (("s", 1e11), ("ms", 1e14), ("us", 1e17)):
-        if top < limit:
-            return unit
-    return "ns"
-
-
-def _numeric(
-    column: pd.Series, source: str, name: str, index: pd.Series, *, strict: bool
-) -> np.ndarray | None:
-    """Float64 values; a non-numeric value is an error in a required column, else drops it."""
-    if pd.api.types.is_bool_dtype(column):
-        return column.to_numpy(dtype=np.float64) if strict else None
-    if pd.api.types.is_numeric_dtype(column):
-        return column.to_numpy(dtype=np.float64)
-    if not strict:
-        return None
-    coerced = pd.to_numeric(column, errors="coerce")
-    bad = np.flatnonzero(coerced.isna().to_numpy() & column.notna().to_numpy())
-    if len(bad):
-        row = int(bad[0])
-        raise DataError(
-            f"{source}: column {name!r} has {len(bad):,} non-numeric value(s), first at row"
-            f" {row} ({index.iloc[row]}): {column.iloc[row]!r}"
-        )
-    return coerced.to_numpy(dtype=np.float64)
-
-
-def _check_finite(column: pd.Series, source: str, name: str) -> None:
-    bad = np.flatnonzero(~np.isfinite(column.to_numpy()))
-    if len(bad):
-        row = int(bad[0])
-        raise DataError(
-            f"{source}: column {name!r} has {len(bad):,} NaN/inf value(s), first at row {row}"
-            f" ({column.index[row]})"
-        )
-
-
-def _check_positive(column: pd.Series, source: str, name: str, *, allow_zero: bool) -> None:
-    values = column.to_numpy()
-    bad = np.flatnonzero(values < 0 if allow_zero else values <= 0)
-    if len(bad):
-        row = int(bad[0])
-        rule = "negative" if allow_zero else "zero or negative"
-        raise DataError(
-            f"{source}: column {name!r} has {len(bad):,} {rule} value(s), first at row {row}"
-            f" ({column.index[row]}): {values[row]!r}"
-        )
-
-
-def _check_order(index: pd.DatetimeIndex, source: str) -> None:
-    stamps = index.asi8
-    step = np.diff(stamps)
-    back = np.flatnonzero(step < 0)
-    if len(back):
-        row = int(back[0]) + 1
-        raise DataError(
-            f"{source}: timestamps are not sorted: row {row} ({index[row]}) comes after row"
-            f" {row - 1} ({index[row - 1]}); sort the file by time"
-        )
-    same = np.flatnonzero(step == 0)
-    if len(same):
-        row = int(same[0]) + 1
-        raise DataError(
-            f"{source}: duplicate timestamp {index[row]} at rows {row - 1} and {row}"
-            f" ({len(same):,} duplicate(s) in all)"
-        )
+# --- messages ------------------------------------------------------------------------------
 
 
 def _missing_column(source: str, name: str, columns: list[str], *, what: str = "column") -> str:

@@ -1,12 +1,14 @@
 """One exception hierarchy for user-facing failures.
 
 The CLIs catch :class:`OrchestratorError`, print ``str(err)`` as one line and exit 2.
-Anything else is a bug and keeps its traceback.
+Anything else is a bug and keeps its traceback. :class:`DataWarning` is the one warning
+about data that still loads (a long constant stretch, a large time gap): the CLIs print it
+as one ``warning: ...`` line on stderr and go on.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "OrchestratorError", "TrainingError"]
+__all__ = ["ConfigError", "DataError", "DataWarning", "OrchestratorError", "TrainingError"]
 
 
 class OrchestratorError(Exception):
@@ -23,3 +25,7 @@ class ConfigError(OrchestratorError):
 
 class TrainingError(OrchestratorError):
     """Training cannot go on: the loss diverged (NaN/inf) or no batch fits in memory."""
+
+
+class DataWarning(UserWarning):
+    """The bar data load, but something in them deserves a look (see docs/data.md)."""

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from trainables.bar_checks import MAX_ABS
 from trainables.errors import ConfigError, DataError
+from trainables.origin import at_row, attach_origin, origin_of, source_of
 
 __all__ = ["FEATURES", "build_features", "warmup_rows"]
 
@@ -90,7 +92,8 @@ def build_features(
     """Columns ``f_cols`` then ``extra`` (deduplicated, order kept) on the bars' index.
 
     The leading warm-up rows, where a rolling window is not yet full, are dropped, so every
-    returned value is finite.
+    returned value is finite and at most ``bar_checks.MAX_ABS`` in size; a value that is not
+    is a DataError naming the feature and the bars' source and row (``trainables.origin``).
     """
     if isinstance(sma_window, bool) or not isinstance(sma_window, (int, np.integer)):
         raise ConfigError(f"sma_window must be an integer >= 1, but got sma_window={sma_window!r}")
@@ -120,12 +123,21 @@ def build_features(
     start = warmup_rows(names, sma_window=int(sma_window))
     if start >= len(frame):
         raise DataError(
-            f"{len(bars):,} bars leave no rows after the {start}-row warm-up of"
+            f"{_prefix(bars)}{len(bars):,} bars leave no rows after the {start}-row warm-up of"
             f" sma_window={sma_window}; lower sma_window or load more bars"
         )
     frame = frame.iloc[start:]
-    _check_finite(frame)
+    origin = origin_of(bars)
+    if origin is not None:  # so a later message can name the file's row too
+        rows = origin.rows.reindex(frame.index).to_numpy()
+        attach_origin(frame, origin.source, rows, origin.timestamps)
+    _check_finite(frame, bars)
     return frame
+
+
+def _prefix(bars: pd.DataFrame) -> str:
+    source = source_of(bars)
+    return f"{source}: " if source else ""
 
 
 def _requested(names: Iterable[str], what: str) -> list[str]:
@@ -145,18 +157,21 @@ def _require_columns(bars: pd.DataFrame, reads: tuple[str, ...], name: str) -> N
     missing = [c for c in reads if c not in bars.columns]
     if missing:
         raise DataError(
-            f"feature {name!r} needs bar column(s) {missing}; the bars have {list(bars.columns)}"
+            f"{_prefix(bars)}feature {name!r} needs bar column(s) {missing}; the bars have"
+            f" {list(bars.columns)}"
         )
 
 
-def _check_finite(frame: pd.DataFrame) -> None:
-    """A NaN/inf after the warm-up is a data problem (e.g. zero volume in a ratio): say where."""
+def _check_finite(frame: pd.DataFrame, bars: pd.DataFrame) -> None:
+    """A NaN/inf or an overflowing value after the warm-up is a data problem: say where."""
     values = frame.to_numpy()
-    bad_rows, bad_cols = np.nonzero(~np.isfinite(values))
+    bad = ~np.isfinite(values) | (np.abs(values) > MAX_ABS)
+    bad_rows, bad_cols = np.nonzero(bad)
     if len(bad_rows):
-        row, col = int(bad_rows[0]), frame.columns[int(bad_cols[0])]
-        count = int((~np.isfinite(values[:, int(bad_cols[0])])).sum())
+        row, k = int(bad_rows[0]), int(bad_cols[0])
+        col = frame.columns[k]
         raise DataError(
-            f"feature {col!r} is NaN/inf in {count:,} row(s) after the warm-up, first at"
-            f" {frame.index[row]}; check the bars there (zero volume or price?)"
+            f"{_prefix(bars)}feature {col!r} is NaN/inf or beyond {MAX_ABS:.0e} in"
+            f" {int(bad[:, k].sum()):,} row(s) after the warm-up, first at {at_row(frame, row)}:"
+            f" {float(values[row, k])!r}; check the bars there (zero volume or price?)"
         )

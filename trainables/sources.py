@@ -24,7 +24,7 @@ import pandas as pd
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from trainables.data import REQUIRED_COLUMNS, bars_from_frame, load_bars
+from trainables.data import DEFAULT_MAX_JUMP, REQUIRED_COLUMNS, bars_from_frame, load_bars
 from trainables.database import Request, read_database
 from trainables.errors import ConfigError, DataError
 from trainables.features import FEATURES
@@ -101,6 +101,10 @@ class BarSource:
     start: str | None = None  # first bar to read, inclusive
     end: str | None = None  # last bar to read, inclusive
     columns: tuple[str, ...] | None = None  # bar columns beyond OHLCV the run reads
+    # how timestamps and prices are checked (trainables.data.load_bars)
+    timezone: str | None = None
+    dst: str = "raise"
+    max_jump: float = DEFAULT_MAX_JUMP
 
     def __post_init__(self) -> None:
         if self.data is not None and self.data_env is not None:
@@ -124,6 +128,11 @@ class BarSource:
         start, end = _time("--start", self.start), _time("--end", self.end)
         if start is not None and end is not None and _utc(start) > _utc(end):
             raise ConfigError(f"--start {self.start} is after --end {self.end}")
+
+    @property
+    def checks(self) -> dict:
+        """The keyword arguments of the checks every bar source gets (time zones, jumps)."""
+        return {"timezone": self.timezone, "dst": self.dst, "max_jump": self.max_jump}
 
     @property
     def is_database(self) -> bool:
@@ -166,7 +175,7 @@ def read_bars(source: BarSource) -> pd.DataFrame:
         raise ConfigError("no data given: pass --data (a file or a database URL) or --data-env")
     start, end = _time("--start", source.start), _time("--end", source.end)
     if not source.is_database:
-        bars = load_bars(location, ticker=source.ticker)
+        bars = load_bars(location, ticker=source.ticker, **source.checks)
         return _cut(bars, start, end, str(location))
     url = _parse_url(location, public_url(location))
     name = source.describe()
@@ -177,7 +186,7 @@ def read_bars(source: BarSource) -> pd.DataFrame:
         picked = f" for ticker {source.ticker!r}" if source.ticker else ""
         raise DataError(f"{name}: no rows{picked}{_range_text(start, end)}")
     frame = _strict_numbers(frame, name, result.timestamp_col, source.columns or ())
-    bars = bars_from_frame(frame, name, timestamp_col=result.timestamp_col)
+    bars = bars_from_frame(frame, name, timestamp_col=result.timestamp_col, **source.checks)
     return bars if result.time_filtered else _cut(bars, start, end, name)
 
 

@@ -7,40 +7,53 @@
 
 Trains on the train part, early-stops on val, reports metrics on the untouched test part.
 Every TrainConfig parameter can be set as ``--name value`` (docs/parameters.md); settings
-apply in the order preset < --config file < command line. A user error prints one line on
-stderr and exits with code 2; the output directory appears only when the run is complete.
+apply in the order preset < --config file < command line. Without ``--preset`` the preset
+is ``guide`` with a CUDA device and ``cpu`` without one (printed first, kept in
+config.json). A user error prints one line on stderr and exits with code 2; Ctrl-C
+(SIGINT) and SIGTERM print one line and exit 130 and 143. The output directory appears only
+when the run is complete: it is written under a temporary name and renamed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import torch
+
 from trainables.artifacts import save_run
+from trainables.atomic import partial_name
+from trainables.cli import ArgumentParser, bar_options, command_line, interrupt_exit_code
 from trainables.config import PRESETS, TrainConfig, parse_value
-from trainables.dataset import prepare_fold
-from trainables.errors import ConfigError, OrchestratorError
+from trainables.dataset import Targets, prepare_fold
+from trainables.errors import ConfigError, DataError, OrchestratorError
 from trainables.labels import describe_targets
+from trainables.naive import naive_forecast, naive_kind
+from trainables.origin import at_row, origin_of
 from trainables.sources import BarSource, add_source_arguments, read_bars, run_columns
+from trainables.splits import FinalSplit
 from trainables.synthetic import make_bars
 from trainables.table import build_table, holdout_split
 from trainables.trainer import fit
 
-__all__ = ["build_config", "main", "run"]
+__all__ = ["build_config", "default_preset", "main", "run"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2 via main(), not argparse's usage dump
-        raise ConfigError(message)
+def default_preset() -> tuple[str, str]:
+    """(preset, why) when none is given: the guide's model needs a GPU to train in minutes."""
+    if torch.cuda.is_available():
+        return "guide", "a CUDA device is present"
+    return "cpu", "no CUDA device here; --preset guide trains the guide's full-size model"
 
 
-def _parser() -> _Parser:
-    p = _Parser(
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="python -m trainables.train",
         description="Train one LSTM/GRU on a chronological train/val/test split.",
         epilog="Any training parameter: --NAME VALUE, e.g. --hidden_size 128 --f_cols open,close "
@@ -55,10 +68,14 @@ def _parser() -> _Parser:
     p.add_argument("--ticker", help="ticker to pick from multi-ticker data")
     add_source_arguments(p)
     p.add_argument(
-        "--preset", choices=sorted(PRESETS), default="guide", help="defaults to start from"
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="defaults to start from (default: guide with a CUDA device, cpu without one)",
     )
     p.add_argument("--config", help="JSON or YAML file of training parameters")
     p.add_argument("--out", help="run directory to create (default results/train/<ticker>-<time>)")
+    bar_options(p)
     return p
 
 
@@ -103,8 +120,15 @@ def _read_config_file(path: str) -> dict:
 
 
 def build_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """Preset, then the --config file, then --name value flags, validated once at the end."""
+    """Preset, then the --config file, then --name value flags, validated once at the end.
+
+    ``opts.preset`` is the preset used and ``opts.preset_reason`` why it was chosen.
+    """
     opts, rest = _parser().parse_known_args(argv)
+    if opts.preset is None:
+        opts.preset, opts.preset_reason = default_preset()
+    else:
+        opts.preset_reason = "--preset"
     cfg = PRESETS[opts.preset]
     if opts.config:
         cfg = cfg.replace(**_read_config_file(opts.config))
@@ -117,6 +141,7 @@ def build_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.N
 def run(argv: list[str] | None = None, *, log=print) -> Path:
     """Everything ``main`` does, raising OrchestratorError instead of exiting."""
     cfg, opts = build_config(argv)
+    log(f"Preset: {opts.preset} ({opts.preset_reason})")
     source = BarSource(
         data=opts.data,
         data_env=opts.data_env,
@@ -126,6 +151,9 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         start=opts.start,
         end=opts.end,
         columns=run_columns(cfg.f_cols, [cfg.target_col]),
+        timezone=opts.timezone,
+        dst=opts.dst,
+        max_jump=opts.max_jump,
     )
     builtin = opts.data is None and opts.data_env is None
     name = cfg.ticker or ("synthetic" if builtin else _stem(opts))
@@ -134,8 +162,16 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         raise ConfigError(f"--out {out} already exists; choose a new directory")
 
     bars = make_bars() if builtin else read_bars(source)
+    source = "built-in synthetic bars" if builtin else source.describe()
     features, targets = build_table(bars, cfg)
-    split = holdout_split(len(features), cfg)
+    try:
+        split = holdout_split(len(features), cfg)
+    except DataError as err:  # too few rows: say which data
+        raise DataError(
+            f"{source}: {len(bars):,} bars ({len(features):,} feature rows after the warm-up)"
+            f" are too few for the split: {err}"
+        ) from err
+    _check_naive_error(features, targets, split, source)
     fold = prepare_fold(
         features,
         targets,
@@ -145,7 +181,6 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         seq_len=cfg.sequence_length,
         scaler=cfg.scaler,
     )
-    source = "built-in synthetic bars" if builtin else source.describe()
     what = "down/flat/up" if cfg.task == "classification" else ", ".join(fold.target_names)
     log(
         f"Data: {source}: {len(bars):,} bars {bars.index[0]} .. {bars.index[-1]}; "
@@ -160,16 +195,16 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     )
     result = fit(cfg, fold, log=log)
 
-    # Write beside the target and rename at the end: no half-written run directory.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    try:
-        save_run(tmp, result=result, cfg=cfg, fold=fold, index=features.index, test_idx=split.test)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    log(_test_summary(out))
+    summary = _save(
+        out,
+        result=result,
+        cfg=cfg,
+        fold=fold,
+        index=features.index,
+        test_idx=split.test,
+        meta=_origin(opts, bars, source),
+    )
+    log(summary)
     log(
         f"Artifacts: {out}/ (model.pt, config.json, scaler.json, training_metrics.json, predictions.parquet)"
     )
@@ -183,28 +218,92 @@ def _stem(opts: argparse.Namespace) -> str:
     return "query" if opts.query else Path(opts.data or "data").stem
 
 
+def _origin(opts: argparse.Namespace, bars: pd.DataFrame, source: str) -> dict:
+    """Where the run came from, for config.json: the preset and how the data were read."""
+    origin = origin_of(bars)
+    return {
+        "preset": opts.preset,
+        "preset_reason": opts.preset_reason,
+        "data": source,
+        "timestamps": origin.timestamps if origin else "naive (built-in data)",
+        "timezone": opts.timezone,
+        "dst": opts.dst,
+        "max_jump": opts.max_jump,
+    }
+
+
+def _save(out: Path, **run_files) -> str:
+    """Write the run beside ``out`` and rename it at the end: no half-written run folder,
+    also after Ctrl-C or SIGTERM (they raise KeyboardInterrupt, see trainables.cli).
+    Returns the test summary line."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_name(out)
+    try:
+        save_run(tmp, **run_files)
+        summary = _test_summary(tmp)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def _check_naive_error(
+    features: pd.DataFrame, targets: Targets, split: FinalSplit, source: str
+) -> None:
+    """A val or test part on which the naive forecast is exact cannot judge any model."""
+    if targets.task != "regression":
+        return
+    now = features[list(targets.names)].to_numpy(dtype=np.float64)
+    train_mean = targets.values[split.train].mean(axis=0)
+    for part, idx in (("validation", split.val), ("test", split.test)):
+        naive = naive_forecast(targets.names, now[idx], train_mean)
+        mse = np.mean((targets.values[idx] - naive) ** 2, axis=0)
+        zero = np.flatnonzero(mse == 0)
+        if len(zero):
+            target = targets.names[int(zero[0])]
+            raise DataError(
+                f"{source}: the {part} part ({len(idx):,} samples, {at_row(features, idx[0])}"
+                f" to {at_row(features, idx[-1])}) has zero naive error for {target!r}"
+                f" ({naive_kind(target)} is exact: the value does not change there), so no"
+                " model can be judged on it; use bars where it moves, or other split fractions"
+            )
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def _test_summary(out: Path) -> str:
     metrics = json.loads((out / "training_metrics.json").read_text()).get("test_metrics") or {}
     if "macro_f1" in metrics:
-        return f"Test: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}"
+        return (
+            f"Test: accuracy {_fmt(metrics['accuracy'], '.4f')},"
+            f" macro F1 {_fmt(metrics['macro_f1'], '.4f')}"
+        )
     parts = [
-        f"{k} {metrics[k]:.6g}"
+        f"{k} {_fmt(metrics[k], '.6g')}"
         for k in ("mse", "mae", "r2", "directional_accuracy")
         if k in metrics
     ]
     if "persistence_mse" in metrics:
         parts.append(
-            f"persistence mse {metrics['persistence_mse']:.6g} (skill {metrics['skill']:+.4f})"
+            f"persistence mse {_fmt(metrics['persistence_mse'], '.6g')}"
+            f" (skill {_fmt(metrics['skill'], '+.4f')})"
         )
     return "Test: " + ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        run(argv)
-    except OrchestratorError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with command_line():
+        try:
+            run(argv)
+        except OrchestratorError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as err:
+            print("interrupted: no run folder was written", file=sys.stderr)
+            return interrupt_exit_code(err)
     return 0
 
 

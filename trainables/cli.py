@@ -1,0 +1,119 @@
+"""What every command line of the project shares: one-line errors, warnings and interrupts.
+
+* :class:`ArgumentParser`: a bad flag raises ``ConfigError`` (the CLI prints ``error: ...``
+  and exits 2) instead of argparse's whole usage text.
+* :func:`command_line`, a context for a CLI's ``main``: inside it a
+  :class:`~trainables.errors.DataWarning` prints as one ``warning: ...`` line on stderr, and
+  SIGTERM raises :class:`Terminated`, a ``KeyboardInterrupt``, so a terminated run unwinds
+  like Ctrl-C and every ``finally`` removes what it started; :func:`interrupt_exit_code` is
+  then ``128 + signal``: 130 for Ctrl-C, 143 for SIGTERM. Both are restored on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from trainables.bar_checks import DEFAULT_MAX_JUMP
+from trainables.errors import ConfigError, DataWarning
+from trainables.timestamps import DST_CHOICES
+
+__all__ = [
+    "ArgumentParser",
+    "Terminated",
+    "bar_options",
+    "command_line",
+    "interrupt_exit_code",
+]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with errors as ConfigError: one line and exit 2 through the CLI's main()."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt."""
+
+
+@contextmanager
+def command_line(*, signals: bool = True) -> Iterator[None]:
+    """One-line DataWarnings and (``signals``) SIGTERM as an interrupt, for a CLI run.
+
+    ``signals=False`` leaves the signal handlers alone (the sweep, where Ray Tune has its
+    own handling of Ctrl-C).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)  # each run's data warnings, every time
+        warnings.showwarning = _one_line(warnings.showwarning)
+        if not signals or threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread
+            return
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        # Also when the parent started this process with SIGINT ignored.
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
+
+
+def interrupt_exit_code(err: KeyboardInterrupt) -> int:
+    """The shell's convention, 128 + signal number: 143 after SIGTERM, 130 after Ctrl-C."""
+    return 128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
+def _one_line(previous):
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    return show
+
+
+def bar_options(parser: argparse.ArgumentParser, *, explicit: bool = False) -> None:
+    """The flags of every command that reads bars: --timezone, --dst, --max-jump.
+
+    ``explicit``: their value is None unless given (the help still says the default), for a
+    command that must tell a given flag from a default one (``orchestrator.tune --resume``).
+    """
+    parser.add_argument(
+        "--timezone",
+        default=None,
+        metavar="ZONE",
+        help="time zone of naive local timestamps, e.g. America/New_York: they are read in "
+        "that zone and converted to UTC; times with a UTC offset are always converted "
+        "(default: none: naive times are kept as they are)",
+    )
+    parser.add_argument(
+        "--dst",
+        choices=DST_CHOICES,
+        default=None if explicit else "raise",
+        help="with --timezone, a time in the hour that repeats or is skipped at a daylight "
+        "saving change: raise (an error naming the row), infer (the repeated hour in file "
+        "order, a skipped time shifted forward) or drop the row (default: raise)",
+    )
+    parser.add_argument(
+        "--max-jump",
+        type=float,
+        default=None if explicit else DEFAULT_MAX_JUMP,
+        metavar="X",
+        help="largest |log return| of a price between consecutive bars; a larger move is "
+        f"refused as a data error; inf turns the check off (default: {DEFAULT_MAX_JUMP:g}, a "
+        f"factor of {math.exp(DEFAULT_MAX_JUMP):.1f})",
+    )
