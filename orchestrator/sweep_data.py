@@ -128,7 +128,9 @@ def write_snapshot(bars: pd.DataFrame, out_dir: Path) -> Path:
     path = out_dir / SNAPSHOT
     partial = out_dir / f".{SNAPSHOT}.partial-{os.getpid()}"
     try:
-        bars.to_parquet(partial, engine="pyarrow")
+        frame = bars.copy()
+        frame.attrs = {}  # the in-memory origin record (trainables.origin) is not data
+        frame.to_parquet(partial, engine="pyarrow")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
