@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.spaces import load_space, space_from_dict
-from orchestrator.sweep import SweepSpec, base_config, longest_sequence
+from orchestrator.spec import SweepSpec, base_config, longest_sequence
 from orchestrator.sweep_data import reload_sweep_bars
 from trainables.config import ALIASES, TrainConfig
 from trainables.dataset import Targets

@@ -75,7 +75,7 @@ async def _follow(client, submission_id: str, write) -> None:
 def submit_sweep(argv: list[str], spec, head: Head, *, log=print) -> int:
     """Run the sweep ``argv`` describes as a job on ``head``; follow its output until it ends
     (its exit code) or Ctrl-C (130: detached, the sweep goes on)."""
-    from orchestrator.sweep import base_config  # sweep imports this module
+    from orchestrator.spec import base_config
 
     name = spec.sweep_name  # fixed here: the job, its metadata and the results share it
     space = load_space(spec.space)

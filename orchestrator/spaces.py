@@ -30,7 +30,6 @@ from typing import Any
 
 import optuna
 import yaml
-from ray import tune
 
 from trainables.config import ALIASES, TrainConfig
 from trainables.errors import ConfigError
@@ -328,6 +327,8 @@ def to_optuna(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribu
 def to_tune(space: SearchSpace) -> dict[str, Any]:
     """The searched parameters as Ray Tune sample objects; ``{**space.fixed, **to_tune(space)}``
     is a complete ``param_space``. Bounds stay inclusive, as in the YAML file."""
+    from ray import tune  # here: reading a space needs no Ray
+
     out: dict[str, Any] = {}
     for name, d in space.params.items():
         if d["type"] == "categorical":

@@ -28,7 +28,8 @@ from orchestrator.jobs import submit_sweep
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.promote import PromoteSpec, promote
 from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
-from orchestrator.sweep import SCHEDULERS, SweepSpec, resolve_space, run_sweep
+from orchestrator.spec import SCHEDULERS, SweepSpec, resolve_space
+from orchestrator.sweep import run_sweep
 from trainables.cli import ArgumentParser, bar_options, command_line
 from trainables.config import parse_value
 from trainables.errors import ConfigError, OrchestratorError

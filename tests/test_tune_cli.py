@@ -89,7 +89,7 @@ def test_set_types_values_from_the_training_config():
 def test_space_auto_fits_the_machine(monkeypatch, gpu, space, share):
     # The bare command picks the CPU-sized space without a CUDA GPU and the GPU-sized one
     # (batch_size auto, a quarter GPU per trial) with one; the choice names the sweep.
-    import orchestrator.sweep as sweep
+    import orchestrator.spec as sweep
 
     monkeypatch.setattr(sweep, "cuda_available", lambda: gpu)
     spec = parse_args(["--trials", "50"])
@@ -162,3 +162,16 @@ def test_data_flags_reach_the_sweep_spec():
     spec = parse_args(["--timezone", "America/New_York", "--dst", "infer", "--max-jump", "3"])
     assert (spec.timezone, spec.dst, spec.max_jump) == ("America/New_York", "infer", 3.0)
     assert parse_args([]).max_jump == 2.0
+
+
+def test_reading_a_sweep_needs_no_ray():
+    # Promotion's holdout, the report and a sweep's record are read without importing Ray.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import orchestrator.holdout, orchestrator.report, orchestrator.spec, "
+        "orchestrator.record; print('ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
