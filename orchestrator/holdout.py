@@ -40,7 +40,7 @@ from trainables.config import ALIASES, TrainConfig
 from trainables.dataset import Targets
 from trainables.errors import ConfigError
 from trainables.splits import FinalSplit, audit_frame
-from trainables.table import build_table, holdout_split
+from trainables.table import TableArrays, build_table, holdout_split
 
 __all__ = [
     "DATA_SETTINGS",
@@ -110,23 +110,12 @@ def sweep_spec(sweep: dict) -> SweepSpec:
 
 
 @dataclass
-class TrainingTable:
+class TrainingTable(TableArrays):
     """Everything training may read: rows before the holdout only (shipped to Ray workers)."""
 
-    values: np.ndarray  # [n_rows, C] float64 features, rows < test_first_row only
-    columns: list[str]
-    index: np.ndarray  # [n_rows] datetime64[ns]
-    targets: Targets  # cut to n_rows as well
     fit_idx: np.ndarray  # anchors the models train on (final split's train part)
     stop_idx: np.ndarray  # anchors they early-stop on (its val part, after the gap)
     refit_idx: np.ndarray  # anchors the final models are refit on: train+validation
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.values)
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.values, columns=self.columns, index=pd.DatetimeIndex(self.index))
 
 
 @dataclass

@@ -28,7 +28,7 @@ from trainables.splits import (
     inner_split,
 )
 from trainables.synthetic import make_bars
-from trainables.table import build_table, holdout_split
+from trainables.table import TableArrays, build_table, holdout_split
 
 __all__ = ["CV_SCHEMES", "MIN_FIT", "MIN_STOP", "SweepData", "make_splitter", "prepare_sweep_data"]
 
@@ -38,13 +38,10 @@ MIN_FIT, MIN_STOP = 50, 20
 
 
 @dataclass
-class SweepData:
-    """The arrays every trial shares through the Ray object store (read, never copied)."""
+class SweepData(TableArrays):
+    """The arrays every trial shares through the Ray object store (read, never copied):
+    the rows before the holdout only, and the CV folds over them."""
 
-    values: np.ndarray  # [n_rows, C] float64 feature table, rows before the holdout only
-    columns: list[str]
-    index: np.ndarray  # [n_rows] datetime64[ns]
-    targets: Targets  # values cut to n_rows as well
     # per fold (fit, stop, eval) anchors: the model trains on fit, early-stops on stop (the
     # inner block, purged from fit) and is scored once on eval
     folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -53,16 +50,6 @@ class SweepData:
     audit: pd.DataFrame = field(repr=False)
     summary: str = ""
     timestamps: str = ""  # how the data's times were read (UTC conversion), for sweep.json
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.values)
-
-    def frame(self) -> pd.DataFrame:
-        # No copy: the arrays come read-only from the object store and are only read.
-        return pd.DataFrame(
-            self.values, columns=self.columns, index=pd.DatetimeIndex(self.index), copy=False
-        )
 
 
 def make_splitter(cv: str, *, n_splits: int, seq_len: int, horizon: int, purge=None, embargo=None):

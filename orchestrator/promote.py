@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import time
@@ -32,10 +31,6 @@ import numpy as np
 import pandas as pd
 import ray
 import yaml
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-from requests.exceptions import RequestException
-from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.baselines import baseline_forecasts, baseline_scores, fit_baselines
 from orchestrator.evaluation import evaluate_runs
@@ -52,17 +47,14 @@ from orchestrator.leaderboard import read_leaderboard
 from orchestrator.overfitting import cv_vs_test, pbo_of_sweep
 from orchestrator.report import summary_lines, write_report
 from orchestrator.retrain import train_all
-from orchestrator.tracking import SweepTracker, default_tracking_uri
+from orchestrator.tracking import default_tracking_uri, log_final_model
 from orchestrator.trading import bars_per_year, trading_view
 from trainables.atomic import replace_folder
 from trainables.cli import ArgumentParser, command_line, interrupt_exit_code
 from trainables.config import TrainConfig
 from trainables.errors import ConfigError, OrchestratorError, TrainingError
 
-__all__ = ["EXPERIMENT", "PromoteSpec", "log_final_model", "main", "promote"]
-
-# What a tracking store can throw (as orchestrator.tracking); anything else is a bug.
-TRACKING_ERRORS = (MlflowException, RequestException, SQLAlchemyError, OSError)
+__all__ = ["EXPERIMENT", "PromoteSpec", "main", "promote"]
 
 
 @dataclass(frozen=True)
@@ -122,69 +114,6 @@ def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:
 # The sweep's experiment (orchestrator.sweep logs there); the promoted run is a child of the
 # sweep's parent run.
 EXPERIMENT = "lstm-sweeps"
-
-
-def log_final_model(
-    uri: str, *, sweep_name: str, registered_name: str, model_dir: Path, index: dict, log
-) -> dict | None:
-    """Log the chosen model as a child run of the sweep's parent run, with its test metrics
-    and files, and register it. No pickles: the version's source is the logged folder of
-    model.pt and JSON files. Tracking problems print one line; they never fail a promotion."""
-    chosen = index["chosen"]
-    metrics = {f"test_{k}": v for k, v in chosen["test"].items()}
-    for name, values in index["baselines"].items():
-        metrics.update({f"{_metric_name(name)}_test_{k}": v for k, v in values.items()})
-    for c in chosen["comparisons"]:
-        if c["decides"]:
-            metrics[f"p_value_vs_{_metric_name(c['baseline'])}"] = c["p_value"]
-    trading = index.get("trading", {})
-    if trading.get("computed"):
-        metrics["test_trading_sharpe"] = trading["model"]["sharpe"]
-    pbo = index.get("cv_optimism", {}).get("pbo", {})
-    if pbo.get("computed"):
-        metrics["pbo"] = pbo["pbo"]
-    metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    model = next(m for m in index["models"] if m["rank"] == chosen["rank"])
-    params = {"rank": chosen["rank"], "kind": chosen["kind"], "seeds": index["seeds"]}
-    with SweepTracker(
-        uri, experiment=EXPERIMENT, run_name=sweep_name, params={}, resume=True, log=log
-    ) as tracker:
-        run_id = tracker.log_trial(
-            f"promoted-{index['created']}",
-            params={**params, **model["params"]},
-            fold_metrics=[],
-            summary=metrics,
-            status="FINISHED",
-        )
-        if run_id is None:
-            return None
-        try:
-            client = MlflowClient(tracking_uri=uri)
-            # The verdict in words, as the run's description (shown on its page) and a tag.
-            client.set_tag(run_id, "verdict", chosen["verdict"])
-            client.set_tag(run_id, "mlflow.note.content", chosen["verdict"])
-            client.log_artifacts(run_id, str(model_dir), artifact_path="model")
-            client.log_artifact(run_id, str(model_dir.parents[1] / "promoted.json"))
-            try:
-                client.create_registered_model(registered_name)
-            except MlflowException as err:
-                if err.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-            source = f"{client.get_run(run_id).info.artifact_uri}/model"
-            version = client.create_model_version(registered_name, source=source, run_id=run_id)
-        except TRACKING_ERRORS as err:
-            log(f"MLflow at {uri}: could not register the promoted model ({err}); going on")
-            return {"run_id": run_id}
-    log(f"MLflow: run {run_id}, registered as {registered_name!r} version {version.version}")
-    return {"run_id": run_id, "registered_model": registered_name, "version": int(version.version)}
-
-
-def _metric_name(name: str) -> str:
-    """A baseline's name as MLflow accepts it in a metric key (no parentheses or commas)."""
-    return re.sub(r"[^0-9A-Za-z_.-]+", "_", name).strip("_")
-
-
-# ---------------------------------------------------------------------- the run
 
 
 def promote(spec: PromoteSpec, *, log=print) -> dict:
@@ -287,6 +216,7 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
     write_json(out_dir / "promoted.json", index)
     index["chosen"]["mlflow"] = log_final_model(
         spec.mlflow_uri or sweep.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir)),
+        experiment=EXPERIMENT,
         sweep_name=spec.name,
         registered_name=spec.registered_name or f"lstm-{spec.name}",
         model_dir=out_dir / chosen["path"],

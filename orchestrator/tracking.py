@@ -14,19 +14,15 @@ With the default store (``results/mlflow.db``) no server is needed to browse the
 
 from __future__ import annotations
 
-import json
 import numbers
-import os
 import re
 import shlex
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mlflow.entities import Metric, Param, Run, RunTag, ViewType
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -34,19 +30,34 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 from requests.exceptions import RequestException
 from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["SweepTracker", "default_tracking_uri", "find_child_runs", "ui_hint"]
+from orchestrator.mlflow_store import (
+    TRIAL_ID_TAG,
+    artifact_location,
+    as_text,
+    child_runs,
+    fast_fail_http,
+    find_parent,
+    now_ms,
+    short_reason,
+    sqlite_path,
+    trial_id,
+    truncate,
+)
+
+__all__ = [
+    "TRACKING_ERRORS",
+    "SweepTracker",
+    "default_tracking_uri",
+    "find_child_runs",
+    "log_final_model",
+    "ui_hint",
+]
 
 # The failures a tracking store can cause; anything else is a bug and keeps its traceback.
-_TRACKING_ERRORS = (MlflowException, RequestException, SQLAlchemyError, OSError)
+TRACKING_ERRORS = (MlflowException, RequestException, SQLAlchemyError, OSError)
 
 # Trial statuses that mean the trial itself broke (its child run ends FAILED, not FINISHED).
 _FAILED_TRIAL_STATUSES = frozenset({"ERROR", "FAILED"})
-
-# How long the start-up probe may wait on an HTTP store. MLflow's own defaults (7 retries with
-# exponential backoff, 120 s timeout) would hang a sweep for minutes on a dead server.
-_PROBE_TIMEOUT_S = 5
-
-TRIAL_ID_TAG = "trial_id"
 
 
 def default_tracking_uri(results_dir: Path) -> str:
@@ -74,10 +85,10 @@ def find_child_runs(uri: str, experiment: str, parent_run_name: str) -> list[Run
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    parent = _find_parent(client, exp.experiment_id, parent_run_name)
+    parent = find_parent(client, exp.experiment_id, parent_run_name)
     if parent is None:
         return []
-    return _child_runs(client, exp.experiment_id, parent.info.run_id)
+    return child_runs(client, exp.experiment_id, parent.info.run_id)
 
 
 class SweepTracker:
@@ -122,11 +133,11 @@ class SweepTracker:
         try:
             self._create_store_dir()
             client = MlflowClient(tracking_uri=self.uri)
-            with _fast_fail_http():
+            with fast_fail_http():
                 # The first call that reaches the store: it decides whether tracking is on.
                 self.experiment_id = self._get_or_create_experiment(client)
-        except _TRACKING_ERRORS as err:
-            self._disable(f"MLflow tracking at {self.uri} is unreachable ({_short_reason(err)})")
+        except TRACKING_ERRORS as err:
+            self._disable(f"MLflow tracking at {self.uri} is unreachable ({short_reason(err)})")
             return self
         self._client = client
         self._guard("starting the parent run", self._start_parent)
@@ -190,7 +201,7 @@ class SweepTracker:
                 run_id,
                 metrics=self._metrics(rows),
                 params=self._to_params(to_log),
-                tags=[RunTag(k, _truncate(v, MAX_TAG_VAL_LENGTH)) for k, v in tags.items()],
+                tags=[RunTag(k, truncate(v, MAX_TAG_VAL_LENGTH)) for k, v in tags.items()],
             )
             self._log_artifacts(client, run_id, artifacts or ())
             client.set_terminated(run_id, _run_status(status))
@@ -231,9 +242,9 @@ class SweepTracker:
             return None
         try:
             return fn(self._client)
-        except _TRACKING_ERRORS as err:
+        except TRACKING_ERRORS as err:
             self._disable(
-                f"MLflow tracking at {self.uri} failed while {action} ({_short_reason(err)})"
+                f"MLflow tracking at {self.uri} failed while {action} ({short_reason(err)})"
             )
             return None
 
@@ -245,7 +256,7 @@ class SweepTracker:
 
     def _create_store_dir(self) -> None:
         # sqlite creates the file but not its folder.
-        db = _sqlite_path(self.uri)
+        db = sqlite_path(self.uri)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
 
@@ -253,7 +264,7 @@ class SweepTracker:
         exp = client.get_experiment_by_name(self.experiment)
         if exp is None:
             return client.create_experiment(
-                self.experiment, artifact_location=_artifact_location(self.uri)
+                self.experiment, artifact_location=artifact_location(self.uri)
             )
         if exp.lifecycle_stage == "deleted":
             # A deleted experiment keeps its name reserved; bring it back rather than fail.
@@ -262,12 +273,12 @@ class SweepTracker:
         return exp.experiment_id
 
     def _start_parent(self, client: MlflowClient) -> None:
-        parent = _find_parent(client, self.experiment_id, self.run_name) if self.resume else None
+        parent = find_parent(client, self.experiment_id, self.run_name) if self.resume else None
         if parent is None:
             run = client.create_run(
                 self.experiment_id,
                 run_name=self.run_name,
-                tags={k: _truncate(_as_text(v), MAX_TAG_VAL_LENGTH) for k, v in self._tags.items()},
+                tags={k: truncate(as_text(v), MAX_TAG_VAL_LENGTH) for k, v in self._tags.items()},
             )
             self.parent_run_id = run.info.run_id
             client.log_batch(self.parent_run_id, params=self._to_params(self._params))
@@ -275,14 +286,14 @@ class SweepTracker:
 
         self.parent_run_id = parent.info.run_id
         client.update_run(self.parent_run_id, status="RUNNING")
-        for child in _child_runs(client, self.experiment_id, self.parent_run_id):
+        for child in child_runs(client, self.experiment_id, self.parent_run_id):
             if child.info.status == "RUNNING":
                 # The driver died half-way through logging this trial: drop it, log it again.
                 client.delete_run(child.info.run_id)
             elif child.data.tags.get("status") == "interrupted":
-                self.reusable_runs[_trial_id(child)] = child.info.run_id
+                self.reusable_runs[trial_id(child)] = child.info.run_id
             else:
-                self.logged_trial_ids.add(_trial_id(child))
+                self.logged_trial_ids.add(trial_id(child))
         # MLflow refuses to change a logged param: add only new ones, report changed ones.
         logged = parent.data.params
         wanted = self._to_params_dict(self._params)
@@ -294,7 +305,7 @@ class SweepTracker:
 
     def _metrics(self, rows: Iterable[tuple[str, Any, int]]) -> list[Metric]:
         """MLflow metrics from (key, value, step); a value that is not a number is left out."""
-        now, out = _now_ms(), []
+        now, out = now_ms(), []
         for key, value, step in rows:
             if isinstance(value, numbers.Real):
                 out.append(Metric(key, float(value), now, step))
@@ -305,13 +316,13 @@ class SweepTracker:
     def _to_params_dict(self, params: Mapping[str, Any]) -> dict[str, str]:
         out = {}
         for key, value in params.items():
-            text = _as_text(value)
+            text = as_text(value)
             if len(text) > MAX_PARAM_VAL_LENGTH:
                 self._log(
                     f"MLflow param {key!r} has {len(text)} characters; "
                     f"logged truncated to MLflow's limit of {MAX_PARAM_VAL_LENGTH}"
                 )
-                text = _truncate(text, MAX_PARAM_VAL_LENGTH)
+                text = truncate(text, MAX_PARAM_VAL_LENGTH)
             out[str(key)] = text
         return out
 
@@ -336,99 +347,74 @@ def _run_status(trial_status: str) -> str:
     return "KILLED" if trial_status == "interrupted" else "FINISHED"
 
 
-def _find_parent(client: MlflowClient, experiment_id: str, run_name: str) -> Run | None:
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"attributes.run_name = {_quote(run_name)}",
-        run_view_type=ViewType.ACTIVE_ONLY,
-        order_by=["attributes.start_time DESC"],
-    )
-    parents = [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags]
-    return parents[0] if parents else None
+# ---------------------------------------------------------------------- the promoted model
 
 
-def _child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[Run]:
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = {_quote(parent_id)}",
-            run_view_type=ViewType.ACTIVE_ONLY,
-            order_by=["attributes.start_time ASC"],
-            page_token=token,
+def log_final_model(
+    uri: str,
+    *,
+    experiment: str,
+    sweep_name: str,
+    registered_name: str,
+    model_dir: Path,
+    index: dict,
+    log,
+) -> dict | None:
+    """Log the chosen model as a child run of the sweep's parent run, with its test metrics
+    and files, and register it. No pickles: the version's source is the logged folder of
+    model.pt and JSON files. Tracking problems print one line; they never fail a promotion."""
+    chosen = index["chosen"]
+    metrics = {f"test_{k}": v for k, v in chosen["test"].items()}
+    for name, values in index["baselines"].items():
+        metrics.update({f"{_metric_name(name)}_test_{k}": v for k, v in values.items()})
+    for c in chosen["comparisons"]:
+        if c["decides"]:
+            metrics[f"p_value_vs_{_metric_name(c['baseline'])}"] = c["p_value"]
+    trading = index.get("trading", {})
+    if trading.get("computed"):
+        metrics["test_trading_sharpe"] = trading["model"]["sharpe"]
+    pbo = index.get("cv_optimism", {}).get("pbo", {})
+    if pbo.get("computed"):
+        metrics["pbo"] = pbo["pbo"]
+    metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    model = next(m for m in index["models"] if m["rank"] == chosen["rank"])
+    params = {"rank": chosen["rank"], "kind": chosen["kind"], "seeds": index["seeds"]}
+    with SweepTracker(
+        uri, experiment=experiment, run_name=sweep_name, params={}, resume=True, log=log
+    ) as tracker:
+        run_id = tracker.log_trial(
+            f"promoted-{index['created']}",
+            params={**params, **model["params"]},
+            fold_metrics=[],
+            summary=metrics,
+            status="FINISHED",
         )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+        if run_id is None:
+            return None
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            # The verdict in words, as the run's description (shown on its page) and a tag.
+            client.set_tag(run_id, "verdict", chosen["verdict"])
+            client.set_tag(run_id, "mlflow.note.content", chosen["verdict"])
+            client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+            client.log_artifact(run_id, str(model_dir.parents[1] / "promoted.json"))
+            try:
+                client.create_registered_model(registered_name)
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            source = f"{client.get_run(run_id).info.artifact_uri}/model"
+            version = client.create_model_version(registered_name, source=source, run_id=run_id)
+        except TRACKING_ERRORS as err:
+            log(f"MLflow at {uri}: could not register the promoted model ({err}); going on")
+            return {"run_id": run_id}
+    log(f"MLflow: run {run_id}, registered as {registered_name!r} version {version.version}")
+    return {"run_id": run_id, "registered_model": registered_name, "version": int(version.version)}
 
 
-def _trial_id(run: Run) -> str:
-    return run.data.tags.get(TRIAL_ID_TAG, run.info.run_name)
+def _metric_name(name: str) -> str:
+    """A baseline's name as MLflow accepts it in a metric key (no parentheses or commas)."""
+    return re.sub(r"[^0-9A-Za-z_.-]+", "_", name).strip("_")
 
 
-@contextmanager
-def _fast_fail_http() -> Iterator[None]:
-    """For the probe only: no retries and a short timeout, so a dead server fails in seconds."""
-    settings = {
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(_PROBE_TIMEOUT_S),
-    }
-    saved = {key: os.environ.get(key) for key in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    if path in ("", ":memory:"):
-        return None
-    return Path(path).resolve()
-
-
-def _artifact_location(uri: str) -> str | None:
-    # Keep artifacts next to the sqlite file; MLflow's default is ./mlruns in the current folder.
-    db = _sqlite_path(uri)
-    return (db.parent / "mlartifacts").as_uri() if db is not None else None
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def _truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    note = f"...[truncated from {len(text)} chars]"
-    return text[: limit - len(note)] + note
-
-
-def _quote(value: str) -> str:
-    # MLflow's filter grammar has no escapes: pick the quote the value does not contain.
-    return f'"{value}"' if "'" in value else f"'{value}'"
-
-
-def _short_reason(err: BaseException) -> str:
-    """The useful part of a long MLflow/requests message, e.g. '[Errno 111] Connection refused'."""
-    text = str(err)
-    errno = re.search(r"\[Errno [^\]]+\][^'\")]*", text)
-    if errno:
-        return errno.group(0).strip()
-    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return first if len(first) <= 200 else first[:197] + "..."
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+# ---------------------------------------------------------------------- the run

@@ -21,11 +21,11 @@ from mlflow.tracking import MlflowClient
 from orchestrator.baselines import baseline_forecasts, baseline_scores, fit_baselines, naive_name
 from orchestrator.holdout import HoldoutGuard, load_holdout, read_sweep
 from orchestrator.predict import main as predict_main
-from orchestrator.promote import PromoteSpec, log_final_model, promote
+from orchestrator.promote import EXPERIMENT, PromoteSpec, promote
 from orchestrator.promote import main as promote_main
 from orchestrator.report import write_report
 from orchestrator.sweep import SweepSpec, run_sweep
-from orchestrator.tracking import default_tracking_uri
+from orchestrator.tracking import default_tracking_uri, log_final_model
 from trainables.artifacts import FILES
 from trainables.errors import ConfigError
 
@@ -435,6 +435,7 @@ def test_unreachable_mlflow_warns_and_promotion_goes_on(promoted):
     lines: list[str] = []
     out = log_final_model(
         "http://127.0.0.1:9",
+        experiment=EXPERIMENT,
         sweep_name=NAME,
         registered_name="never",
         model_dir=results / NAME / "models/1",

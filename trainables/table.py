@@ -7,6 +7,9 @@ three always cut the same rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 
 from trainables.config import TrainConfig
@@ -15,7 +18,28 @@ from trainables.features import build_features
 from trainables.labels import make_targets
 from trainables.splits import FinalSplit, final_split
 
-__all__ = ["build_table", "holdout_split"]
+__all__ = ["TableArrays", "build_table", "holdout_split"]
+
+
+@dataclass
+class TableArrays:
+    """A feature table as plain arrays (what is shipped to Ray workers): the rows a sweep's
+    trials or a promotion's models may read, and their targets, cut to the same rows."""
+
+    values: np.ndarray  # [n_rows, C] float64 features
+    columns: list[str]
+    index: np.ndarray  # [n_rows] datetime64[ns]
+    targets: Targets  # values cut to n_rows as well
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.values)
+
+    def frame(self) -> pd.DataFrame:
+        # No copy: the arrays may come read-only from Ray's object store; they are only read.
+        return pd.DataFrame(
+            self.values, columns=self.columns, index=pd.DatetimeIndex(self.index), copy=False
+        )
 
 
 def build_table(bars: pd.DataFrame, cfg: TrainConfig) -> tuple[pd.DataFrame, Targets]:
