@@ -1,0 +1,105 @@
+"""The Ray a sweep runs on: attach to ``--address`` or start a private local one.
+
+A local sweep starts its own Ray (``address="local"``), even where a ``ray start`` head runs,
+and shuts it down at the end; attached to a cluster, it only connects. Either way the
+driver's job carries the sweep's metadata for the dashboard's Jobs page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+
+import ray
+
+from orchestrator.ray_auth import auth_enabled, login_hint
+from orchestrator.spec import DRIVER_CPU, SweepSpec
+from trainables.errors import ConfigError
+
+__all__ = ["check_fits", "start_ray", "trial_resources"]
+
+
+def start_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
+    """Attach to ``--address`` or start a local Ray; returns (we started it, dashboard url)."""
+    if ray.is_initialized():
+        return False, None
+    with _keep_sigterm_handler():
+        return _init_ray(spec, log, metadata)
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler():
+    """Ray's core installs its own SIGTERM handler (a stack dump, then abort); put back the
+    Python one the CLI installed, which stops a sweep the way Ctrl-C does."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        main = threading.current_thread() is threading.main_thread()
+        if main and callable(handler):
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _init_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
+    # The dashboard's Jobs page lists this driver under metadata["job_name"].
+    job_config = ray.job_config.JobConfig(metadata=metadata)
+    if spec.address:
+        try:
+            ctx = ray.init(address=spec.address, log_to_driver=False, job_config=job_config)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as err:
+            # The usual causes: no Ray at that address, or a token-auth cluster (such as
+            # cluster.yaml's) refusing a driver that lacks its token.
+            raise ConfigError(
+                f"--address {spec.address}: cannot attach to a Ray cluster ({err}). Check that "
+                f"Ray runs there and, for a cluster with token authentication, that "
+                f"RAY_AUTH_MODE=token is set and its token is in ~/.ray/auth_token "
+                f"(or RAY_AUTH_TOKEN_PATH)"
+            ) from None
+    else:
+        # "local": a Ray of our own even where `ray start` runs one (plain ray.init() would
+        # attach to it, and refuse num_cpus).
+        ctx = ray.init(
+            address="local",
+            job_config=job_config,
+            num_cpus=spec.num_cpus or os.cpu_count(),
+            include_dashboard=spec.dashboard,
+            dashboard_host="127.0.0.1",
+            log_to_driver=False,
+        )
+    url = getattr(ctx, "dashboard_url", None) or None
+    if url and not url.startswith("http"):
+        url = f"http://{url}"
+    log(
+        f"Ray: {'attached to ' + spec.address if spec.address else 'local'}; "
+        f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, "
+        f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs" + (f"; dashboard {url}" if url else "")
+    )
+    if url and auth_enabled():
+        log(f"Ray dashboard: token authentication on; {login_hint()}")
+    return True, url
+
+
+def check_fits(spec: SweepSpec) -> None:
+    """One trial must fit on a local Ray, or Tune would wait for it forever."""
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    need_cpu = spec.cpus_per_trial * spec.workers_per_trial
+    need_gpu = spec.gpus_per_trial * spec.workers_per_trial
+    if spec.workers_per_trial > 1:
+        need_cpu += DRIVER_CPU
+    if need_cpu > cpus + 1e-9 or need_gpu > gpus + 1e-9:
+        raise ConfigError(
+            f"one trial needs {need_cpu:g} CPUs and {need_gpu:g} GPUs "
+            f"(--workers-per-trial={spec.workers_per_trial} x --cpus-per-trial="
+            f"{spec.cpus_per_trial:g}, --gpus-per-trial={spec.gpus_per_trial:g}) but this Ray "
+            f"has {cpus:g} CPUs and {gpus:g} GPUs; lower them or add resources"
+        )
+
+
+def trial_resources(spec: SweepSpec) -> dict:
+    if spec.workers_per_trial > 1:
+        # The trial only drives a TorchTrainer, whose workers ask for the real resources.
+        return {"cpu": DRIVER_CPU}
+    return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}

@@ -1,0 +1,142 @@
+"""The Ray Tune side of a sweep: the scheduler, the Tuner (new or restored) and its run.
+
+``make_tuner`` builds a new ``tune.Tuner`` (OptunaSearch with the study in
+``results/<name>/optuna.db``, FoldRaceASHA or the median rule, a checkpoint per fold) or
+restores the one a ``--resume`` continues; ``fit`` runs it, leaving Ctrl-C working after.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import MedianStoppingRule
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestrator.ray_compat import use_callbacks_after_restore
+from orchestrator.schedulers import FoldRaceASHA
+from orchestrator.spaces import to_optuna
+from orchestrator.spec import SweepSpec
+
+__all__ = ["experiment_path", "make_tuner", "run_tuner", "study_storage"]
+
+
+def run_tuner(tuner, heartbeat):
+    """``tuner.fit()`` inside the heartbeat. Ctrl-C, SIGTERM (orchestrator.tune turns it into
+    SIGINT) and a spent --time-budget (SIGUSR1) make Tune save its state and return with
+    unfinished trials."""
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with heartbeat:
+            return tuner.fit()
+    finally:
+        # Tune leaves its SIGINT handler installed after a run that got no signal, and it
+        # only sets a flag nobody reads any more: Ctrl-C must work again.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)
+
+
+def scheduler(spec: SweepSpec, n_folds: int, objective: str):
+    if spec.scheduler == "asha":
+        # Rungs at progress grace, grace*eta, ... (progress = folds done + the share of the
+        # current fold's epochs): a trial not in the best 1/eta of the trials seen at a rung
+        # stops there. With the defaults (0.25, 2) the rungs are a quarter and half way into
+        # fold 0, where every trial is on the same fold, then the ends of folds 1, 2 and 4,
+        # where running means cover the same folds. On top, the fold race: after each fold a
+        # trial more than race_margin behind the best finished trial on the same folds stops
+        # (orchestrator/schedulers.py; measured in benchmarks/README.md).
+        return FoldRaceASHA(
+            task="classification" if objective == "macro_f1" else "regression",
+            n_folds=n_folds,
+            race_margin=spec.race_margin,
+            time_attr="progress",
+            max_t=n_folds,
+            grace_period=spec.asha_grace,
+            reduction_factor=spec.asha_eta,
+        )
+    if spec.scheduler == "median":
+        return MedianStoppingRule(time_attr="progress", grace_period=1, min_samples_required=3)
+    return None
+
+
+def experiment_path(spec: SweepSpec, out_dir: Path, name: str) -> tuple[str, str]:
+    """(storage_path, experiment name) for RunConfig; cloud storage for multi-node."""
+    if spec.storage:
+        # A URI (s3://, gs://, file://) goes to Tune as it is; a local path must be absolute,
+        # or pyarrow reads "shared/sweeps" as a URI without a scheme and fails.
+        storage = spec.storage
+        if "://" not in storage:
+            storage = str(Path(storage).expanduser().resolve())
+        return f"{storage.rstrip('/')}/{name}", "tune"
+    return str(out_dir.resolve()), "tune"
+
+
+def study_storage(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
+
+
+def make_tuner(
+    spec, space, trainable, *, mode, objective, n_folds, name, out_dir, exp, callbacks, log
+):
+    storage_path, exp_name = exp
+    exp_path = f"{storage_path}/{exp_name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # One experiment snapshot per fold checkpoint is deliberate (see checkpoint_config):
+    # silence Tune's warning that snapshots come more often than every 5 s.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if spec.resume and tune.Tuner.can_restore(exp_path):
+        log(f"Resuming sweep from {exp_path}: finished trials are kept, unfinished ones go on")
+        tuner = tune.Tuner.restore(
+            exp_path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+        )
+        use_callbacks_after_restore(tuner, callbacks)  # this run's, not the pickled ones
+        return tuner
+    if spec.resume:
+        # The driver died before Tune saved anything: no trial ran, start the trials afresh.
+        log(f"Nothing of sweep {name!r} ran under Tune yet ({exp_path}); starting its trials")
+        (out_dir / "optuna.db").unlink(missing_ok=True)
+    # The study lives in sqlite next to the leaderboard, so it can be loaded with Optuna:
+    # optuna.load_study(study_name=<sweep>, storage="sqlite:///results/<sweep>/optuna.db")
+    searcher = OptunaSearch(
+        space=to_optuna(space),
+        metric="objective",
+        mode=mode,
+        seed=spec.seed,
+        study_name=name,
+        storage=optuna.storages.RDBStorage(study_storage(out_dir)),
+    )
+    # Each trial needs cpus_per_trial for each of its training workers.
+    per_trial = spec.cpus_per_trial * spec.workers_per_trial
+    max_concurrent = spec.max_concurrent or max(
+        1, int((spec.num_cpus or os.cpu_count() or 1) // per_trial)
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric="objective",
+            mode=mode,
+            search_alg=searcher,
+            scheduler=scheduler(spec, n_folds, objective),
+            num_samples=spec.trials,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=exp_name,
+            storage_path=storage_path,
+            callbacks=callbacks,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_retries),
+            # Each fold checkpoint holds every finished fold, so the newest is all a retry
+            # needs. num_to_keep=1 also makes Tune snapshot the experiment state right after
+            # each fold checkpoint and wait for its upload to --storage, so a driver killed
+            # by SIGKILL (OOM, lost head node) loses no finished fold: --resume goes on from
+            # each trial's newest fold. Without it the snapshot is taken every >= 10 s, and
+            # trials that finished since were re-run or lost on --resume.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
