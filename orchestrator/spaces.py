@@ -12,8 +12,8 @@ A space is a YAML file in ``search_spaces/`` (or anywhere, given its path)::
       patience: {type: int, low: 5, high: 30, step: 5}
       optimizer: {type: categorical, choices: [adam, adamw]}
 
-Every file is validated on load, so a typo fails before Ray starts. ``to_optuna`` and
-``to_tune`` are the only places a distribution is translated; both read the same data.
+Every file is validated on load, so a typo fails before Ray starts. ``to_optuna`` is the
+one place a distribution is translated (for Ray Tune's ``OptunaSearch``).
 """
 
 from __future__ import annotations
@@ -38,14 +38,12 @@ __all__ = [
     "KNOWN_PARAMS",
     "SPACES_DIR",
     "SearchSpace",
-    "describe",
     "list_spaces",
     "load_space",
     "sample_configs",
     "space_from_dict",
     "space_to_dict",
     "to_optuna",
-    "to_tune",
 ]
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -324,32 +322,6 @@ def to_optuna(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribu
     return out
 
 
-def to_tune(space: SearchSpace) -> dict[str, Any]:
-    """The searched parameters as Ray Tune sample objects; ``{**space.fixed, **to_tune(space)}``
-    is a complete ``param_space``. Bounds stay inclusive, as in the YAML file."""
-    from ray import tune  # here: reading a space needs no Ray
-
-    out: dict[str, Any] = {}
-    for name, d in space.params.items():
-        if d["type"] == "categorical":
-            out[name] = tune.choice(list(d["choices"]))
-        elif d["type"] == "float":
-            if d["log"]:
-                out[name] = tune.loguniform(d["low"], d["high"])
-            elif d["step"] is not None:
-                out[name] = tune.quniform(d["low"], d["high"], d["step"])
-            else:
-                out[name] = tune.uniform(d["low"], d["high"])
-        # randint and lograndint exclude `upper`; qrandint with q > 1 includes it.
-        elif d["log"]:
-            out[name] = tune.lograndint(d["low"], d["high"] + 1)
-        elif d["step"] > 1:
-            out[name] = tune.qrandint(d["low"], d["high"], d["step"])
-        else:
-            out[name] = tune.randint(d["low"], d["high"] + 1)
-    return out
-
-
 def sample_configs(space: SearchSpace, n: int, *, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` configs drawn at random by Optuna, each merged with ``space.fixed``."""
     if n < 1:
@@ -357,23 +329,3 @@ def sample_configs(space: SearchSpace, n: int, *, seed: int = 0) -> list[dict[st
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     distributions = to_optuna(space)
     return [{**copy.deepcopy(space.fixed), **study.ask(distributions).params} for _ in range(n)]
-
-
-def describe(space: SearchSpace) -> str:
-    """A short table of the space, for ``--help`` and logs."""
-    width = max(len(k) for k in [*space.params, *space.fixed, "parameter"]) + 2
-    lines = [f"search space {space.name!r} ({space.path})"]
-    if space.description:
-        lines.append(f"  {space.description.splitlines()[0]}")
-    lines.append(f"  {'parameter':<{width}}distribution")
-    for name, d in space.params.items():
-        if d["type"] == "categorical":
-            text = "one of " + ", ".join(str(c) for c in d["choices"])
-        else:
-            text = f"{d['type']} in [{d['low']:g}, {d['high']:g}]"
-            text += ", log" if d["log"] else ""
-            text += f", step {d['step']:g}" if d["step"] not in (None, 1) else ""
-        lines.append(f"  {name:<{width}}{text}")
-    for name, value in space.fixed.items():
-        lines.append(f"  {name:<{width}}fixed = {value}")
-    return "\n".join(lines)

@@ -7,18 +7,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.spaces import (
     SPACES_DIR,
-    describe,
     list_spaces,
     load_space,
     sample_configs,
     to_optuna,
-    to_tune,
 )
 from trainables.errors import ConfigError
 
@@ -131,30 +128,6 @@ def test_name_and_path_load_the_same_space():
 
 
 @pytest.mark.parametrize("name", [*SHIPPED, "every-kind"])
-def test_optuna_and_tune_translations_agree(name, every_kind):
-    # to_tune, converted by Ray's own OptunaSearch converter, equals to_optuna parameter by parameter
-    space = every_kind if name == "every-kind" else load_space(name)
-    from_tune = OptunaSearch.convert_search_space(to_tune(space))
-    from_optuna = to_optuna(space)
-    assert set(from_tune) == set(from_optuna) == set(space.params)
-    for key in from_optuna:
-        assert from_tune[key] == from_optuna[key], key
-
-
-def test_ray_tune_samples_stay_inside_the_declared_ranges(every_kind):
-    # Ray Tune's own sampler (used without Optuna) keeps the inclusive bounds and the step grid
-    rng = np.random.default_rng(0)
-    domains = to_tune(every_kind)
-    for key, dist in every_kind.params.items():
-        values = [domains[key].sample(random_state=rng) for _ in range(300)]
-        values = [v.item() if isinstance(v, np.generic) else v for v in values]
-        assert all(_inside(v, dist) for v in values), key
-        if dist["type"] == "int" and not dist["log"]:
-            # both inclusive ends are reachable
-            assert {dist["low"], dist["high"]} <= set(values), key
-
-
-@pytest.mark.parametrize("name", [*SHIPPED, "every-kind"])
 def test_optuna_search_accepts_the_space(name, every_kind):
     # Ray's OptunaSearch takes to_optuna(space) and suggests configs inside the ranges
     space = every_kind if name == "every-kind" else load_space(name)
@@ -183,15 +156,6 @@ def test_fixed_accepts_a_list_of_columns(tmp_path):
     body = "fixed:\n  f_cols: [close, volume]\nparams:\n  dropout: {type: float, low: 0.0, high: 0.5}\n"
     space = load_space(_write(tmp_path, body))
     assert all(c["f_cols"] == ["close", "volume"] for c in sample_configs(space, 3, seed=0))
-
-
-def test_describe_lists_every_parameter():
-    # the --help table names each searched and fixed parameter with its range
-    space = load_space("daily")
-    text = describe(space)
-    for key in [*space.params, *space.fixed]:
-        assert key in text
-    assert "int in [32, 512], log" in text
 
 
 BROKEN = {

@@ -338,16 +338,6 @@ def test_audit_index_length_must_match():
         PurgedKFold(3, seq_len=2, horizon=1).audit(np.zeros(20), index=index)
 
 
-def test_cpcv_backtest_paths():
-    # each path takes every group once, from a split that tests it; each split fills k slots
-    cv = CombinatorialPurgedCV(6, 2, seq_len=2, horizon=1)
-    paths = cv.backtest_paths()
-    assert paths.shape == (cv.n_paths, 6) == (5, 6)
-    tested = dict(enumerate(combinations(range(6), 2)))
-    assert all(g in tested[paths[p, g]] for p in range(5) for g in range(6))
-    assert np.bincount(paths.ravel()).tolist() == [2] * cv.get_n_splits()
-
-
 def test_split_on_a_million_rows():
     # vectorised: 1M rows split into CPCV folds whose eval sets cover each anchor n_paths times
     cv = CombinatorialPurgedCV(6, 2, seq_len=60, horizon=12, embargo=1440)

@@ -6,8 +6,6 @@ scaler on exactly those rows and nothing of the evaluation block.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -18,7 +16,6 @@ __all__ = [
     "MinMaxScaler",
     "Scaler",
     "StandardScaler",
-    "load_scaler",
     "make_scaler",
     "rows_covered",
     "scaler_from_dict",
@@ -98,9 +95,6 @@ class _ColumnScaler:
             "scale": self.scale.tolist(),
         }
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-
 
 class MinMaxScaler(_ColumnScaler):
     """Scales each column to [0, 1] over the rows it was fit on (the users' default)."""
@@ -135,13 +129,6 @@ def scaler_from_dict(d: dict) -> _ColumnScaler:
     scaler.offset = np.asarray(d["offset"], dtype=np.float64)
     scaler.scale = np.asarray(d["scale"], dtype=np.float64)
     return scaler
-
-
-def load_scaler(path: str | Path) -> _ColumnScaler:
-    try:
-        return scaler_from_dict(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, KeyError) as err:
-        raise DataError(f"{path}: not a scaler JSON file ({err})") from err
 
 
 def rows_covered(anchors: np.ndarray, seq_len: int, horizon: int, n_rows: int) -> np.ndarray:

@@ -346,13 +346,6 @@ class CombinatorialPurgedCV(_PurgedSplitter):
         """Number of backtest paths: each group is tested in this many splits."""
         return comb(self.n_splits - 1, self.n_test_groups - 1)
 
-    def backtest_paths(self) -> np.ndarray:
-        """[n_paths, n_splits] int64: entry ``[p, g]`` is the split whose predictions on group
-        ``g`` make up path ``p`` (the p-th split, in order, that tests group ``g``)."""
-        combos = list(combinations(range(self.n_splits), self.n_test_groups))
-        cols = [[s for s, c in enumerate(combos) if g in c] for g in range(self.n_splits)]
-        return np.array(cols, dtype=np.int64).T
-
     def _folds(self, m: int, n: int) -> list[tuple[_Blocks, tuple[int, int]]]:
         if m < self.n_splits:
             raise self._too_many(m, n, self.n_splits)
