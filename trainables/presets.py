@@ -10,7 +10,8 @@ __all__ = ["PRESETS"]
 
 
 def _preset_parameters() -> TrainConfig:
-    """lstm-training-parameters.md's single-ticker trainer (Adam + ReduceLROnPlateau)."""
+    """The single-ticker trainer (Adam + ReduceLROnPlateau; docs/parameters.md, "The
+    single-ticker trainer's ranges")."""
     return TrainConfig(
         f_cols=("open", "high", "low", "close", "volume", "sma_value"),
         target_col=None,  # it predicts every input feature
