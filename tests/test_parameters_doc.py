@@ -136,3 +136,10 @@ def test_no_file_cites_the_users_documents_by_file_name():
         if n in p.read_text(encoding="utf-8")
     ]
     assert cited == []
+
+
+def test_promotion_doc_lists_the_data_settings():
+    # Rule: docs/promotion.md names exactly the parameters marked data=True.
+    text = " ".join((ROOT / "docs" / "promotion.md").read_text().split())
+    listed = re.search(r"may not change the data settings \(`([^`]*)`", text).group(1)
+    assert tuple(n.strip() for n in listed.split(",")) == DATA_SETTINGS
