@@ -1,6 +1,6 @@
 """What a training parameter *is*: the facts written once on each ``TrainConfig`` field.
 
-``param(default, help, ...)`` makes a dataclass field whose ``metadata["param"]`` is a
+``param(default, section, help, ...)`` makes a dataclass field whose ``metadata["param"]`` is a
 :class:`Param`: range or choices, aliases, whether it is a data setting, a line of help.
 Everything else is derived from these facts and the field's type annotation:
 
@@ -40,8 +40,8 @@ __all__ = [
     "specs_of",
 ]
 
-NONE_WORDS = ("none", "null")
-CLASSES = 3  # down, flat, up: class_weights holds one weight each  # how a command line or file clears an optional value
+NONE_WORDS = ("none", "null")  # how a command line or file clears an optional value
+CLASSES = 3  # down, flat, up: class_weights holds one weight each
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,7 @@ def _text(spec: Spec, value: Any) -> str:
 
 
 def check_names(name: str, value: Any) -> tuple[str, ...]:
+    """A non-empty list of distinct column names (``a,b`` or ``[a, b]``) as a tuple."""
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if (
@@ -203,6 +204,7 @@ def check_names(name: str, value: Any) -> tuple[str, ...]:
 
 
 def check_class_weights(name: str, value: Any) -> str | tuple[float, ...]:
+    """'balanced', or one positive weight per class (``1,2,1`` or ``[1, 2, 1]``)."""
     if isinstance(value, str) and value.strip().lower() == "balanced":
         return "balanced"
     if isinstance(value, str):  # "1,2,1" from the command line
@@ -221,6 +223,7 @@ def check_class_weights(name: str, value: Any) -> str | tuple[float, ...]:
 
 
 def check_device(name: str, value: Any) -> str:
+    """auto, cpu, cuda or cuda:N, lower-cased."""
     if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value.lower()):
         raise ConfigError(
             f"{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', but got {name}={value!r}"
