@@ -30,7 +30,7 @@ from orchestrator.objective import running_objective
 from orchestrator.prepare import prepare_sweep_data
 from orchestrator.spaces import load_space, sample_configs
 from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold
+from trainables.dataset import prepare_fold_for
 from trainables.trainer import fit
 
 
@@ -62,14 +62,7 @@ def fold_records(cfg: TrainConfig, data, *, leaky: bool) -> list[dict]:
             fold_args = (train, ev, ev)
         else:
             fold_args = (fit_idx, stop, ev)
-        fold = prepare_fold(
-            data.frame(),
-            data.targets,
-            *fold_args,
-            f_cols=list(cfg.f_cols),
-            seq_len=cfg.sequence_length,
-            scaler=cfg.scaler,
-        )
+        fold = prepare_fold_for(cfg, data.frame(), data.targets, *fold_args)
         result = fit(cfg, fold, log=None)
         records.append({k: result.metrics[k] for k in ("mse_by_target", "naive_mse_by_target")})
     return records

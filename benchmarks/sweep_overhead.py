@@ -24,7 +24,7 @@ from orchestrator.prepare import prepare_sweep_data
 from orchestrator.spaces import load_space
 from orchestrator.sweep import SweepSpec, base_config, longest_sequence, run_sweep
 from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold
+from trainables.dataset import prepare_fold_for
 from trainables.trainer import fit
 
 
@@ -50,16 +50,7 @@ def sequential_baseline(spec: SweepSpec, board: pd.DataFrame) -> float:
             {**base.to_dict(), **{c.removeprefix("param_"): row[c] for c in params}}
         )
         for fit_idx, stop_idx, eval_idx in data.folds:
-            fold = prepare_fold(
-                data.frame(),
-                data.targets,
-                fit_idx,
-                stop_idx,
-                eval_idx,
-                f_cols=list(cfg.f_cols),
-                seq_len=cfg.sequence_length,
-                scaler=cfg.scaler,
-            )
+            fold = prepare_fold_for(cfg, data.frame(), data.targets, fit_idx, stop_idx, eval_idx)
             fit(cfg, fold, log=None)
     return time.perf_counter() - start
 

@@ -12,7 +12,8 @@ evaluation set. They differ in the loop:
 * ours: ``trainables.trainer.fit`` itself: the scaled series goes to the device once and
   each batch is gathered from it by anchor indices (``gather_windows``); no per-sample
   Python, no worker processes.
-* baseline, as lstm-training-parameters.md does it: a ``Dataset`` whose ``__getitem__``
+* baseline, as the users' single-ticker trainer does it (docs/parameters.md, "The
+  single-ticker trainer's files and loop"): a ``Dataset`` whose ``__getitem__``
   slices one window out of a numpy array and converts it to tensors, a
   ``DataLoader(batch_size=64, shuffle=True, num_workers=2)``, ``nn.LSTM`` + ``nn.Linear``.
 
@@ -77,7 +78,7 @@ class Scenario:
 
 
 SCENARIOS = {
-    # lstm-training-parameters.md's defaults: seq_len 10, hidden 64, 2 layers, batch 64.
+    # The single-ticker trainer's defaults: seq_len 10, hidden 64, 2 layers, batch 64.
     "small": Scenario("small", 10, 64, 2, 64, 64, 16384, 6, 30.0),
     # The guide's default model (seq 60, hidden 256, 2 layers) at the guide's batch 512; the
     # baseline keeps its own docs' batch for hidden 256 (the "High-Capacity Model" example: 128).
@@ -202,7 +203,8 @@ class TimeSeriesLSTM(nn.Module):
 
 
 class BaselineLoop:
-    """The users' loop (lstm-training-parameters.md, "Data Loading"); ``epoch()`` times one."""
+    """The users' loop (docs/parameters.md, "The single-ticker trainer's files and loop");
+    ``epoch()`` times one."""
 
     def __init__(self, fold: FoldData, cfg: TrainConfig, device: torch.device) -> None:
         pin = device.type == "cuda"

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from orchestrator.holdout import HoldoutRows, TrainingTable
 from trainables.config import TrainConfig
-from trainables.dataset import FoldData, prepare_fold
+from trainables.dataset import FoldData, prepare_fold_for
 from trainables.metrics import (
     CLASS_NAMES,
     classification_metrics,
@@ -145,16 +145,7 @@ class LinearBaseline:
     # -- internals ---------------------------------------------------------------------
 
     def _fold_of(self, table: TrainingTable, train_idx: np.ndarray) -> FoldData:
-        cfg = self.cfg
-        fold = prepare_fold(
-            table.frame(),
-            table.targets,
-            train_idx,
-            table.stop_idx,
-            f_cols=list(cfg.f_cols),
-            seq_len=cfg.sequence_length,
-            scaler=cfg.scaler,
-        )
+        fold = prepare_fold_for(self.cfg, table.frame(), table.targets, train_idx, table.stop_idx)
         self._residual = self.task == "regression" and all(
             t in fold.feature_names for t in fold.target_names
         )

@@ -36,7 +36,7 @@ import pandas as pd
 from orchestrator.spaces import load_space, space_from_dict
 from orchestrator.spec import SweepSpec, base_config, longest_sequence
 from orchestrator.sweep_data import reload_sweep_bars
-from trainables.config import ALIASES, TrainConfig
+from trainables.config import ALIASES, DATA_SETTINGS, TrainConfig
 from trainables.dataset import Targets
 from trainables.errors import ConfigError
 from trainables.splits import FinalSplit, audit_frame
@@ -59,26 +59,11 @@ __all__ = [
 ]
 
 
-# Settings that decide how the data is built, labelled and cut: promotion must use the
-# sweep's, or the test part would not be the one the sweep never saw.
-DATA_SETTINGS = (
-    "f_cols",
-    "target_col",
-    "task",
-    "horizon",
-    "threshold",
-    "sma_window",
-    "sequence_length",
-    "train_split",
-    "val_split",
-    "purge",
-    "embargo",
-    "ticker",
-)
-
-
 def check_settings(settings: dict) -> None:
-    """Refuse training settings that would change how the data is built or cut."""
+    """Refuse training settings that would change how the data is built or cut.
+
+    ``DATA_SETTINGS`` are the TrainConfig fields marked ``data=True``: promotion must use
+    the sweep's, or the test part would not be the one the sweep never saw."""
     fixed = sorted(k for k in settings if ALIASES.get(k, k) in DATA_SETTINGS)
     if fixed:
         key = fixed[0] if fixed[0] in DATA_SETTINGS else f"{fixed[0]} ({ALIASES[fixed[0]]})"

@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import ray
-import yaml
 
 from orchestrator.baselines import baseline_forecasts, baseline_scores, fit_baselines
 from orchestrator.evaluation import evaluate_runs
@@ -50,7 +49,7 @@ from orchestrator.retrain import train_all
 from orchestrator.tracking import default_tracking_uri, log_final_model
 from orchestrator.trading import bars_per_year, trading_view
 from trainables.atomic import replace_folder
-from trainables.cli import ArgumentParser, command_line, interrupt_exit_code
+from trainables.cli import ArgumentParser, command_line, interrupt_exit_code, setting
 from trainables.config import TrainConfig
 from trainables.errors import ConfigError, OrchestratorError, TrainingError
 
@@ -269,13 +268,6 @@ def _write_trading(out_dir: Path, per_bar: pd.DataFrame | None) -> None:
 # ---------------------------------------------------------------------- CLI
 
 
-def _key_value(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. --set patience=10), not {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)  # 1e-3, true, [a, b] as a user writes them
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = PromoteSpec("x")
     p = ArgumentParser(  # its errors are one line (ConfigError), not the whole usage
@@ -309,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--set",
         dest="overrides",
-        type=_key_value,
+        type=setting,  # read as orchestrator.tune --set and trainables.train read it
         action="append",
         default=[],
         metavar="KEY=VALUE",

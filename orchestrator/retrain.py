@@ -31,7 +31,7 @@ from ray.train.torch import TorchTrainer
 from orchestrator.holdout import Pick, TrainingTable, write_json
 from trainables.artifacts import save_run
 from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold
+from trainables.dataset import prepare_fold_for
 from trainables.errors import TrainingError
 from trainables.trainer import fit
 
@@ -39,14 +39,9 @@ __all__ = ["fit_and_refit", "train_all"]
 
 
 def _fold(table: TrainingTable, cfg: TrainConfig, train_idx: np.ndarray):
-    return prepare_fold(
-        table.frame(),
-        table.targets,
-        train_idx.copy(),  # writable copies: the object store's arrays are read-only
-        table.stop_idx.copy(),
-        f_cols=list(cfg.f_cols),
-        seq_len=cfg.sequence_length,
-        scaler=cfg.scaler,
+    # writable copies: the object store's arrays are read-only
+    return prepare_fold_for(
+        cfg, table.frame(), table.targets, train_idx.copy(), table.stop_idx.copy()
     )
 
 

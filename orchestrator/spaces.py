@@ -21,18 +21,16 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-import re
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
-from trainables.config import ALIASES, TrainConfig
+from trainables.config import ALIASES, TrainConfig, check_value
 from trainables.errors import ConfigError
+from trainables.values import load_yaml
 
 __all__ = [
     "KNOWN_PARAMS",
@@ -108,49 +106,11 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
             f"search space {text!r} not found (no file {path}); "
             f"available spaces in {SPACES_DIR}: {', '.join(list_spaces()) or 'none'}"
         )
-    return _validate(_read_yaml(path), path)
-
-
-# ---------------------------------------------------------------- reading YAML
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-4`` as a float and refuses duplicate keys.
-
-    PyYAML follows YAML 1.1, where a float needs a dot: ``1e-4`` would silently become the
-    string "1e-4". A key written twice would silently keep the last value.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                continue  # SafeLoader's own construct_mapping reports it
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {err.problem}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from err
+    # trainables.values: the reader of --set and --config too (1e-4 is a number, only
+    # true/false are booleans, a key written twice is an error)
+    space = _validate(load_yaml(path.read_text(encoding="utf-8"), source=str(path)), path)
+    _check_values(space)
+    return space
 
 
 # ---------------------------------------------------------------- validation
@@ -215,6 +175,21 @@ def _validate(doc: Any, path: Path) -> SearchSpace:
             )
         checked[key] = _validate_dist(dist, where)
     return SearchSpace(name, description.strip(), path, dict(fixed), checked)
+
+
+def _check_values(space: SearchSpace) -> None:
+    """Every fixed value, choice and range end is one the parameter takes, so a space that
+    would make trials fail (``bidirectional: yes``, ``dropout: {high: 1.0}``) fails here."""
+    where = {f"fixed.{k}": (k, [v]) for k, v in space.fixed.items()}
+    for key, d in space.params.items():
+        ends = d["choices"] if d["type"] == "categorical" else [d["low"], d["high"]]
+        where[f"params.{key}"] = (key, ends)
+    for place, (key, values) in where.items():
+        for value in values:
+            try:
+                check_value(key, value)
+            except ConfigError as err:
+                raise ConfigError(f"{space.path}: {place}: {err}") from None
 
 
 def _validate_dist(dist: Any, where: str) -> dict[str, Any]:

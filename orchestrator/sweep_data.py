@@ -128,9 +128,9 @@ def write_snapshot(bars: pd.DataFrame, out_dir: Path) -> Path:
     path = out_dir / SNAPSHOT
     partial = out_dir / f".{SNAPSHOT}.partial-{os.getpid()}"
     try:
-        frame = bars.copy()
-        frame.attrs = {}  # the in-memory origin record (trainables.origin) is not data
-        frame.to_parquet(partial, engine="pyarrow")
+        rows = bars.copy(deep=False)
+        rows.attrs = {}  # the reader's BarsOrigin is no JSON: pyarrow would refuse the file
+        rows.to_parquet(partial, engine="pyarrow")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

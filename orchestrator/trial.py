@@ -30,7 +30,7 @@ from ray import tune
 from orchestrator.objective import objective_of, running_objective
 from orchestrator.prepare import SweepData
 from trainables.config import TrainConfig
-from trainables.dataset import FoldData, prepare_fold
+from trainables.dataset import FoldData, prepare_fold_for
 from trainables.errors import TrainingError
 from trainables.naive import naive_forecast
 from trainables.trainer import fit
@@ -122,16 +122,7 @@ def _report(done: dict, task: str, n_folds: int, extra: dict, *, oof=None, parti
 
 def _fold_data(cfg: TrainConfig, data: SweepData, k: int) -> FoldData:
     fit_idx, stop_idx, eval_idx = data.folds[k]
-    return prepare_fold(
-        data.frame(),
-        data.targets,
-        fit_idx,
-        stop_idx,
-        eval_idx,
-        f_cols=list(cfg.f_cols),
-        seq_len=cfg.sequence_length,
-        scaler=cfg.scaler,
-    )
+    return prepare_fold_for(cfg, data.frame(), data.targets, fit_idx, stop_idx, eval_idx)
 
 
 def _train_fold(cfg: TrainConfig, fold: FoldData, workers: int, cpus: float, gpus: float, on_epoch):

@@ -30,8 +30,8 @@ from orchestrator.promote import PromoteSpec, promote
 from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
 from orchestrator.spec import SCHEDULERS, SweepSpec, resolve_space
 from orchestrator.sweep import run_sweep
-from trainables.cli import ArgumentParser, bar_options, command_line
-from trainables.config import parse_value
+from trainables.cli import ArgumentParser, bar_options, command_line, setting
+from trainables.config import choices_of
 from trainables.errors import ConfigError, OrchestratorError
 from trainables.sources import add_source_arguments
 
@@ -45,14 +45,6 @@ _PROMOTE_ARGS = ("promote", "top_k", "seeds", "promote_workers", "promote_epochs
 _CLI_ARGS = (*_PROMOTE_ARGS, "job")
 # What --smoke-test changes, unless the flag is given explicitly.
 SMOKE = {"space": "smoke", "trials": 4, "folds": 2, "epochs": 2, "n_bars": 1200}
-
-
-def _key_value(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. --set epochs=20), not {text!r}")
-    key, value = text.split("=", 1)
-    # Typed from TrainConfig's fields, exactly as `python -m trainables.train --key value`.
-    return key.strip(), parse_value(key.strip(), value)
 
 
 def parse_duration(text: str) -> float:
@@ -96,14 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     bar_options(g, explicit=True)  # None unless given: --resume tells given from default
     g.add_argument(
         "--task",
-        choices=["regression", "classification"],
+        choices=choices_of("task"),
         help="what to predict (default: the space's, else regression: next-bar close)",
     )
     g.add_argument("--epochs", type=int, help="max epochs per fold (default: the space's)")
     g.add_argument(
         "--set",
         dest="overrides",
-        type=_key_value,
+        type=setting,  # read as `python -m trainables.train --key value` reads it
         action="append",
         metavar="KEY=VALUE",
         help="any training setting for every trial, e.g. --set horizon=5 --set "

@@ -1,6 +1,6 @@
 """Databases holding bars the way the users keep them, for the database tests.
 
-The users' trainer reads ``vw_ticker_timeseries`` (lstm-training-parameters.md): a view with
+The users' trainer reads ``vw_ticker_timeseries`` (docs/parameters.md): a view with
 one row per ticker and bar. Here it is a view over a table with other column names
 (``symbol``, ``bar_time``), NUMERIC prices and a bigint volume, as a vendor table would be.
 """

@@ -11,7 +11,7 @@ import torch
 
 from trainables.artifacts import FILES, load_run, predict, save_run
 from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold
+from trainables.dataset import prepare_fold_for
 from trainables.errors import DataError
 from trainables.features import build_features
 from trainables.labels import make_targets
@@ -54,14 +54,7 @@ def _trained(task: str, tmp_path, **settings):
         threshold=cfg.threshold,
     )
     split = final_split(len(features), seq_len=cfg.sequence_length, horizon=cfg.horizon)
-    fold = prepare_fold(
-        features,
-        targets,
-        split.train,
-        split.val,
-        f_cols=list(cfg.f_cols),
-        seq_len=cfg.sequence_length,
-    )
+    fold = prepare_fold_for(cfg, features, targets, split.train, split.val)
     result = fit(cfg, fold, log=None)
     out = save_run(
         tmp_path / "run",

@@ -6,12 +6,14 @@ import json
 
 import pytest
 
-from trainables.config import PRESETS, TrainConfig, parse_value
+from trainables.cli import parse_value
+from trainables.config import TrainConfig
 from trainables.errors import ConfigError
+from trainables.presets import PRESETS
 
 
 def test_defaults_follow_the_guide():
-    # Rule: the defaults are lstm-training-guide.md's default configuration.
+    # Rule: the defaults are the LSTM guide's default configuration (docs/parameters.md).
     cfg = TrainConfig()
     assert (cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.sequence_length) == (256, 2, 0.3, 60)
     assert (cfg.learning_rate, cfg.weight_decay, cfg.grad_clip) == (1e-3, 1e-4, 1.0)
@@ -24,7 +26,7 @@ def test_defaults_follow_the_guide():
 
 
 def test_parameters_preset_is_the_single_ticker_trainer():
-    # Rule: preset 'parameters' carries lstm-training-parameters.md's defaults.
+    # Rule: preset 'parameters' carries the single-ticker trainer's defaults (docs/parameters.md).
     cfg = PRESETS["parameters"]
     assert (cfg.hidden_size, cfg.dropout, cfg.batch_size, cfg.weight_decay) == (64, 0.2, 64, 1e-5)
     assert (cfg.optimizer, cfg.scheduler, cfg.plateau_factor, cfg.plateau_patience) == (
@@ -137,18 +139,57 @@ def test_resolved_defaults():
     assert TrainConfig(scheduler="exponential").resolved_gamma == 0.95
 
 
-def test_parse_value_uses_the_dataclass_types():
-    # Rule: command-line text is typed by the field's annotation.
+def test_parse_value_uses_the_field_types():
+    # Rule: command-line text is read as the field needs: numbers as numbers (1e-3 too),
+    # lists from a,b; text parameters as typed; only true/false are booleans.
     assert parse_value("hidden_size", "64") == 64
     assert parse_value("dropout", "0.25") == 0.25
+    assert parse_value("learning_rate", "1e-3") == 1e-3
     assert parse_value("batch_size", "auto") == "auto"
     assert parse_value("f_cols", "open,close") == ["open", "close"]
+    assert parse_value("f_cols", "[open, close]") == ["open", "close"]
     assert parse_value("bidirectional", "true") is True
-    assert parse_value("gamma", "none") is None
+    assert parse_value("bidirectional", "yes") == "yes"  # TrainConfig then refuses it
+    assert parse_value("amp", "off") == "off"
+    assert parse_value("ticker", "7203") == "7203"
     assert parse_value("seq_len", "12") == 12
     assert parse_value("mixed_precision", "false") is False
+    assert TrainConfig().replace(gamma=parse_value("gamma", "none")).gamma is None
+    assert TrainConfig().replace(target_col=parse_value("target_col", "none")).target_col is None
     assert (
         TrainConfig().replace(mixed_precision=parse_value("mixed_precision", "false")).amp == "off"
     )
     with pytest.raises(ConfigError, match="did you mean"):
         parse_value("hiden_size", "64")
+
+
+def test_yes_no_on_off_are_not_booleans():
+    # Rule: a boolean is true or false; 'yes' for one is an error naming it, not a silent True.
+    with pytest.raises(
+        ConfigError, match="bidirectional must be true or false, but got bidirectional='yes'"
+    ):
+        TrainConfig().replace(bidirectional=parse_value("bidirectional", "yes"))
+    with pytest.raises(ConfigError, match="restore_best must be true or false"):
+        TrainConfig.from_dict({"restore_best": "off"})
+
+
+def test_none_clears_an_optional_value_wherever_it_is_written():
+    # Rule: none/null clears gamma, purge, embargo, target_col, class_weights, ticker alike
+    # from a file or a flag; a parameter whose word 'none' is a value keeps it.
+    cfg = TrainConfig.from_dict({"gamma": "none", "purge": "null", "target_col": "None"})
+    assert (cfg.gamma, cfg.purge, cfg.target_col) == (None, None, None)
+    assert TrainConfig.from_dict({"scheduler": "none"}).scheduler == "none"
+
+
+def test_range_errors_say_the_range_of_the_field():
+    # Rule: the message carries the allowed range, as docs/parameters.md states it.
+    with pytest.raises(ConfigError, match=r"threshold must be a number >= 0, but got threshold=-1"):
+        TrainConfig(threshold=-1)
+    with pytest.raises(
+        ConfigError, match=r"huber_delta must be a number > 0, but got huber_delta=0"
+    ):
+        TrainConfig(huber_delta=0)
+    with pytest.raises(ConfigError, match=r"seed must be an integer in \[0, 2\^63 - 1\]"):
+        TrainConfig(seed=-1)
+    with pytest.raises(ConfigError, match=r"min_lr must be a finite number, but got min_lr=inf"):
+        TrainConfig(min_lr=float("inf"))

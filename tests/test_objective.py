@@ -9,7 +9,7 @@ import pytest
 from orchestrator.objective import running_objective
 from orchestrator.prepare import prepare_sweep_data
 from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold
+from trainables.dataset import prepare_fold_for
 from trainables.errors import DataError
 from trainables.metrics import fold_outputs
 from trainables.splits import final_split
@@ -21,16 +21,7 @@ def _fold(bars, *, scaler: str, target: str = "close", f_cols=("close", "log_ret
     cfg = TrainConfig(f_cols=f_cols, target_col=target, sequence_length=8, scaler=scaler)
     features, targets = build_table(bars, cfg)
     split = final_split(len(features), seq_len=8, horizon=1)
-    return prepare_fold(
-        features,
-        targets,
-        split.train,
-        split.val,
-        split.test,
-        f_cols=list(f_cols),
-        seq_len=8,
-        scaler=scaler,
-    )
+    return prepare_fold_for(cfg, features, targets, split.train, split.val, split.test)
 
 
 @pytest.mark.parametrize("target", ["close", "log_return"])

@@ -19,7 +19,7 @@ import torch
 from orchestrator.predict import main
 from trainables.artifacts import save_run
 from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold
+from trainables.dataset import prepare_fold_for
 from trainables.features import build_features
 from trainables.splits import final_split
 from trainables.synthetic import make_bars
@@ -45,9 +45,7 @@ def _train_rank(rank_dir: Path, bars: pd.DataFrame, **settings) -> None:
         )
         features, targets = build_table(bars, cfg)
         split = final_split(len(features), seq_len=8, horizon=cfg.horizon)
-        fold = prepare_fold(
-            features, targets, split.train, split.val, f_cols=list(cfg.f_cols), seq_len=8
-        )
+        fold = prepare_fold_for(cfg, features, targets, split.train, split.val)
         result = fit(cfg, fold, log=None)
         save_run(
             rank_dir / f"seed{k}",

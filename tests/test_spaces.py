@@ -100,7 +100,7 @@ def test_sampled_configs_are_accepted_by_train_config(name):
 
 
 def test_gpu_space_is_the_guides_table_with_the_probe_picking_the_batch():
-    # gpu.yaml holds lstm-training-guide.md's "Hyperparameter Ranges", value for value, but
+    # gpu.yaml holds the guide's hyperparameter ranges (docs/parameters.md), value for value, but
     # the batch size (128-1024 there) is the GPU probe's choice
     guide = {
         "hidden_size": [128, 256, 512],

@@ -288,7 +288,8 @@ def _time_range(name: str, anchors: np.ndarray, index: pd.DatetimeIndex | None) 
 
 
 def _training_metrics(result: FitResult, test_metrics: dict | None) -> dict:
-    """The users' keys first (lstm-training-parameters.md, "Metrics File"), then the rest."""
+    """The users' keys first (docs/parameters.md, "The single-ticker trainer's files and loop"),
+    then the rest."""
     h = result.history
     out = {
         "train_losses": [r.train_loss for r in h],

@@ -19,10 +19,13 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from trainables.bar_checks import DEFAULT_MAX_JUMP
+from trainables.config import ALIASES, specs, unknown_parameter
 from trainables.errors import ConfigError, DataWarning
 from trainables.timestamps import DST_CHOICES
+from trainables.values import read_value
 
 __all__ = [
     "ArgumentParser",
@@ -30,6 +33,8 @@ __all__ = [
     "bar_options",
     "command_line",
     "interrupt_exit_code",
+    "parse_value",
+    "setting",
 ]
 
 
@@ -117,3 +122,33 @@ def bar_options(parser: argparse.ArgumentParser, *, explicit: bool = False) -> N
         f"refused as a data error; inf turns the check off (default: {DEFAULT_MAX_JUMP:g}, a "
         f"factor of {math.exp(DEFAULT_MAX_JUMP):.1f})",
     )
+
+
+# ---------------------------------------------------------------------- training parameters
+
+
+def parse_value(name: str, text: str) -> Any:
+    """The command line's text of parameter ``name`` (or an alias) as a value for TrainConfig.
+
+    A text parameter (a choice, a column, a ticker) takes the text as typed (``--ticker 7203``
+    stays '7203'); a list parameter also takes ``a,b,c``; anything else is read by
+    :func:`trainables.values.read_value`, as in a ``--config`` or space file (``1e-3`` is a
+    number, only true/false are booleans). Ranges are TrainConfig's to check.
+    """
+    canonical = ALIASES.get(name, name)
+    if canonical not in specs():
+        raise ConfigError(unknown_parameter(name))
+    spec = specs()[canonical]
+    if spec.text_only and canonical == name:  # an alias such as mixed_precision takes true/false
+        return text.strip()
+    if spec.kind is tuple and not text.strip().startswith("["):
+        return [v.strip() for v in text.split(",") if v.strip()]
+    return read_value(text, source=f"{name}={text}")
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """argparse ``type`` of ``--set KEY=VALUE``: the key and its value (:func:`parse_value`)."""
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. --set epochs=20), not {text!r}")
+    return key.strip(), parse_value(key.strip(), value)

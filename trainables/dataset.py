@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,10 @@ import pandas as pd
 from trainables.errors import ConfigError, DataError
 from trainables.scaling import make_scaler, rows_covered
 
-__all__ = ["FoldData", "Targets", "prepare_fold"]
+if TYPE_CHECKING:
+    from trainables.config import TrainConfig
+
+__all__ = ["FoldData", "Targets", "prepare_fold", "prepare_fold_for"]
 
 
 @dataclass(frozen=True)
@@ -157,4 +161,26 @@ def prepare_fold(
         scaler=fitted,
         y_raw=y_raw,
         now_raw=now_raw,
+    )
+
+
+def prepare_fold_for(
+    cfg: TrainConfig,
+    features: pd.DataFrame,
+    targets: Targets,
+    train_idx: np.ndarray,
+    stop_idx: np.ndarray,
+    eval_idx: np.ndarray | None = None,
+) -> FoldData:
+    """:func:`prepare_fold` with the config's ``f_cols``, ``sequence_length`` and ``scaler``:
+    how every entry point (trial, promotion, baselines, the train CLI) builds a fold."""
+    return prepare_fold(
+        features,
+        targets,
+        train_idx,
+        stop_idx,
+        eval_idx,
+        f_cols=list(cfg.f_cols),
+        seq_len=cfg.sequence_length,
+        scaler=cfg.scaler,
     )

@@ -1,6 +1,6 @@
 """Choose ``batch_size='auto'``: the users' memory formula as a first guess, then a real probe.
 
-The formula in lstm-training-guide.md ("GPU Memory Requirements") is only a starting point:
+The guide's formula (docs/parameters.md, "The guide's GPU memory formula") is only a start:
 it counts one layer of gate activations and nothing of cuDNN's workspace, so it can be far
 off. The probe runs real forward + backward + optimizer steps at power-of-two batch sizes
 on the trial's device and keeps the largest one that neither runs out of memory nor peaks
@@ -41,7 +41,7 @@ __all__ = [
     "probe_batch_size",
 ]
 
-# The guide's default ``batch_size: 512`` (lstm-training-guide.md, "Default Configuration").
+# The guide's default ``batch_size: 512`` (docs/parameters.md, "The guide's default configuration").
 # On CPU there is no device memory to probe, so 'auto' means this.
 CPU_FALLBACK_BATCH_SIZE = 512
 # Above this, larger batches mostly trade generalisation for speed; the guide's largest is 2048.
@@ -64,7 +64,7 @@ StepFn = Callable[[nn.Module, int], None]
 def estimate_memory_gb(
     batch_size: int, seq_len: int, n_features: int, hidden_size: int, num_layers: int
 ) -> float:
-    """The users' formula, verbatim (lstm-training-guide.md, "Memory Formula"), in GiB."""
+    """The guide's formula, verbatim (docs/parameters.md, "The guide's GPU memory formula"), GiB."""
     params = 4 * hidden_size * (n_features + hidden_size + 1) * num_layers
     model_mem = (params * 4) / (1024**3)  # 4 bytes per float32
     # Activations (4x hidden state for LSTM gates); note: not multiplied by num_layers.

@@ -13,12 +13,13 @@ import math
 import numpy as np
 import pandas as pd
 
+from trainables.config import choices_of
 from trainables.dataset import Targets
 from trainables.errors import ConfigError, DataError
 
 __all__ = ["CLASS_NAMES", "TASKS", "describe_targets", "make_targets"]
 
-TASKS = ("regression", "classification")
+TASKS = choices_of("task")
 CLASS_NAMES = ("down", "flat", "up")
 
 

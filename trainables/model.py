@@ -8,35 +8,34 @@ head predicts the *change* from the last input value of each target column, so "
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from typing import Any
 
 import torch
 from torch import _VF, nn
 
+from trainables.config import MODEL_FIELDS, specs
 from trainables.errors import ConfigError
 
 __all__ = ["ModelSpec", "SequenceModel"]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """The architecture part of a config (a ``TrainConfig`` or anything with these names)."""
+def _spec_of(cls: type, cfg: Any) -> Any:
+    """The architecture part of ``cfg`` (a TrainConfig or anything with these names)."""
+    if isinstance(cfg, cls):
+        return cfg
+    return cls(**{f.name: getattr(cfg, f.name, f.default) for f in dataclasses.fields(cls)})
 
-    cell: str = "lstm"
-    hidden_size: int = 256
-    num_layers: int = 2
-    dropout: float = 0.3
-    bidirectional: bool = False
-    attention: bool = False
-    attention_heads: int = 4
 
-    @classmethod
-    def of(cls, cfg: Any) -> ModelSpec:
-        if isinstance(cfg, ModelSpec):
-            return cfg
-        defaults = cls()
-        return cls(**{k: getattr(cfg, k, getattr(defaults, k)) for k in cls.__dataclass_fields__})
+# The architecture part of a config: TrainConfig's fields marked model=True, with their
+# defaults (not validated again: a test may build a 6-unit network).
+ModelSpec = dataclasses.make_dataclass(
+    "ModelSpec",
+    [(n, specs()[n].kind, dataclasses.field(default=specs()[n].default)) for n in MODEL_FIELDS],
+    frozen=True,
+    namespace={"of": classmethod(_spec_of)},
+)
+ModelSpec.__module__ = __name__  # make_dataclass's own module= needs Python 3.12
 
 
 class SequenceModel(nn.Module):

@@ -21,6 +21,7 @@ import json
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,20 +30,29 @@ import torch
 
 from trainables.artifacts import save_run
 from trainables.atomic import partial_name
-from trainables.cli import ArgumentParser, bar_options, command_line, interrupt_exit_code
-from trainables.config import PRESETS, TrainConfig, parse_value
-from trainables.dataset import Targets, prepare_fold
+from trainables.cli import (
+    ArgumentParser,
+    bar_options,
+    command_line,
+    interrupt_exit_code,
+    parse_value,
+)
+from trainables.config import ALIASES, SECTIONS, TrainConfig, specs, unknown_parameter
+from trainables.dataset import Targets, prepare_fold_for
 from trainables.errors import ConfigError, DataError, OrchestratorError
 from trainables.labels import describe_targets
 from trainables.naive import naive_forecast, naive_kind
 from trainables.origin import at_row, origin_of
+from trainables.params import Spec, default_text, range_text
+from trainables.presets import PRESETS
 from trainables.sources import BarSource, add_source_arguments, read_bars, run_columns
 from trainables.splits import FinalSplit
 from trainables.synthetic import make_bars
 from trainables.table import build_table, holdout_split
 from trainables.trainer import fit
+from trainables.values import read_mapping_file
 
-__all__ = ["build_config", "default_preset", "main", "run"]
+__all__ = ["add_training_flags", "build_config", "default_preset", "main", "run"]
 
 
 def default_preset() -> tuple[str, str]:
@@ -55,9 +65,11 @@ def default_preset() -> tuple[str, str]:
 def _parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="python -m trainables.train",
+        usage="%(prog)s [--data DATA] [--preset NAME] [--config FILE] [--out DIR] "
+        "[--NAME VALUE ...]",
         description="Train one LSTM/GRU on a chronological train/val/test split.",
-        epilog="Any training parameter: --NAME VALUE, e.g. --hidden_size 128 --f_cols open,close "
-        f"--batch_size auto. Names: {', '.join(TrainConfig.field_names())}. See docs/parameters.md.",
+        epilog="Settings apply in the order --preset < --config file < flags; a flag may also "
+        "be written --name=value or with dashes (--seq-len 30). See docs/parameters.md.",
         allow_abbrev=False,
     )
     p.add_argument(
@@ -65,7 +77,6 @@ def _parser() -> ArgumentParser:
         help="bars file (.csv or .parquet) or a database URL with --table/--query "
         "(postgresql://user@host/db, sqlite:///bars.db); default: built-in synthetic bars",
     )
-    p.add_argument("--ticker", help="ticker to pick from multi-ticker data")
     add_source_arguments(p)
     p.add_argument(
         "--preset",
@@ -73,50 +84,70 @@ def _parser() -> ArgumentParser:
         default=None,
         help="defaults to start from (default: guide with a CUDA device, cpu without one)",
     )
-    p.add_argument("--config", help="JSON or YAML file of training parameters")
+    p.add_argument(
+        "--config", help="JSON or YAML file of training parameters (name: value, as below)"
+    )
     p.add_argument("--out", help="run directory to create (default results/train/<ticker>-<time>)")
     bar_options(p)
+    add_training_flags(p)
     return p
 
 
-def _overrides(tokens: list[str]) -> dict:
-    """``--name value`` / ``--name=value`` pairs -> {name: typed value}."""
-    out, i = {}, 0
-    while i < len(tokens):
-        token = tokens[i]
-        if not token.startswith("--") or token == "--":
-            raise ConfigError(
-                f"unexpected argument {token!r}; parameters are given as --name value"
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    """One ``--name VALUE`` flag per TrainConfig field, grouped as docs/parameters.md is,
+    its help, range and defaults taken from the field; aliases work but stay out of --help.
+    A flag not given is absent from the namespace (the preset or --config file decides)."""
+    groups = {s: p.add_argument_group(f"training parameters: {s.lower()}") for s in SECTIONS}
+    for name, spec in specs().items():
+        group = groups[spec.param.section]
+        group.add_argument(
+            f"--{name}",
+            type=partial(parse_value, name),
+            default=argparse.SUPPRESS,
+            metavar=_metavar(spec),
+            help=_flag_help(spec),
+        )
+        for alias in spec.aliases:
+            group.add_argument(
+                f"--{alias}",
+                type=partial(parse_value, alias),
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
             )
-        key, eq, value = token[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(tokens):
-                raise ConfigError(f"--{key} needs a value")
-            value, i = tokens[i + 1], i + 1
-        name = key.replace("-", "_")
-        out[name] = parse_value(name, value)
-        i += 1
+
+
+def _metavar(spec: Spec) -> str:
+    if spec.param.choices:
+        return "{" + ",".join(spec.param.choices) + "}"
+    kinds = {bool: "{true,false}", int: "N", float: "X", tuple: "A,B,..."}
+    text = kinds.get(spec.kind, "TEXT")
+    return "|".join([text, *spec.param.words])
+
+
+def _flag_help(spec: Spec) -> str:
+    """``units per layer; takes integer in [1, 8192] (default: 256; cpu preset: 64)``."""
+    p = spec.param
+    text = p.help if p.choices or spec.kind is bool else f"{p.help}; takes {range_text(spec)}"
+    notes = [f"default: {default_text(spec.default)}"]
+    notes += [
+        f"{name} preset: {default_text(getattr(cfg, spec.name))}"
+        for name, cfg in PRESETS.items()
+        if getattr(cfg, spec.name) != spec.default
+    ]
+    notes += [f"alias --{a}" for a in p.aliases]
+    return f"{text} ({'; '.join(notes)})".replace("%", "%%")  # argparse formats help with %
+
+
+def _underscored(argv: list[str]) -> list[str]:
+    """``--seq-len`` -> ``--seq_len``: a parameter's flag may be written with dashes."""
+    known = {*specs(), *ALIASES}
+    out = []
+    for token in argv:
+        name, eq, value = token[2:].partition("=")
+        if token.startswith("--") and name.replace("-", "_") in known:
+            token = f"--{name.replace('-', '_')}{eq}{value}"
+        out.append(token)
     return out
-
-
-def _read_config_file(path: str) -> dict:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as err:
-        raise ConfigError(f"--config {path}: cannot read ({err.strerror})") from err
-    try:
-        if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except ValueError as err:  # json.JSONDecodeError and yaml.YAMLError are ValueErrors
-        raise ConfigError(f"--config {path}: not valid JSON/YAML ({err})") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {path}: expected a mapping of parameter: value")
-    return data
 
 
 def build_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
@@ -124,17 +155,21 @@ def build_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.N
 
     ``opts.preset`` is the preset used and ``opts.preset_reason`` why it was chosen.
     """
-    opts, rest = _parser().parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    opts, rest = _parser().parse_known_args(_underscored(argv))
+    if rest:
+        name = rest[0][2:].partition("=")[0].replace("-", "_")
+        if rest[0].startswith("--") and name:
+            raise ConfigError(unknown_parameter(name))
+        raise ConfigError(f"unexpected argument {rest[0]!r}; parameters are given as --name value")
     if opts.preset is None:
         opts.preset, opts.preset_reason = default_preset()
     else:
         opts.preset_reason = "--preset"
     cfg = PRESETS[opts.preset]
     if opts.config:
-        cfg = cfg.replace(**_read_config_file(opts.config))
-    flags = _overrides(rest)
-    if opts.ticker is not None:
-        flags["ticker"] = opts.ticker
+        cfg = cfg.replace(**read_mapping_file(opts.config, what=f"--config {opts.config}"))
+    flags = {k: v for k, v in vars(opts).items() if k in specs() or k in ALIASES}
     return cfg.replace(**flags), opts
 
 
@@ -172,15 +207,7 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
             f" are too few for the split: {err}"
         ) from err
     _check_naive_error(features, targets, split, source)
-    fold = prepare_fold(
-        features,
-        targets,
-        split.train,
-        split.val,
-        f_cols=list(cfg.f_cols),
-        seq_len=cfg.sequence_length,
-        scaler=cfg.scaler,
-    )
+    fold = prepare_fold_for(cfg, features, targets, split.train, split.val)
     what = "down/flat/up" if cfg.task == "classification" else ", ".join(fold.target_names)
     log(
         f"Data: {source}: {len(bars):,} bars {bars.index[0]} .. {bars.index[-1]}; "
