@@ -141,14 +141,7 @@ def prepare_sweep_data(
         len(features), seq_len=seq_len_max, horizon=base.horizon, n_splits=n_splits, source=source
     )
     split = holdout_split(len(features), base, seq_len=seq_len_max)
-    # Rows a train+val sample can reach; the test part's spans start after them.
-    n_rows = int(split.train_val.max()) + base.horizon + 1
-    test_first_row = int(split.test.min()) - seq_len_max + 1
-    if test_first_row < n_rows:
-        raise ConfigError(
-            f"the holdout gap is too small: test spans start at row {test_first_row} but "
-            f"train+validation spans reach row {n_rows - 1}"
-        )
+    n_rows, test_first_row = _sweep_rows(split, base.horizon, seq_len_max)
     splitter = make_splitter(
         cv,
         n_splits=n_splits,
@@ -159,26 +152,7 @@ def prepare_sweep_data(
     )
     rows = np.arange(n_rows)
     index = features.index[:n_rows]
-    folds, inner = [], []
-    for k, (tr, ev) in enumerate(splitter.split(rows)):
-        try:
-            cut = inner_split(
-                tr,
-                ev,
-                seq_len=seq_len_max,
-                horizon=base.horizon,
-                fraction=inner_val,
-                purge=base.purge,
-                embargo=base.embargo,
-            )
-        except (ConfigError, DataError) as err:
-            raise DataError(
-                f"{source}: fold {k} keeps {len(tr):,} training samples: too few to hold "
-                f"{inner_val:.0%} out for early stopping behind its purge gap ({err}); use "
-                f"fewer --folds, shorter windows or more bars"
-            ) from None
-        folds.append((cut.fit, cut.stop, np.asarray(ev)))
-        inner.append(cut)
+    folds, inner = _inner_folds(splitter, rows, base, seq_len_max, inner_val, source)
     _check_fold_sizes(folds, source, seq_len_max)
     audit = _with_inner(audit_frame(splitter.audit(rows, index=index)), inner, index)
     if base.task == "regression":
@@ -210,6 +184,44 @@ def prepare_sweep_data(
         summary=summary,
         timestamps=origin.timestamps if (origin := origin_of(bars)) else "naive (built-in data)",
     )
+
+
+def _sweep_rows(split, horizon: int, seq_len_max: int) -> tuple[int, int]:
+    """(rows a train+val sample can reach: the sweep's rows, first row of the test part's
+    spans); the test part's spans start after the sweep's rows, or the holdout leaks."""
+    n_rows = int(split.train_val.max()) + horizon + 1
+    test_first_row = int(split.test.min()) - seq_len_max + 1
+    if test_first_row < n_rows:
+        raise ConfigError(
+            f"the holdout gap is too small: test spans start at row {test_first_row} but "
+            f"train+validation spans reach row {n_rows - 1}"
+        )
+    return n_rows, test_first_row
+
+
+def _inner_folds(splitter, rows, base: TrainConfig, seq_len: int, inner_val: float, source: str):
+    """Each CV fold as (fit, stop, eval): its training part cut by ``inner_split``."""
+    folds, inner = [], []
+    for k, (tr, ev) in enumerate(splitter.split(rows)):
+        try:
+            cut = inner_split(
+                tr,
+                ev,
+                seq_len=seq_len,
+                horizon=base.horizon,
+                fraction=inner_val,
+                purge=base.purge,
+                embargo=base.embargo,
+            )
+        except (ConfigError, DataError) as err:
+            raise DataError(
+                f"{source}: fold {k} keeps {len(tr):,} training samples: too few to hold "
+                f"{inner_val:.0%} out for early stopping behind its purge gap ({err}); use "
+                f"fewer --folds, shorter windows or more bars"
+            ) from None
+        folds.append((cut.fit, cut.stop, np.asarray(ev)))
+        inner.append(cut)
+    return folds, inner
 
 
 def _check_fold_sizes(folds, source: str, seq_len: int) -> None:

@@ -123,13 +123,7 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
     data = load_holdout(out_dir, sweep=sweep, data=spec.data, data_env=spec.data_env)
     board = read_leaderboard(out_dir)
     settings = {**spec.overrides, **({"epochs": spec.epochs} if spec.epochs else {})}
-    picks = top_configs(board, data.base, top_k=spec.top_k, settings=settings)
-    if not picks:
-        raise ConfigError(f"sweep {spec.name!r} has no completed trial to promote")
-    if len(picks) < spec.top_k:
-        log(
-            f"The sweep has {len(picks)} completed trial(s); promoting those (--top-k {spec.top_k})"
-        )
+    picks = _picks(board, data, spec, settings, log)
     guard = HoldoutGuard(data)
     table = guard.training_table()
     log(
@@ -140,9 +134,63 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
         f"({len(data.split.test):,} samples from row {data.test_first_row}) stays closed"
     )
     baseline_models = fit_baselines(table, picks[0].cfg)
-
     staging = out_dir / f".models-partial-{os.getpid()}"
+    try:
+        jobs, train_wall = _train(spec, sweep, picks, table, staging, log)
+        # Training is over: only now does the test part open.
+        guard.finish_training()
+        # The calendar of the whole table (timestamps only): how many bars a year holds.
+        periods = bars_per_year(data.features.index)
+        judged = _judge_test_part(
+            guard.test_part(), picks, jobs, staging, baseline_models, spec, periods
+        )
+        # The previous models/ stays until the new one is in place (trainables.atomic).
+        replace_folder(staging, out_dir / "models")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result, baselines, chosen, trading, per_bar = judged
+    _write_trading(out_dir, per_bar)
+    index = {
+        "sweep": spec.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "task": data.base.task,
+        "objective": sweep.get("objective"),
+        "top_k": spec.top_k,
+        "seeds": spec.seeds,
+        "workers": spec.workers,
+        "settings": settings,
+        "data": data.summary(),
+        "holdout_guard": guard.to_dict(),
+        "audit": data.audit().to_dict(orient="records"),
+        **result,
+        "baselines": baselines,
+        "chosen": _chosen_entry(chosen),
+        "cv_optimism": {
+            **cv_vs_test(board, chosen, data.base.task),
+            "pbo": pbo_of_sweep(out_dir, data.base.task),
+        },
+        "trading": trading,
+        "timings": {"train_wall_seconds": train_wall},
+    }
+    return _publish(spec, sweep, out_dir, index, chosen, start, log)
+
+
+def _picks(board, data, spec: PromoteSpec, settings: dict, log) -> list:
+    picks = top_configs(board, data.base, top_k=spec.top_k, settings=settings)
+    if not picks:
+        raise ConfigError(f"sweep {spec.name!r} has no completed trial to promote")
+    if len(picks) < spec.top_k:
+        log(
+            f"The sweep has {len(picks)} completed trial(s); promoting those (--top-k {spec.top_k})"
+        )
+    return picks
+
+
+def _train(spec: PromoteSpec, sweep: dict, picks, table, staging: Path, log):
+    """Every (rank, seed) model, on a Ray that is shut down again before the test part opens;
+    returns (job summaries, training seconds)."""
     storage = sweep.get("storage")
+    out_dir = Path(spec.results_dir) / spec.name
     storage = f"{storage.rstrip('/')}/{spec.name}" if storage else str(out_dir.resolve())
     started = _start_ray(spec, sweep, log)
     try:
@@ -158,60 +206,30 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
             log=log,
         )
         train_wall = time.perf_counter() - t0
-        if started:
-            ray.shutdown()
-            started = False
-        for j in jobs:
-            if j["status"] == "failed":
-                log(f"rank {j['rank']} seed {j['seed']} failed: {j['reason']}")
-        if not any(j["status"] == "ok" for j in jobs):
-            raise TrainingError("every promoted model failed to train; see the lines above")
-
-        # Training is over: only now does the test part open.
-        guard.finish_training()
-        # The calendar of the whole table (timestamps only): how many bars a year holds.
-        periods = bars_per_year(data.features.index)
-        judged = _judge_test_part(
-            guard.test_part(), picks, jobs, staging, baseline_models, spec, periods
-        )
-        result, baselines, chosen, trading, per_bar = judged
-        # The previous models/ stays until the new one is in place (trainables.atomic).
-        replace_folder(staging, out_dir / "models")
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
         if started:
             ray.shutdown()
-    _write_trading(out_dir, per_bar)
+    for j in jobs:
+        if j["status"] == "failed":
+            log(f"rank {j['rank']} seed {j['seed']} failed: {j['reason']}")
+    if not any(j["status"] == "ok" for j in jobs):
+        raise TrainingError("every promoted model failed to train; see the lines above")
+    return jobs, train_wall
 
-    index = {
-        "sweep": spec.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "task": data.base.task,
-        "objective": sweep.get("objective"),
-        "top_k": spec.top_k,
-        "seeds": spec.seeds,
-        "workers": spec.workers,
-        "settings": settings,
-        "data": data.summary(),
-        "holdout_guard": guard.to_dict(),
-        "audit": data.audit().to_dict(orient="records"),
-        **result,
-        "baselines": baselines,
-        "chosen": {
-            "rank": chosen["rank"],
-            "kind": "seed ensemble (mean of the rank's seeds)",
-            "path": chosen["path"],
-            "test": chosen["ensemble_test"],
-            "comparisons": chosen["comparisons"],
-            "verdict": chosen["verdict"],
-        },
-        "cv_optimism": {
-            **cv_vs_test(board, chosen, data.base.task),
-            "pbo": pbo_of_sweep(out_dir, data.base.task),
-        },
-        "trading": trading,
-        "timings": {"train_wall_seconds": train_wall},
+
+def _chosen_entry(chosen: dict) -> dict:
+    return {
+        "rank": chosen["rank"],
+        "kind": "seed ensemble (mean of the rank's seeds)",
+        "path": chosen["path"],
+        "test": chosen["ensemble_test"],
+        "comparisons": chosen["comparisons"],
+        "verdict": chosen["verdict"],
     }
+
+
+def _publish(spec: PromoteSpec, sweep: dict, out_dir: Path, index: dict, chosen, start, log):
+    """promoted.json, the MLflow run and registered model, the report and the summary lines."""
     write_json(out_dir / "promoted.json", index)
     index["chosen"]["mlflow"] = log_final_model(
         spec.mlflow_uri or sweep.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir)),

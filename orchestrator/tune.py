@@ -61,7 +61,6 @@ def parse_duration(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = _DEFAULTS
     p = ArgumentParser(  # its errors are one line (ConfigError), not the whole usage
         prog="python -m orchestrator.tune",
         description="Ray Tune + Optuna sweep of LSTM models over purged time-series CV folds. "
@@ -69,8 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
         "forecast's (persistence for prices, the training mean for returns) in original "
         "units, pooled over folds (< 1 beats the naive forecast; skill = 1 - mse_ratio). "
         "The final test part of the data is never touched by a sweep.",
+        epilog="--resume --name NAME continues sweep NAME as results/NAME/sweep.json recorded "
+        "it (data, space, trials, task, CV, seed, --set, scheduler): those flags may not be "
+        "given with other values, and changed data is refused; the resources and where it "
+        "runs may change. Ctrl-C and SIGTERM stop a sweep cleanly and print that command. "
+        "See docs/sweeps.md.",
         allow_abbrev=False,
     )
+    _what_to_sweep(p)
+    _resources(p)
+    _where(p)
+    _promotion(p)
+    return p
+
+
+def _what_to_sweep(p: argparse.ArgumentParser) -> None:
+    """The settings that decide a sweep's answer (--resume restores them)."""
+    d = _DEFAULTS
     g = p.add_argument_group("what to sweep")
     g.add_argument("--trials", type=int, help=f"number of trials (default: {d['trials']})")
     g.add_argument(
@@ -147,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="tiny version of the whole sweep: smoke space, 4 trials, 2 folds, 2 epochs, "
         "1,200 bars; flags given explicitly win",
     )
+
+
+def _resources(p: argparse.ArgumentParser) -> None:
+    """Where and how fast: free to change on --resume."""
+    d = _DEFAULTS
     r = p.add_argument_group("resources (may change on --resume)")
     r.add_argument(
         "--time-budget",
@@ -189,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="do not start the Ray dashboard of a local Ray (default: start it)",
     )
+
+
+def _where(p: argparse.ArgumentParser) -> None:
+    """Ray, storage, results and MLflow: free to change on --resume."""
+    d = _DEFAULTS
     w = p.add_argument_group("where (may change on --resume)")
     w.add_argument(
         "--address",
@@ -222,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue sweep --name as its sweep.json recorded it (finished trials are kept)",
     )
+
+
+def _promotion(p: argparse.ArgumentParser) -> None:
+    """Promotion right after the sweep."""
     q = p.add_argument_group("promotion right after the sweep (docs/promotion.md)")
     q.add_argument(
         "--promote",
@@ -253,9 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cost-bps",
         type=float,
         default=_PROMOTE_DEFAULTS["cost_bps"],
-        help="trading view: cost per unit of turnover in basis points",
+        help="trading view: cost per unit of turnover in basis points (default: %(default)g)",
     )
-    return p
 
 
 def promote_spec(argv: list[str] | None, spec: SweepSpec) -> PromoteSpec | None:

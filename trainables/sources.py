@@ -201,20 +201,23 @@ def add_source_arguments(parser: argparse._ActionsContainer, *, snapshot: bool =
     parser.add_argument(
         "--table",
         help="with a database --data: the table or view to read (optionally schema.name); "
-        "only the columns the run needs are read",
+        "only the columns the run needs are read (default: none)",
     )
     parser.add_argument(
         "--query",
         help="with a database --data: a SELECT whose result holds the bars (read-only: "
-        "run as a subquery in a read-only transaction); needs a ticker column for --ticker",
+        "run as a subquery in a read-only transaction); needs a ticker column for --ticker "
+        "(default: none)",
     )
     parser.add_argument(
         "--data-env",
         metavar="VAR",
         help="read the database URL from this environment variable (keeps a password off "
-        "the command line; records keep the variable's name)",
+        "the command line; records keep the variable's name) (default: none)",
     )
-    parser.add_argument("--start", metavar="TIME", help="first bar to read (inclusive)")
+    parser.add_argument(
+        "--start", metavar="TIME", help="first bar to read (inclusive; default: the first one)"
+    )
     parser.add_argument(
         "--end", metavar="TIME", help="last bar to read (inclusive; default: the last one)"
     )
