@@ -175,3 +175,19 @@ def test_reading_a_sweep_needs_no_ray():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_flag_has_help_with_its_default():
+    # --help documents every flag; a flag that takes a value says its default in words
+    # (argparse's own "(default: None)" / "(default: True)" never appears)
+    from orchestrator.tune import build_parser
+
+    parser = build_parser()
+    text = parser.format_help()
+    assert "(default: None)" not in text and "(default: True)" not in text
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings} has no help"
+        if action.nargs != 0:  # takes a value
+            assert "default" in action.help, f"{action.option_strings}: no default in its help"
