@@ -9,13 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.folds import make_fold
 from trainables.artifacts import FILES, load_run, predict, save_run
 from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold_for
 from trainables.errors import DataError
-from trainables.features import build_features
-from trainables.labels import make_targets
-from trainables.splits import final_split
 from trainables.synthetic import make_bars
 from trainables.trainer import fit
 
@@ -42,19 +39,8 @@ def _trained(task: str, tmp_path, **settings):
         f_cols=["close", "volume", "log_return"],
         **settings,
     )
-    bars = make_bars(500)
-    features = build_features(bars, cfg.f_cols, extra=[cfg.target_col] if cfg.target_col else [])
-    targets = make_targets(
-        features,
-        bars,
-        task=task,
-        f_cols=list(cfg.f_cols),
-        target_col=cfg.target_col,
-        horizon=cfg.horizon,
-        threshold=cfg.threshold,
-    )
-    split = final_split(len(features), seq_len=cfg.sequence_length, horizon=cfg.horizon)
-    fold = prepare_fold_for(cfg, features, targets, split.train, split.val)
+    built = make_fold(cfg, make_bars(500))
+    fold, features, split = built.fold, built.features, built.split
     result = fit(cfg, fold, log=None)
     out = save_run(
         tmp_path / "run",

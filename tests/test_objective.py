@@ -8,20 +8,16 @@ import pytest
 
 from orchestrator.objective import running_objective
 from orchestrator.prepare import prepare_sweep_data
+from tests.folds import make_fold
 from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold_for
 from trainables.errors import DataError
 from trainables.metrics import fold_outputs
-from trainables.splits import final_split
-from trainables.table import build_table
 from trainables.trainer import fit, predict_scaled
 
 
 def _fold(bars, *, scaler: str, target: str = "close", f_cols=("close", "log_return")):
     cfg = TrainConfig(f_cols=f_cols, target_col=target, sequence_length=8, scaler=scaler)
-    features, targets = build_table(bars, cfg)
-    split = final_split(len(features), seq_len=8, horizon=1)
-    return prepare_fold_for(cfg, features, targets, split.train, split.val, split.test)
+    return make_fold(cfg, bars, test_as_eval=True).fold
 
 
 @pytest.mark.parametrize("target", ["close", "log_return"])

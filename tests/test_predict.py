@@ -17,13 +17,11 @@ import pytest
 import torch
 
 from orchestrator.predict import main
+from tests.folds import make_fold
 from trainables.artifacts import save_run
 from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold_for
 from trainables.features import build_features
-from trainables.splits import final_split
 from trainables.synthetic import make_bars
-from trainables.table import build_table
 from trainables.trainer import fit
 
 N_BARS = 600
@@ -43,9 +41,8 @@ def _train_rank(rank_dir: Path, bars: pd.DataFrame, **settings) -> None:
             seed=k,
             **settings,
         )
-        features, targets = build_table(bars, cfg)
-        split = final_split(len(features), seq_len=8, horizon=cfg.horizon)
-        fold = prepare_fold_for(cfg, features, targets, split.train, split.val)
+        built = make_fold(cfg, bars)
+        fold, features, split = built.fold, built.features, built.split
         result = fit(cfg, fold, log=None)
         save_run(
             rank_dir / f"seed{k}",
