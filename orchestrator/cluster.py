@@ -38,7 +38,7 @@ from orchestrator.head import (
     start_head,
     stop_head,
 )
-from trainables.errors import OrchestratorError
+from trainables.errors import UserError
 
 __all__ = ["build_parser", "describe", "main"]
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return _status(args)
         return _stop(args)
-    except OrchestratorError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 from orchestrator import ray_auth
-from trainables.errors import ConfigError, OrchestratorError
+from trainables.errors import ConfigError, UserError
 
 __all__ = [
     "Head",
@@ -231,16 +231,14 @@ def _wait_until_up(proc, temp: Path, port: int, url: str, token: str, log_path, 
         if proc.poll() is not None:
             lines = [line for line in log_path.read_text().splitlines() if line.strip()]
             last = lines[-1].strip() if lines else "(empty)"
-            raise OrchestratorError(
+            raise UserError(
                 f"the Ray head did not start (exit {proc.returncode}): {last} (log: {log_path})"
             )
         recorded = _recorded_address(temp)
         if recorded and recorded.endswith(f":{port}") and _dashboard_ready(url, token):
             return recorded
         if time.monotonic() > deadline:
-            raise OrchestratorError(
-                f"the Ray head did not answer within {timeout:.0f} s (log: {log_path})"
-            )
+            raise UserError(f"the Ray head did not answer within {timeout:.0f} s (log: {log_path})")
         time.sleep(0.5)
 
 

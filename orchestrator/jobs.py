@@ -22,7 +22,7 @@ from pathlib import Path
 from orchestrator.head import Head, auth_headers
 from orchestrator.objective import objective_of
 from orchestrator.spaces import load_space
-from trainables.errors import OrchestratorError
+from trainables.errors import UserError
 
 __all__ = ["job_metadata", "submit_sweep"]
 
@@ -105,7 +105,7 @@ def submit_sweep(argv: list[str], spec, head: Head, *, log=print) -> int:
         log(f"Stop it: {stop}")
         return 130
     except RuntimeError as err:  # the SDK's error for a log stream that broke off
-        raise OrchestratorError(
+        raise UserError(
             f"lost the output of job {submission_id} ({err}); it may still run: {follow}"
         ) from None
     info = client.get_job_info(submission_id)

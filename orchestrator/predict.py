@@ -36,7 +36,7 @@ from trainables.artifacts import LoadedRun, load_run, predict
 from trainables.atomic import write_file
 from trainables.cli import ArgumentParser, bar_options, command_line, interrupt_exit_code
 from trainables.data import REQUIRED_COLUMNS
-from trainables.errors import ConfigError, DataError, OrchestratorError
+from trainables.errors import ConfigError, DataError, UserError
 from trainables.features import FEATURES, build_features, warmup_rows
 from trainables.origin import at_row, source_of
 from trainables.sources import BarSource, add_source_arguments, read_bars
@@ -206,7 +206,7 @@ def _parser() -> ArgumentParser:
 
 
 def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
-    """Everything ``main`` does, raising OrchestratorError instead of exiting."""
+    """Everything ``main`` does, raising UserError instead of exiting."""
     args = _parser().parse_args(argv)
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     with command_line():
         try:
             run(argv, log=lambda msg: print(msg, file=sys.stderr))
-        except OrchestratorError as err:
+        except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt as err:

@@ -51,7 +51,7 @@ from orchestrator.trading import bars_per_year, trading_view
 from trainables.atomic import replace_folder
 from trainables.cli import ArgumentParser, command_line, interrupt_exit_code, setting
 from trainables.config import TrainConfig
-from trainables.errors import ConfigError, OrchestratorError, TrainingError
+from trainables.errors import ConfigError, TrainingError, UserError
 
 __all__ = ["EXPERIMENT", "PromoteSpec", "main", "promote"]
 
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             args = vars(build_parser().parse_args(argv))
             args["overrides"] = dict(args["overrides"])
             promote(PromoteSpec(**args))
-        except OrchestratorError as err:
+        except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt as err:

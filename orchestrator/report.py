@@ -24,7 +24,7 @@ from orchestrator.holdout import read_sweep
 from orchestrator.spaces import load_space, to_optuna
 from orchestrator.trading import summary_line as trading_line
 from orchestrator.verdicts import fmt_p
-from trainables.errors import OrchestratorError
+from trainables.errors import UserError
 
 __all__ = [
     "comparison_table",
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         html_path, md_path = write_report(Path(args.results_dir) / args.name)
-    except OrchestratorError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"Report: {html_path} ({md_path.name})")

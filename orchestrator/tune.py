@@ -32,7 +32,7 @@ from orchestrator.spec import SCHEDULERS, SweepSpec, resolve_space
 from orchestrator.sweep import run_sweep
 from trainables.cli import ArgumentParser, bar_options, command_line, setting
 from trainables.config import choices_of
-from trainables.errors import ConfigError, OrchestratorError
+from trainables.errors import ConfigError, UserError
 from trainables.sources import add_source_arguments
 
 __all__ = ["main", "parse_args", "parse_duration"]
@@ -397,7 +397,7 @@ def _main(argv: list[str] | None) -> int:
             print("the sweep was interrupted: not promoting", file=sys.stderr)
         elif promotion is not None:
             promote(replace(promotion, name=outcome.name))
-    except OrchestratorError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ import torch
 
 import trainables.train as train_cli
 from trainables.artifacts import FILES
-from trainables.errors import OrchestratorError
+from trainables.errors import UserError
 from trainables.synthetic import make_bars
 
 TINY = [
@@ -120,7 +120,7 @@ def test_failed_save_leaves_no_directory(tmp_path, monkeypatch, capsys):
 
     def fails_half_way(out_dir, **kwargs):  # injected fault: files written, then an error
         real(out_dir, **kwargs)
-        raise OrchestratorError("disk full")
+        raise UserError("disk full")
 
     monkeypatch.setattr(train_cli, "save_run", fails_half_way)
     assert train_cli.main([*TINY, "--out", str(tmp_path / "run")]) == 2

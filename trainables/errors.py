@@ -1,6 +1,6 @@
 """One exception hierarchy for user-facing failures.
 
-The CLIs catch :class:`OrchestratorError`, print ``str(err)`` as one line and exit 2.
+The CLIs catch :class:`UserError`, print ``str(err)`` as one line and exit 2.
 Anything else is a bug and keeps its traceback. :class:`DataWarning` is the one warning
 about data that still loads (a long constant stretch, a large time gap): the CLIs print it
 as one ``warning: ...`` line on stderr and go on.
@@ -8,22 +8,22 @@ as one ``warning: ...`` line on stderr and go on.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "DataWarning", "OrchestratorError", "TrainingError"]
+__all__ = ["ConfigError", "DataError", "DataWarning", "UserError", "TrainingError"]
 
 
-class OrchestratorError(Exception):
+class UserError(Exception):
     """Base class of every error a user can cause and fix."""
 
 
-class DataError(OrchestratorError):
+class DataError(UserError):
     """The bar data cannot be used: missing column, bad value, bad ordering, too few rows."""
 
 
-class ConfigError(OrchestratorError):
+class ConfigError(UserError):
     """A setting is out of range, misspelt or inconsistent with another setting."""
 
 
-class TrainingError(OrchestratorError):
+class TrainingError(UserError):
     """Training cannot go on: the loss diverged (NaN/inf) or no batch fits in memory."""
 
 

@@ -39,7 +39,7 @@ from trainables.cli import (
 )
 from trainables.config import ALIASES, SECTIONS, TrainConfig, specs, unknown_parameter
 from trainables.dataset import Targets, prepare_fold_for
-from trainables.errors import ConfigError, DataError, OrchestratorError
+from trainables.errors import ConfigError, DataError, UserError
 from trainables.labels import describe_targets
 from trainables.naive import naive_forecast, naive_kind
 from trainables.origin import at_row, origin_of
@@ -174,7 +174,7 @@ def build_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.N
 
 
 def run(argv: list[str] | None = None, *, log=print) -> Path:
-    """Everything ``main`` does, raising OrchestratorError instead of exiting."""
+    """Everything ``main`` does, raising UserError instead of exiting."""
     cfg, opts = build_config(argv)
     log(f"Preset: {opts.preset} ({opts.preset_reason})")
     source = BarSource(
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     with command_line():
         try:
             run(argv)
-        except OrchestratorError as err:
+        except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt as err:
