@@ -25,25 +25,22 @@ def improves(value: float, best: float, min_delta: float) -> bool:
 
 
 class EarlyStopping:
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` (relative) for ``patience``
-    epochs (0 = never); keeps a CPU copy of the best weights when ``restore_best``."""
+    """Stop when the validation loss has not improved by more than ``min_delta`` (relative)
+    for ``patience`` epochs (0 = never); keeps a CPU copy of the best weights when
+    ``restore_best``. ``improved`` says whether the last ``step`` set a new best."""
 
     def __init__(
-        self,
-        *,
-        monitor: str = "val_loss",
-        patience: int = 15,
-        min_delta: float = 1e-4,
-        restore_best: bool = True,
+        self, *, patience: int = 15, min_delta: float = 1e-4, restore_best: bool = True
     ) -> None:
-        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
-        self.restore_best = restore_best
+        self.patience, self.min_delta, self.restore_best = patience, min_delta, restore_best
         self.best_value, self.best_epoch, self.wait = math.inf, 0, 0
+        self.improved = False
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def step(self, epoch: int, value: float, model: nn.Module) -> bool:
         """Record ``value`` for ``epoch``; True when training should stop."""
-        if improves(value, self.best_value, self.min_delta):
+        self.improved = improves(value, self.best_value, self.min_delta)
+        if self.improved:
             self.best_value, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best:
                 self.best_state = {
@@ -54,6 +51,7 @@ class EarlyStopping:
         return self.patience > 0 and self.wait >= self.patience
 
     def restore(self, model: nn.Module) -> None:
+        """Load the best epoch's weights into ``model`` (with ``restore_best``)."""
         if self.restore_best and self.best_state is not None:
             model.load_state_dict(self.best_state)
 
