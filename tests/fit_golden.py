@@ -1,6 +1,7 @@
 """Golden outputs of ``fit``: fixed-seed runs on the built-in bars, kept as .npz files.
 
     python -m tests.fit_golden            # rewrite tests/golden/fit_*.npz from this code
+    python -m tests.fit_golden gru        # only the named case(s)
 
 Regenerate only in a commit that explains why the trainer's numbers changed;
 tests/test_fit_golden.py compares every run with its file. Each case trains a 2-layer net
@@ -130,13 +131,13 @@ def platform() -> str:
     return f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}"
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
     GOLDEN_DIR.mkdir(exist_ok=True)
-    for name in CASES:
+    for name in names or CASES:
         saved = arrays(*run_case(name))
         np.savez(golden_path(name), platform=np.array(platform()), **saved)
         print(f"wrote {golden_path(name)} ({len(saved)} arrays, {platform()})")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

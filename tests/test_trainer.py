@@ -280,12 +280,13 @@ def test_plateau_halves_after_patience_flat_epochs():
 
 
 def test_onecycle_peaks_at_learning_rate():
-    # Rule: onecycle starts at lr/25, peaks at learning_rate 30% in, and ends far below.
+    # Rule: onecycle starts at lr/25, peaks at learning_rate 30% in (torch's step
+    # 0.3 * total - 1) and ends at lr/25/1e4 on the last batch.
     schedule = LRSchedule(TrainConfig(scheduler="onecycle", learning_rate=0.01, epochs=10))
-    grid = [schedule.lr(e, k / 100) for e in range(10) for k in range(100)]
+    grid = [schedule.lr(e, k, 100) for e in range(10) for k in range(100)]
     assert grid[0] == pytest.approx(0.01 / 25)
-    assert max(grid) == pytest.approx(0.01) and int(np.argmax(grid)) == 300
-    assert grid[-1] < 0.01 / 25 / 1000
+    assert max(grid) == pytest.approx(0.01) and int(np.argmax(grid)) == 299
+    assert grid[-1] == pytest.approx(0.01 / 25 / 1e4)
 
 
 @pytest.mark.parametrize(
@@ -301,10 +302,12 @@ def test_fit_follows_the_schedule(scheduler):
         plateau_patience=1,
         learning_rate=0.01,
     )
-    result = fit(cfg, bars_fold(400), log=None)
+    fold = bars_fold(400)
+    result = fit(cfg, fold, log=None)
     replay = LRSchedule(cfg)
     for record in result.history:
-        assert record.lr == pytest.approx(replay.lr(record.epoch - 1))
+        n_batches = math.ceil(len(fold.train_idx) / record.batch_size)
+        assert record.lr == pytest.approx(replay.lr(record.epoch - 1, 0, n_batches))
         replay.observe(record.val_loss)
 
 

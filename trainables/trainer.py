@@ -183,9 +183,7 @@ class _Trainer:
         """Train epoch by epoch; returns why it stopped (FitResult.stopped_reason)."""
         for epoch in range(1, self.cfg.epochs + 1):
             t0 = time.perf_counter()
-            lr = self.schedule.lr(epoch - 1)
-            set_lr(self.optimizer, lr)
-            ((train_loss, grad_norm), val), self.batch = retry_on_oom(
+            ((train_loss, grad_norm, lr), val), self.batch = retry_on_oom(
                 lambda batch, e=epoch: (self.train_epoch(e, batch), self.validate(e)),
                 self.batch,
                 snapshot=Snapshot(self.core, self.optimizer, self.gen),
@@ -222,22 +220,24 @@ class _Trainer:
                 return "early_stopping"
         return "max_epochs"
 
-    def train_epoch(self, epoch: int, batch: int) -> tuple[float, float]:
-        """One pass over the shuffled training anchors: (mean loss, mean pre-clip grad norm)."""
+    def train_epoch(self, epoch: int, batch: int) -> tuple[float, float, float]:
+        """One pass over the shuffled training anchors: (mean loss, mean pre-clip grad norm,
+        the learning rate at its start)."""
         self.model.train()
         perm = torch.randperm(len(self.train_idx), generator=self.gen).to(self.dev)
         order = self.train_idx[ddp.shard(perm, self.rank, self.world)]
         n_batches = math.ceil(len(order) / batch)
+        first_lr = self.schedule.lr(epoch - 1, 0, n_batches)
         sums, weights, norms = [], [], []
         for k in range(n_batches):
-            if self.schedule.per_batch:
-                set_lr(self.optimizer, self.schedule.lr(epoch - 1, k / n_batches))
+            if k == 0 or self.schedule.per_batch:
+                set_lr(self.optimizer, self.schedule.lr(epoch - 1, k, n_batches))
             loss_sum, weight, norm = self.train_step(order[k * batch : (k + 1) * batch])
             # Kept on the device: one sync per epoch, not per batch.
             sums.append(loss_sum)
             weights.append(weight)
             norms.append(norm)
-        return self._epoch_means(epoch, sums, weights, norms)
+        return (*self._epoch_means(epoch, sums, weights, norms), first_lr)
 
     def train_step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step on the windows ending at ``idx``: (loss sum, weight, norm)."""
