@@ -57,6 +57,20 @@ def test_use_fast_paths_overrides_the_environment_inside_the_block_only(monkeypa
     assert not fast_paths.enabled()
 
 
+def test_use_fast_paths_is_per_thread():
+    # Rule: the override holds in the thread that set it; another thread follows the
+    # environment (two fits in two threads can run one path each).
+    import threading
+
+    seen = []
+    with use_fast_paths(False):
+        thread = threading.Thread(target=lambda: seen.append(fast_paths.enabled()))
+        thread.start()
+        thread.join()
+        assert not fast_paths.enabled()
+    assert seen == [fast_paths.enabled()]
+
+
 def test_switched_off_fit_uses_torch_plain_settings():
     # Rule: with the switch off, new tensors are NaN-filled as deterministic mode does, the
     # gradients are torch's own tensors and the stacked RNN is torch's module.

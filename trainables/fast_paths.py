@@ -15,7 +15,8 @@ a chain of small ops, and three of them cost more than they need to:
    a debugging aid of ~90 ``fill_`` calls per step (~6%); it changes no result.
 
 The switch: ``LSTM_ORCH_FAST_PATHS=0`` (or off, false, no) in the environment, or
-``use_fast_paths(False)`` in code, turns all three off; the default is on. The plain path
+``with use_fast_paths(False):`` in code (for the calling thread), turns all three off; the
+default is on. The plain path
 is torch's own ``nn.LSTM``/``nn.GRU`` forward, ``.grad = None`` + ``clip_grad_norm_`` and
 deterministic mode as torch sets it. It gives the same numbers (tests/test_fast_paths.py):
 bit for bit, except that (1) draws other dropout masks than torch's kernel (a different
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -47,25 +49,29 @@ __all__ = [
 
 ENV = "LSTM_ORCH_FAST_PATHS"
 _OFF = ("0", "off", "false", "no")
-_forced: bool | None = None  # use_fast_paths() overrides the environment while it is active
+# use_fast_paths() overrides the environment in its own thread while it is active (like
+# torch.no_grad), so two fits in two threads can run one path each (the benchmark does).
+_local = threading.local()
 
 
 def enabled() -> bool:
-    """Whether the fast paths are on: ``use_fast_paths`` if active, else ``$LSTM_ORCH_FAST_PATHS``."""
-    if _forced is not None:
-        return _forced
+    """Whether the fast paths are on: ``use_fast_paths`` if active in this thread, else
+    ``$LSTM_ORCH_FAST_PATHS`` (default on)."""
+    forced = getattr(_local, "forced", None)
+    if forced is not None:
+        return forced
     return os.environ.get(ENV, "1").strip().lower() not in _OFF
 
 
 @contextmanager
 def use_fast_paths(on: bool) -> Iterator[None]:
-    """Fast paths on or off inside the block, whatever the environment says."""
-    global _forced
-    before, _forced = _forced, bool(on)
+    """Fast paths on or off inside the block (this thread), whatever the environment says."""
+    before = getattr(_local, "forced", None)
+    _local.forced = bool(on)
     try:
         yield
     finally:
-        _forced = before
+        _local.forced = before
 
 
 # ---------------------------------------------------------------------- 1. stacked RNN
