@@ -367,6 +367,18 @@ def test_fit_skips_nan_filling_of_new_tensors_and_restores_the_setting():
     assert flag.fill_uninitialized_memory is before
 
 
+def test_a_failed_fit_gives_the_callers_torch_settings_back():
+    # Rule: deterministic mode and NaN filling are the caller's again after fit, also when
+    # fit raised (a notebook keeps its own settings).
+    flags = torch.utils.deterministic
+    before = (torch.are_deterministic_algorithms_enabled(), flags.fill_uninitialized_memory)
+    fold = bars_fold(400)
+    fold.y[fold.train_idx[10]] = 1e30  # the loss overflows in the first epoch
+    with pytest.raises(TrainingError):
+        fit(tiny(epochs=2), fold, log=None)
+    assert (torch.are_deterministic_algorithms_enabled(), flags.fill_uninitialized_memory) == before
+
+
 def test_bf16_autocast_runs_on_cpu():
     # Rule: amp='bf16' trains on the CPU under bfloat16 autocast.
     # Two layers with dropout: the CPU's layer-by-layer path runs under autocast too.
