@@ -115,7 +115,7 @@ def fit(
     with Deterministic(dev), fast_paths.unfilled_memory():
         trainer = _Trainer(cfg, fold, dev, amp, log=log, budget=_memory_budget(dev, gpu_share))
         reason = trainer.run(on_epoch)
-        return trainer.result(reason, time.perf_counter() - start)
+        return trainer.result(reason, start)
 
 
 @dataclass
@@ -270,13 +270,15 @@ class _Trainer:
         mse = (out.float() - y).square().mean(dim=0)  # [n_stop, T] -> [T]
         return _Validation(loss, None, [float(v) for v in mse.cpu()])
 
-    def result(self, reason: str, seconds: float) -> FitResult:
-        """The best epoch's weights predict the scored anchors once."""
+    def result(self, reason: str, start: float) -> FitResult:
+        """The best epoch's weights predict the scored anchors once; ``start`` is the fit's
+        ``perf_counter`` at its start."""
         self.stopper.restore(self.core)
         scored = torch.from_numpy(self.fold.scored_idx).to(self.dev)
         out = predict_scaled(self.core, self.x, scored, self.fold.seq_len, amp=self.amp)
         predictions, metrics = fold_outputs(out.cpu().numpy(), self.fold, self.fold.scored_idx)
         best, best_epoch = self.stopper.best_value, self.stopper.best_epoch
+        seconds = time.perf_counter() - start
         self.say(
             f"Training complete! Best Val Loss: {best:.6f} at epoch {best_epoch} ({seconds:.1f}s)"
         )
