@@ -18,11 +18,11 @@ evaluation set. They differ in the loop:
   slices one window out of a numpy array and converts it to tensors, a
   ``DataLoader(batch_size=64, shuffle=True, num_workers=2)``, ``nn.LSTM`` + ``nn.Linear``.
 
-Epochs are interleaved in rounds: each round runs one epoch of ``fit`` (in a thread that
-waits in its ``on_epoch`` callback between rounds) and one baseline epoch, so each round
-sees the same load on a shared machine. The first round is a warm-up. ``--against DIR``
-adds a side: the ``fit`` of an older ``DIR/trainables`` (e.g. ``git archive <commit>
-trainables | tar -x -C DIR``), imported as ``trainables_old`` in the same process;
+Epochs are interleaved in rounds: each round runs one epoch of ``fit`` (in a child
+process that waits in its ``on_epoch`` callback between rounds) and one baseline epoch in
+this process, so each round sees the same load on a shared machine. The first round is a
+warm-up. ``--against DIR`` adds a side: the ``fit`` of an older ``DIR/trainables`` (e.g.
+``git archive <commit> trainables | tar -x -C DIR``), imported as ``trainables_old``;
 ``--plain`` one more: our ``fit`` with ``trainables.fast_paths`` switched off. The fits'
 order reverses every round. Reported: per side, the median training samples/s (training
 samples per second of whole-epoch wall time, evaluation pass included); the median of the
@@ -46,15 +46,15 @@ the baseline's (ratio >= 0.9), or above it.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import multiprocessing as mp
 import os
-import queue
 import re
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -270,82 +270,84 @@ class BaselineLoop:
 FitFn = Callable[..., object]
 
 
-class FitEpochs:
-    """``fit`` run in a thread and handed out one epoch at a time: ``epoch()`` lets it train
-    one more epoch and returns that epoch's ``EpochRecord.seconds``. Only one side computes
-    at any moment (the others wait in their epoch callbacks), so sides can be interleaved
-    epoch by epoch in one process."""
+def _fit_worker(conn, side: str, s: Scenario, device: str, threads: int, against) -> None:
+    """A child process: one side's ``fit`` on the scenario's fold, pausing after each epoch
+    until the parent says 'go' (or 'stop'). Sends each epoch's ``EpochRecord.seconds``."""
+    torch.set_num_threads(threads)
+    fit_fn = {"ours": fit, "plain": _plain_fit}.get(side) or import_old_fit(against)
 
-    def __init__(self, fit_fn: FitFn, cfg: TrainConfig, fold: FoldData, device: torch.device):
-        self._results: queue.Queue = queue.Queue()
-        self._go = threading.Semaphore(0)
-        self._stop = False
-        self._thread = threading.Thread(
-            target=self._main, args=(fit_fn, cfg, fold, device), daemon=True
+    def on_epoch(record) -> bool:
+        conn.send(record.seconds)
+        return conn.recv() == "stop"
+
+    try:
+        fit_fn(
+            config_for(s, s.batch_ours),
+            make_fold(s),
+            on_epoch=on_epoch,
+            device=torch.device(device),
+            log=None,
         )
+        conn.send("fit ended before the benchmark did")
+    except BaseException as err:  # reported by the parent
+        conn.send(f"{type(err).__name__}: {err}")
 
-    def _main(self, fit_fn: FitFn, cfg: TrainConfig, fold: FoldData, device: torch.device):
-        try:
-            fit_fn(cfg, fold, on_epoch=self._on_epoch, device=device, log=None)
-            self._results.put(RuntimeError("fit ended before the benchmark did"))
-        except BaseException as err:  # handed to the main thread, raised there
-            self._results.put(err)
 
-    def _on_epoch(self, record) -> bool:
-        self._results.put(record.seconds)
-        self._go.acquire()  # wait for the next epoch() or close()
-        return self._stop
+class FitProcess:
+    """One side's ``fit`` in its own process, handed out one epoch at a time: ``epoch()``
+    lets it train one more epoch and returns that epoch's seconds. A child process, not a
+    thread: torch ops issued from a second thread of one process ran ~4x slower here (on
+    2 CPU threads), and a paused side must cost the running one nothing."""
+
+    def __init__(self, side: str, s: Scenario, device: torch.device, against: Path | None):
+        ctx = mp.get_context("spawn")
+        self.side = side
+        self.conn, child = ctx.Pipe()
+        args = (child, side, s, str(device), torch.get_num_threads(), against)
+        self.proc = ctx.Process(target=_fit_worker, args=args, daemon=True)
 
     def epoch(self) -> float:
-        if self._thread.is_alive():
-            self._go.release()
+        if self.proc.is_alive():
+            self.conn.send("go")
         else:
-            self._thread.start()
-        got = self._results.get()
-        if isinstance(got, BaseException):
-            raise got
+            self.proc.start()  # its start-up is outside the epoch it times
+        got = self.conn.recv()
+        if isinstance(got, str):
+            raise RuntimeError(f"side {self.side!r}: {got}")
         return got
 
     def close(self) -> None:
-        self._stop = True
-        self._go.release()
-        self._thread.join()
-
-
-def _baseline_epoch(baseline: BaselineLoop) -> float:
-    # The fits' deterministic mode is on while they wait; the users' loop runs without it.
-    mode = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(False)
-    try:
-        return baseline.epoch()
-    finally:
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        if self.proc.is_alive():
+            self.conn.send("stop")
+            self.proc.join(timeout=120)
 
 
 def run_rounds(
-    s: Scenario, fold: FoldData, device: torch.device, fits: dict[str, FitFn]
+    s: Scenario, fold: FoldData, device: torch.device, sides: list[str], against: Path | None
 ) -> dict[str, list[float]]:
     """Epoch seconds per side and round: each round runs one epoch of every fit (their order
-    alternating between rounds) and one baseline epoch. The first round is a warm-up."""
-    cfg = config_for(s, s.batch_ours)
-    runners = {name: FitEpochs(fn, cfg, fold, device) for name, fn in fits.items()}
+    reversing every round) and one baseline epoch. The first round is a warm-up."""
+    runners = {side: FitProcess(side, s, device, against) for side in sides}
     baseline = BaselineLoop(fold, config_for(s, s.batch_baseline), device)
-    seconds: dict[str, list[float]] = {name: [] for name in [*fits, "baseline"]}
+    seconds: dict[str, list[float]] = {side: [] for side in [*sides, "baseline"]}
     try:
         for k in range(s.pairs + 1):
-            names = list(runners) if k % 2 == 0 else list(reversed(runners))
-            for name in names:
-                seconds[name].append(runners[name].epoch())
-            seconds["baseline"].append(_baseline_epoch(baseline))
+            for side in sides if k % 2 == 0 else reversed(sides):
+                seconds[side].append(runners[side].epoch())
+            seconds["baseline"].append(baseline.epoch())
             spent = sum(sum(v[1:]) for v in seconds.values())
             if spent >= s.seconds * (len(seconds) / 2):  # the cap was set for two sides
                 break
     finally:
         for runner in runners.values():
             runner.close()
-        torch.use_deterministic_algorithms(False)  # the fits exit in any order
-    return {name: v[1:] for name, v in seconds.items()}
+    return {side: v[1:] for side, v in seconds.items()}
+
+
+def _plain_fit(*args, **kwargs):
+    """Our fit with the fast paths off."""
+    with fast_paths.use_fast_paths(False):
+        return fit(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------- an older trainer
@@ -360,7 +362,9 @@ def import_old_fit(folder: Path) -> FitFn:
         raise SystemExit(
             f"error: {source}/trainer.py not found (--against names the folder above it)"
         )
-    target = Path(tempfile.mkdtemp(prefix="trainables_old_")) / "trainables_old"
+    folder_copy = tempfile.mkdtemp(prefix="trainables_old_")
+    atexit.register(shutil.rmtree, folder_copy, ignore_errors=True)
+    target = Path(folder_copy) / "trainables_old"
     shutil.copytree(source, target)
     for path in target.rglob("*.py"):
         text = path.read_text()
@@ -373,12 +377,6 @@ def import_old_fit(folder: Path) -> FitFn:
 # ---------------------------------------------------------------------- main
 
 
-def _plain_fit(*args, **kwargs):
-    """Our fit with the fast paths off (in its thread only: the switch is per thread)."""
-    with fast_paths.use_fast_paths(False):
-        return fit(*args, **kwargs)
-
-
 def run(
     names: list[str],
     *,
@@ -389,11 +387,9 @@ def run(
 ) -> None:
     table = QUICK if quick else SCENARIOS
     sizes, reps = ((1024,), 3) if quick else ((1024, 2048), 5)
-    fits: dict[str, FitFn] = {"ours": fit}
-    if plain:
-        fits["plain"] = _plain_fit
+    sides = ["ours"] + (["plain"] if plain else []) + (["old"] if against else [])
     if against is not None:
-        fits["old"] = import_old_fit(against)
+        import_old_fit(against)  # fails here, before any work, if the folder is wrong
     where = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device)
     print(
         f"device: {device} ({where}, {torch.get_num_threads()} torch threads); "
@@ -407,7 +403,7 @@ def run(
     for name in names:
         s = table[name]
         fold = make_fold(s)
-        results[name] = (s, fold, run_rounds(s, fold, device, fits))
+        results[name] = (s, fold, run_rounds(s, fold, device, sides, against))
         # Measured between and after scenarios too: other work only ever lowers it.
         peaks += [matmul_peak_gflops(device, n=n, reps=reps) for n in sizes]
     peak = max(peaks)

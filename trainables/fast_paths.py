@@ -50,7 +50,7 @@ __all__ = [
 ENV = "LSTM_ORCH_FAST_PATHS"
 _OFF = ("0", "off", "false", "no")
 # use_fast_paths() overrides the environment in its own thread while it is active (like
-# torch.no_grad), so two fits in two threads can run one path each (the benchmark does).
+# torch.no_grad), so two fits in two threads can run one path each.
 _local = threading.local()
 
 
