@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import importlib
+import math
 import multiprocessing as mp
 import os
 import re
@@ -384,6 +386,7 @@ def run(
     device: torch.device,
     against: Path | None = None,
     plain: bool = False,
+    rounds: int | None = None,
 ) -> None:
     table = QUICK if quick else SCENARIOS
     sizes, reps = ((1024,), 3) if quick else ((1024, 2048), 5)
@@ -402,6 +405,8 @@ def run(
     results = {}
     for name in names:
         s = table[name]
+        if rounds is not None:  # a fixed number of rounds, no time cap
+            s = dataclasses.replace(s, pairs=rounds, seconds=math.inf)
         fold = make_fold(s)
         results[name] = (s, fold, run_rounds(s, fold, device, sides, against))
         # Measured between and after scenarios too: other work only ever lowers it.
@@ -482,6 +487,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--plain", action="store_true", help="also our fit with the fast paths off, as a side"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="measured rounds per scenario, without the time cap (more rounds: a steadier "
+        "median on a loaded machine)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.device == "auto":
@@ -489,7 +500,14 @@ def main(argv: list[str] | None = None) -> None:
     else:
         device = torch.device(args.device)
     names = ["small", "large"] if args.scenario == "both" else [args.scenario]
-    run(names, quick=args.quick, device=device, against=args.against, plain=args.plain)
+    run(
+        names,
+        quick=args.quick,
+        device=device,
+        against=args.against,
+        plain=args.plain,
+        rounds=args.rounds,
+    )
 
 
 if __name__ == "__main__":
