@@ -293,6 +293,8 @@ def _fit_worker(conn, side: str, s: Scenario, device: str, threads: int, against
         conn.send("fit ended before the benchmark did")
     except BaseException as err:  # reported by the parent
         conn.send(f"{type(err).__name__}: {err}")
+    finally:
+        _remove_copies()  # a multiprocessing child exits without running atexit
 
 
 class FitProcess:
@@ -355,6 +357,15 @@ def _plain_fit(*args, **kwargs):
 # ---------------------------------------------------------------------- an older trainer
 
 
+_COPIES: list[str] = []  # temporary copies of an older trainables/, removed at exit
+
+
+@atexit.register
+def _remove_copies() -> None:
+    for folder in _COPIES:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def import_old_fit(folder: Path) -> FitFn:
     """``fit`` of an older copy of the ``trainables`` package (``folder/trainables``, e.g.
     from ``git archive <commit> trainables | tar -x -C folder``), imported as
@@ -365,7 +376,7 @@ def import_old_fit(folder: Path) -> FitFn:
             f"error: {source}/trainer.py not found (--against names the folder above it)"
         )
     folder_copy = tempfile.mkdtemp(prefix="trainables_old_")
-    atexit.register(shutil.rmtree, folder_copy, ignore_errors=True)
+    _COPIES.append(folder_copy)
     target = Path(folder_copy) / "trainables_old"
     shutil.copytree(source, target)
     for path in target.rglob("*.py"):
