@@ -3,6 +3,8 @@
     python benchmarks/trainer_throughput.py          # both scenarios, ~2-3 min on 2 idle cores
     python benchmarks/trainer_throughput.py --quick  # ~30 s
     python benchmarks/trainer_throughput.py --scenario large --device cuda
+    python benchmarks/trainer_throughput.py --against /tmp/old   # + an older trainer's fit
+    python benchmarks/trainer_throughput.py --plain  # + our fit without the fast paths
 
 Both sides train on the same synthetic bars (``trainables.synthetic.make_bars``), the same
 features, targets and scaled fold (``prepare_fold``) and an LSTM of the same size, with
@@ -17,12 +19,16 @@ evaluation set. They differ in the loop:
   slices one window out of a numpy array and converts it to tensors, a
   ``DataLoader(batch_size=64, shuffle=True, num_workers=2)``, ``nn.LSTM`` + ``nn.Linear``.
 
-Epochs are interleaved: after each epoch of ``fit`` (its ``on_epoch`` callback) one
-baseline epoch runs, so each pair of epochs sees the same load on a shared machine. The
-first pair is a warm-up. Reported: per side, the median training samples/s (training
+Epochs are interleaved in rounds: each round runs one epoch of ``fit`` (in a child
+process that waits in its ``on_epoch`` callback between rounds) and one baseline epoch in
+this process, so each round sees the same load on a shared machine. The first round is a
+warm-up. ``--against DIR`` adds a side: the ``fit`` of an older ``DIR/trainables`` (e.g.
+``git archive <commit> trainables | tar -x -C DIR``), imported as ``trainables_old``;
+``--plain`` one more: our ``fit`` with ``trainables.fast_paths`` switched off. The fits'
+order reverses every round. Reported: per side, the median training samples/s (training
 samples per second of whole-epoch wall time, evaluation pass included); the median of the
-per-pair ratios ours/baseline (the verdicts use it); the achieved GFLOP/s of the LSTM and
-its share of a float32 matmul peak measured in the same run. LSTM FLOPs per training
+per-round ratios ours/baseline (the verdicts use it) and ours/old; the achieved GFLOP/s of
+the LSTM and its share of a float32 matmul peak measured in the same run. LSTM FLOPs per training
 sample, per layer ``l`` and direction:
 
     forward  = seq_len * 2 * 4 * H * (F_l + H)      (the 4 gates' input + recurrent GEMMs;
@@ -41,22 +47,34 @@ the baseline's (ratio >= 0.9), or above it.
 from __future__ import annotations
 
 import argparse
+import atexit
+import dataclasses
+import importlib
+import math
+import multiprocessing as mp
 import os
+import re
+import shutil
 import statistics
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from trainables import fast_paths
 from trainables.config import TrainConfig
 from trainables.dataset import FoldData, prepare_fold
 from trainables.features import build_features
 from trainables.labels import make_targets
 from trainables.synthetic import make_bars
-from trainables.trainer import EpochRecord, fit
+from trainables.trainer import fit
 
 F_COLS = ["open", "high", "low", "close", "volume", "log_return"]
 # Evaluation anchors per epoch, the same for both sides. 1024 = the trainer's inference batch
@@ -253,71 +271,182 @@ class BaselineLoop:
 # ---------------------------------------------------------------------- one scenario
 
 
-def run_pairs(s: Scenario, fold: FoldData, device: torch.device) -> list[tuple[float, float]]:
-    """(ours, baseline) epoch seconds of each measured pair; the first pair is dropped.
+FitFn = Callable[..., object]
 
-    Ours is ``fit`` itself, timed by its own ``EpochRecord.seconds``; the baseline epoch
-    runs in fit's epoch callback, right after the epoch it is paired with.
-    """
+
+def _fit_worker(conn, side: str, s: Scenario, device: str, threads: int, against) -> None:
+    """A child process: one side's ``fit`` on the scenario's fold, pausing after each epoch
+    until the parent says 'go' (or 'stop'). Sends each epoch's ``EpochRecord.seconds``."""
+    torch.set_num_threads(threads)
+    fit_fn = {"ours": fit, "plain": _plain_fit}.get(side) or import_old_fit(against)
+
+    def on_epoch(record) -> bool:
+        conn.send(record.seconds)
+        return conn.recv() == "stop"
+
+    try:
+        fit_fn(
+            config_for(s, s.batch_ours),
+            make_fold(s),
+            on_epoch=on_epoch,
+            device=torch.device(device),
+            log=None,
+        )
+        conn.send("fit ended before the benchmark did")
+    except BaseException as err:  # reported by the parent
+        conn.send(f"{type(err).__name__}: {err}")
+    finally:
+        _remove_copies()  # a multiprocessing child exits without running atexit
+
+
+class FitProcess:
+    """One side's ``fit`` in its own process, handed out one epoch at a time: ``epoch()``
+    lets it train one more epoch and returns that epoch's seconds. A child process, not a
+    thread: torch ops issued from a second thread of one process ran ~4x slower here (on
+    2 CPU threads), and a paused side must cost the running one nothing."""
+
+    def __init__(self, side: str, s: Scenario, device: torch.device, against: Path | None):
+        ctx = mp.get_context("spawn")
+        self.side = side
+        self.conn, child = ctx.Pipe()
+        args = (child, side, s, str(device), torch.get_num_threads(), against)
+        self.proc = ctx.Process(target=_fit_worker, args=args, daemon=True)
+
+    def epoch(self) -> float:
+        if self.proc.is_alive():
+            self.conn.send("go")
+        else:
+            self.proc.start()  # its start-up is outside the epoch it times
+        got = self.conn.recv()
+        if isinstance(got, str):
+            raise RuntimeError(f"side {self.side!r}: {got}")
+        return got
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.conn.send("stop")
+            self.proc.join(timeout=120)
+
+
+def run_rounds(
+    s: Scenario, fold: FoldData, device: torch.device, sides: list[str], against: Path | None
+) -> dict[str, list[float]]:
+    """Epoch seconds per side and round: each round runs one epoch of every fit (their order
+    reversing every round) and one baseline epoch. The first round is a warm-up."""
+    runners = {side: FitProcess(side, s, device, against) for side in sides}
     baseline = BaselineLoop(fold, config_for(s, s.batch_baseline), device)
-    pairs: list[tuple[float, float]] = []
+    seconds: dict[str, list[float]] = {side: [] for side in [*sides, "baseline"]}
+    try:
+        for k in range(s.pairs + 1):
+            for side in sides if k % 2 == 0 else reversed(sides):
+                seconds[side].append(runners[side].epoch())
+            seconds["baseline"].append(baseline.epoch())
+            spent = sum(sum(v[1:]) for v in seconds.values())
+            if spent >= s.seconds * (len(seconds) / 2):  # the cap was set for two sides
+                break
+    finally:
+        for runner in runners.values():
+            runner.close()
+    return {side: v[1:] for side, v in seconds.items()}
 
-    def on_epoch(record: EpochRecord) -> bool:
-        # fit's deterministic mode is on while this callback runs; the users' loop has none.
-        mode = torch.are_deterministic_algorithms_enabled()
-        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-        torch.use_deterministic_algorithms(False)
-        try:
-            pairs.append((record.seconds, baseline.epoch()))
-        finally:
-            torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-        measured = pairs[1:]
-        return len(measured) >= s.pairs or sum(a + b for a, b in measured) >= s.seconds
 
-    fit(config_for(s, s.batch_ours), fold, on_epoch=on_epoch, device=device, log=None)
-    return pairs[1:]
+def _plain_fit(*args, **kwargs):
+    """Our fit with the fast paths off."""
+    with fast_paths.use_fast_paths(False):
+        return fit(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------- an older trainer
+
+
+_COPIES: list[str] = []  # temporary copies of an older trainables/, removed at exit
+
+
+@atexit.register
+def _remove_copies() -> None:
+    for folder in _COPIES:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def import_old_fit(folder: Path) -> FitFn:
+    """``fit`` of an older copy of the ``trainables`` package (``folder/trainables``, e.g.
+    from ``git archive <commit> trainables | tar -x -C folder``), imported as
+    ``trainables_old`` next to the current one."""
+    source = folder / "trainables"
+    if not (source / "trainer.py").is_file():
+        raise SystemExit(
+            f"error: {source}/trainer.py not found (--against names the folder above it)"
+        )
+    folder_copy = tempfile.mkdtemp(prefix="trainables_old_")
+    _COPIES.append(folder_copy)
+    target = Path(folder_copy) / "trainables_old"
+    shutil.copytree(source, target)
+    for path in target.rglob("*.py"):
+        text = path.read_text()
+        text = re.sub(r"\btrainables(?=[. ])", "trainables_old", text)
+        path.write_text(text)
+    sys.path.insert(0, str(target.parent))
+    return importlib.import_module("trainables_old.trainer").fit
 
 
 # ---------------------------------------------------------------------- main
 
 
-def run(names: list[str], *, quick: bool, device: torch.device) -> None:
+def run(
+    names: list[str],
+    *,
+    quick: bool,
+    device: torch.device,
+    against: Path | None = None,
+    plain: bool = False,
+    rounds: int | None = None,
+) -> None:
     table = QUICK if quick else SCENARIOS
     sizes, reps = ((1024,), 3) if quick else ((1024, 2048), 5)
+    sides = ["ours"] + (["plain"] if plain else []) + (["old"] if against else [])
+    if against is not None:
+        import_old_fit(against)  # fails here, before any work, if the folder is wrong
     where = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device)
     print(
         f"device: {device} ({where}, {torch.get_num_threads()} torch threads); "
         f"torch {torch.__version__}; ours = trainables.trainer.fit"
+        + (f", old = {against}/trainables (trainer.fit)" if against else "")
+        + f"; fast paths {'on' if fast_paths.enabled() else 'off'}"
     )
     load_before = os.getloadavg()[0]  # other work on a shared machine skews everything
     peaks = [matmul_peak_gflops(device, n=n, reps=reps) for n in sizes]
     results = {}
     for name in names:
         s = table[name]
+        if rounds is not None:  # a fixed number of rounds, no time cap
+            s = dataclasses.replace(s, pairs=rounds, seconds=math.inf)
         fold = make_fold(s)
-        results[name] = (s, fold, run_pairs(s, fold, device))
+        results[name] = (s, fold, run_rounds(s, fold, device, sides, against))
         # Measured between and after scenarios too: other work only ever lowers it.
         peaks += [matmul_peak_gflops(device, n=n, reps=reps) for n in sizes]
     peak = max(peaks)
     shapes = ", ".join(f"{n}x{n}" for n in sizes)
     print(f"float32 matmul peak (best over the run, {shapes}): {peak:,.1f} GFLOP/s")
     print(f"1-min load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print("\n".join(report_lines(results, peak)))
 
+
+def report_lines(results: dict, peak: float) -> list[str]:
     header = (
         f"{'scenario':<8} {'side':<9} {'batch':>5} {'samples/s':>10} {'GFLOP/s':>8} "
-        f"{'% peak':>7}  per pair"
+        f"{'% peak':>7}  per round"
     )
     lines, verdicts = [header, "-" * len(header)], []
-    for name, (s, fold, pairs) in results.items():
+    for name, (s, fold, seconds) in results.items():
         n_train, n_eval = len(fold.train_idx), len(fold.stop_idx)
         train_flops = lstm_train_flops(
             seq_len=s.seq_len, n_features=fold.n_features, hidden=s.hidden, layers=s.layers
         )
         # Per epoch: training samples (forward + backward) and the evaluation pass (forward).
         per_sample = (n_train * train_flops + n_eval * train_flops / 3) / n_train
-        sides = (("ours", s.batch_ours, 0), ("baseline", s.batch_baseline, 1))
-        for side, batch, k in sides:
-            rates = [n_train / p[k] for p in pairs]
+        for side, secs in seconds.items():
+            batch = s.batch_baseline if side == "baseline" else s.batch_ours
+            rates = [n_train / t for t in secs]
             rate = statistics.median(rates)
             gflops = rate * per_sample / 1e9
             each = " ".join(f"{r:,.0f}" for r in rates)
@@ -325,19 +454,36 @@ def run(names: list[str], *, quick: bool, device: torch.device) -> None:
                 f"{name:<8} {side:<9} {batch:>5} {rate:>10,.0f} {gflops:>8.1f} "
                 f"{gflops / peak:>7.1%}  {each}"
             )
-        ratios = [b / a for a, b in pairs]  # ours/baseline samples/s = baseline s / ours s
-        ratio = statistics.median(ratios)
-        spread = f"median of {len(ratios)} pairs, range {min(ratios):.2f}-{max(ratios):.2f}x"
-        if name == "small":
-            ok = "met" if ratio >= 2 else "NOT met"
-            verdicts.append(f"small: ours/baseline samples/s {ratio:.2f}x ({spread}); >= 2x: {ok}")
-        else:
-            ok = "met" if ratio >= 0.9 else "NOT met"
-            verdicts.append(
-                f"large: our share of peak / baseline's = samples/s ratio {ratio:.2f}x "
-                f"({spread}); >= 0.9x: {ok}"
-            )
-    print("\n".join(lines + verdicts))
+        verdicts += verdict_lines(name, seconds)
+    return lines + verdicts
+
+
+def _ratio(slow: list[float], fast: list[float]) -> tuple[float, str]:
+    """Median of the per-round samples/s ratios fast/slow (= slow seconds / fast seconds)."""
+    ratios = [a / b for a, b in zip(slow, fast, strict=True)]
+    spread = f"median of {len(ratios)} rounds, range {min(ratios):.2f}-{max(ratios):.2f}x"
+    return statistics.median(ratios), spread
+
+
+def verdict_lines(name: str, seconds: dict[str, list[float]]) -> list[str]:
+    out = []
+    ratio, spread = _ratio(seconds["baseline"], seconds["ours"])
+    if name == "small":
+        ok = "met" if ratio >= 2 else "NOT met"
+        out.append(f"small: ours/baseline samples/s {ratio:.2f}x ({spread}); >= 2x: {ok}")
+    else:
+        ok = "met" if ratio >= 0.9 else "NOT met"
+        out.append(
+            f"large: our share of peak / baseline's = samples/s ratio {ratio:.2f}x "
+            f"({spread}); >= 0.9x: {ok}"
+        )
+    for other in ("plain", "old"):
+        if other in seconds:
+            ratio, spread = _ratio(seconds[other], seconds["ours"])
+            out.append(f"{name}: ours/{other} samples/s {ratio:.2f}x ({spread})")
+            ratio, spread = _ratio(seconds["baseline"], seconds[other])
+            out.append(f"{name}: {other}/baseline samples/s {ratio:.2f}x ({spread})")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -346,6 +492,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="~30 s: fewer samples and pairs")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (CPU)")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="folder holding an older trainables/ (git archive): its fit runs as a third side",
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="also our fit with the fast paths off, as a side"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="measured rounds per scenario, without the time cap (more rounds: a steadier "
+        "median on a loaded machine)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.device == "auto":
@@ -353,7 +513,14 @@ def main(argv: list[str] | None = None) -> None:
     else:
         device = torch.device(args.device)
     names = ["small", "large"] if args.scenario == "both" else [args.scenario]
-    run(names, quick=args.quick, device=device)
+    run(
+        names,
+        quick=args.quick,
+        device=device,
+        against=args.against,
+        plain=args.plain,
+        rounds=args.rounds,
+    )
 
 
 if __name__ == "__main__":

@@ -59,35 +59,33 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     return "bf16" if amp == "bf16" else "off"
 
 
-def autocast(device: torch.device, amp: str):
+def autocast(device: torch.device, amp: str) -> torch.autocast:
+    """Autocast to the run's AMP dtype ('bf16', 'fp16'); a no-op context for 'off'."""
     return torch.autocast(
         device_type=device.type, dtype=_AMP_DTYPES.get(amp, torch.float32), enabled=amp != "off"
     )
 
 
 class Deterministic:
-    """Deterministic algorithms for the duration of one fit, then the caller's setting back.
-
-    Deterministic mode also fills every new uninitialised tensor with NaN, a debugging aid
-    that costs ~90 ``fill_`` calls per training step (about 6% of a small CPU model's step);
-    it changes no result, so it is switched off while the fit runs.
-    """
+    """``with Deterministic(dev):`` deterministic algorithms inside the block, then the
+    caller's setting back (deterministic cuDNN and cuBLAS workspace on CUDA)."""
 
     def __init__(self, dev: torch.device) -> None:
+        self.dev = dev
+
+    def __enter__(self) -> Deterministic:
         self.prev = (
             torch.are_deterministic_algorithms_enabled(),
             torch.is_deterministic_algorithms_warn_only_enabled(),
         )
-        self.fill = torch.utils.deterministic.fill_uninitialized_memory
         self.cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-        if dev.type == "cuda":
+        if self.dev.type == "cuda":
             # cuBLAS needs this for deterministic matmuls; it only counts before cuBLAS starts.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.utils.deterministic.fill_uninitialized_memory = False
+        return self
 
-    def restore(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         torch.use_deterministic_algorithms(self.prev[0], warn_only=self.prev[1])
-        torch.utils.deterministic.fill_uninitialized_memory = self.fill
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = self.cudnn

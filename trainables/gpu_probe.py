@@ -259,20 +259,7 @@ def probe_batch_size(
     plus the data shape, ``amp_dtype``, the device name and budget key the ``cache``.
     ``step_fn(model, batch_size)`` replaces the real training step (tests inject OOMs).
     """
-    if not 0 < memory_fraction <= 1:
-        raise ConfigError(f"memory_fraction must be in (0, 1], but got {memory_fraction=}")
-    if memory_budget_bytes is not None and memory_budget_bytes <= 0:
-        raise ConfigError(f"memory_budget_bytes must be > 0, but got {memory_budget_bytes=}")
-    device = torch.device(device)
-    cuda = device.type == "cuda"
-    if cuda and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    share = memory_budget_bytes
-    if share is None and cuda:
-        share = torch.cuda.get_device_properties(device).total_memory
-    budget = None if share is None else int(share * memory_fraction)
-    device_name = torch.cuda.get_device_name(device) if cuda else device.type
-
+    device, budget, device_name = _device_budget(device, memory_fraction, memory_budget_bytes)
     sizes = (
         sorted(set(candidates)) if candidates is not None else _power_of_two_candidates(max_batch)
     )
@@ -298,33 +285,15 @@ def probe_batch_size(
         if hit is not None:
             return hit
 
-    # The formula's first guess needs the budget and the model's width; without either the
-    # search grows from the smallest candidate.
-    start = 0
-    if budget is not None and model_shape is not None and "hidden_size" in model_shape:
-        hidden, layers = int(model_shape["hidden_size"]), int(model_shape.get("num_layers", 1))
-        for i, b in enumerate(sizes):
-            if estimate_memory_gb(b, seq_len, n_features, hidden, layers) * _GIB <= budget:
-                start = i
+    start = _formula_start(sizes, budget, model_shape, seq_len=seq_len, n_features=n_features)
     step = step_fn or _default_step(seq_len=seq_len, n_features=n_features, amp_dtype=amp_dtype)
-
     tries: list[ProbeTry] = []
 
-    def attempt(i: int) -> bool:
+    def fits(i: int) -> bool:
         tries.append(_try_once(build_model, step, sizes[i], device, budget))
         return tries[-1].fits
 
-    best = None
-    if attempt(start):
-        best = start
-        # Grow while it fits; the first failure ends the search.
-        while best + 1 < len(sizes) and attempt(best + 1):
-            best += 1
-    else:
-        for i in range(start - 1, -1, -1):
-            if attempt(i):
-                best = i
-                break
+    best = _search(fits, start, len(sizes))
     if best is None:
         raise TrainingError(
             f"no batch size fits on {device_name}: even batch_size={sizes[0]} failed "
@@ -340,6 +309,56 @@ def probe_batch_size(
     if key is not None:
         cache.put(key, result)
     return result
+
+
+def _device_budget(
+    device: str | torch.device, memory_fraction: float, memory_budget_bytes: int | None
+) -> tuple[torch.device, int | None, str]:
+    """(device with its index, bytes the probe may use or None off CUDA, device name)."""
+    if not 0 < memory_fraction <= 1:
+        raise ConfigError(f"memory_fraction must be in (0, 1], but got {memory_fraction=}")
+    if memory_budget_bytes is not None and memory_budget_bytes <= 0:
+        raise ConfigError(f"memory_budget_bytes must be > 0, but got {memory_budget_bytes=}")
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    if cuda and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    share = memory_budget_bytes
+    if share is None and cuda:
+        share = torch.cuda.get_device_properties(device).total_memory
+    budget = None if share is None else int(share * memory_fraction)
+    return device, budget, torch.cuda.get_device_name(device) if cuda else device.type
+
+
+def _formula_start(
+    sizes: list[int],
+    budget: int | None,
+    model_shape: Mapping[str, Any] | None,
+    *,
+    seq_len: int,
+    n_features: int,
+) -> int:
+    """Index of the largest candidate the users' formula says fits the budget; 0 (grow from
+    the smallest) without a budget or the model's width."""
+    if budget is None or model_shape is None or "hidden_size" not in model_shape:
+        return 0
+    hidden, layers = int(model_shape["hidden_size"]), int(model_shape.get("num_layers", 1))
+    start = 0
+    for i, b in enumerate(sizes):
+        if estimate_memory_gb(b, seq_len, n_features, hidden, layers) * _GIB <= budget:
+            start = i
+    return start
+
+
+def _search(fits: Callable[[int], bool], start: int, n: int) -> int | None:
+    """The largest index that fits: grow from ``start`` while tries fit (the first failure
+    ends it), or shrink from ``start - 1`` after a failed start. None when nothing fits."""
+    if fits(start):
+        best = start
+        while best + 1 < n and fits(best + 1):
+            best += 1
+        return best
+    return next((i for i in range(start - 1, -1, -1) if fits(i)), None)
 
 
 def _try_once(

@@ -12,8 +12,9 @@ import dataclasses
 from typing import Any
 
 import torch
-from torch import _VF, nn
+from torch import nn
 
+from trainables import fast_paths
 from trainables.config import MODEL_FIELDS, specs
 from trainables.errors import ConfigError
 
@@ -119,33 +120,9 @@ class SequenceModel(nn.Module):
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         """Top layer's output at every step: ``[B, L, F] -> [B, L, hidden_size * directions]``."""
-        rnn = self.rnn
-        if self.training and rnn.num_layers > 1 and rnn.dropout > 0 and x.device.type == "cpu":
-            return self._layer_by_layer(x)
-        out, _ = rnn(x)
-        return out
-
-    def _layer_by_layer(self, x: torch.Tensor) -> torch.Tensor:
-        """The stacked RNN in training on the CPU, one layer at a time, with the same weights
-        and the same kernel as ``self.rnn(x)`` (bit-identical without dropout; tested) and
-        the dropout between layers drawn here. torch's own inter-layer dropout draws its
-        mask with ``bernoulli_``, about 10% of a small model's training step on 2 cores;
-        a mask from ``rand`` costs half as much. On CUDA cuDNN runs the whole stack at once.
-        """
-        rnn, p = self.rnn, self.rnn.dropout
-        dirs = 2 if rnn.bidirectional else 1
-        per_layer = len(rnn._flat_weights) // rnn.num_layers  # [w_ih, w_hh, b_ih, b_hh] x dirs
-        lstm = isinstance(rnn, nn.LSTM)
-        run = _VF.lstm if lstm else _VF.gru
-        out = x
-        for layer in range(rnn.num_layers):
-            if layer:
-                keep = torch.rand(out.shape, device=out.device) >= p  # float32 draws
-                out = torch.where(keep, out, 0.0) * (1.0 / (1.0 - p))
-            weights = rnn._flat_weights[layer * per_layer : (layer + 1) * per_layer]
-            h0 = out.new_zeros(dirs, out.shape[0], rnn.hidden_size)
-            hx = (h0, h0) if lstm else h0
-            out = run(out, hx, weights, rnn.bias, 1, 0.0, True, rnn.bidirectional, True)[0]
+        if fast_paths.runs_layer_by_layer(self.rnn, x):  # CPU training: a cheaper dropout mask
+            return fast_paths.rnn_layer_by_layer(self.rnn, x)
+        out, _ = self.rnn(x)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

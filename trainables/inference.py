@@ -1,0 +1,57 @@
+"""Inference of a trained SequenceModel: raw outputs for anchors, and fold predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainables.dataset import FoldData
+from trainables.devices import autocast
+from trainables.metrics import fold_outputs
+from trainables.model import SequenceModel
+from trainables.windows import gather_windows
+
+__all__ = ["PREDICT_BATCH", "evaluate", "predict_scaled"]
+
+# Inference runs in batches of exactly this many windows (the last one zero-padded): with a
+# fixed shape, a window's output does not depend on its neighbours, so predictions from
+# artifacts.predict() equal the trainer's bit for bit.
+PREDICT_BATCH = 1024
+
+
+@torch.no_grad()
+def predict_scaled(
+    model: nn.Module, x: torch.Tensor, anchors: torch.Tensor, seq_len: int, *, amp: str = "off"
+) -> torch.Tensor:
+    """Model outputs for ``anchors``: ``[n] -> [n, n_outputs]`` float32 on x's device."""
+    model.eval()
+    outs = []
+    for b in range(0, len(anchors), PREDICT_BATCH):
+        idx = anchors[b : b + PREDICT_BATCH]
+        xb = gather_windows(x, idx, seq_len)  # [b, L, F]
+        if len(idx) < PREDICT_BATCH:
+            xb = torch.cat([xb, xb.new_zeros(PREDICT_BATCH - len(idx), *xb.shape[1:])])
+        with autocast(x.device, amp):
+            outs.append(model(xb)[: len(idx)].float())
+    if not outs:
+        return torch.empty(0, getattr(model, "n_outputs", 1), device=x.device)
+    return torch.cat(outs)
+
+
+def evaluate(
+    model: SequenceModel,
+    fold: FoldData,
+    anchors: np.ndarray,
+    *,
+    amp: str = "off",
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, dict]:
+    """Predictions (original units / probabilities) and task metrics for any anchors of
+    ``fold`` (e.g. the test anchors after training on train and early-stopping on val)."""
+    anchors = np.asarray(anchors, dtype=np.int64)
+    dev = torch.device(device)
+    model = model.to(dev)
+    x = torch.from_numpy(fold.x).to(dev)
+    out = predict_scaled(model, x, torch.from_numpy(anchors).to(dev), fold.seq_len, amp=amp)
+    return fold_outputs(out.cpu().numpy(), fold, anchors)
