@@ -57,7 +57,7 @@ def fold_records(cfg: TrainConfig, data, *, leaky: bool) -> list[dict]:
     records = []
     for fit_idx, stop, ev in data.folds:
         if leaky:  # the whole training part trains; early stopping on the scored rows
-            purge = data.seq_len_max + data.targets.horizon - 1
+            purge = data.sequence_length_max + data.targets.horizon - 1
             train = np.arange(fit_idx.min(), ev.min() - purge)  # walk-forward's training part
             fold_args = (train, ev, ev)
         else:
@@ -92,7 +92,7 @@ def main() -> None:
             ticker=None,
             cv="walk-forward",
             n_splits=args.folds,
-            seq_len_max=longest,
+            sequence_length_max=longest,
             bars=bars,
         )
         best = {}

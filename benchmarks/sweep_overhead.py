@@ -38,7 +38,7 @@ def sequential_baseline(spec: SweepSpec, board: pd.DataFrame) -> float:
         ticker=None,
         cv=spec.cv,
         n_splits=spec.folds,
-        seq_len_max=longest_sequence(space, base),
+        sequence_length_max=longest_sequence(space, base),
         n_bars=spec.n_bars,
         data_seed=spec.seed,
     )

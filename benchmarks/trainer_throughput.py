@@ -31,7 +31,7 @@ per-round ratios ours/baseline (the verdicts use it) and ours/old; the achieved 
 the LSTM and its share of a float32 matmul peak measured in the same run. LSTM FLOPs per training
 sample, per layer ``l`` and direction:
 
-    forward  = seq_len * 2 * 4 * H * (F_l + H)      (the 4 gates' input + recurrent GEMMs;
+    forward  = sequence_length * 2 * 4 * H * (F_l + H)      (the 4 gates' input + recurrent GEMMs;
                                                       F_0 = n_features, F_l = H * dirs)
     training = 3 * forward                           (backward ~ 2x forward: grads of the
                                                       inputs and of the weights)
@@ -85,7 +85,7 @@ N_EVAL = 1024
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    seq_len: int
+    sequence_length: int
     hidden: int
     layers: int
     batch_ours: int
@@ -96,7 +96,7 @@ class Scenario:
 
 
 SCENARIOS = {
-    # The single-ticker trainer's defaults: seq_len 10, hidden 64, 2 layers, batch 64.
+    # The single-ticker trainer's defaults: sequence_length 10, hidden 64, 2 layers, batch 64.
     "small": Scenario("small", 10, 64, 2, 64, 64, 16384, 6, 30.0),
     # The guide's default model (seq 60, hidden 256, 2 layers) at the guide's batch 512; the
     # baseline keeps its own docs' batch for hidden 256 (the "High-Capacity Model" example: 128).
@@ -113,11 +113,11 @@ QUICK = {
 
 def make_fold(s: Scenario) -> FoldData:
     """Synthetic bars -> features -> next-bar close -> a scaled fold of n_train + N_EVAL."""
-    n_bars = s.n_train + N_EVAL + s.seq_len + 64
+    n_bars = s.n_train + N_EVAL + s.sequence_length + 64
     bars = make_bars(n_bars, seed=0)
     features = build_features(bars, F_COLS)
     targets = make_targets(features, bars, task="regression", f_cols=F_COLS, target_col="close")
-    first = s.seq_len - 1
+    first = s.sequence_length - 1
     # Throughput only: the evaluation block simply follows the training block (no purge).
     anchors = np.arange(first, first + s.n_train + N_EVAL, dtype=np.int64)
     return prepare_fold(
@@ -126,7 +126,7 @@ def make_fold(s: Scenario) -> FoldData:
         anchors[: s.n_train],
         anchors[s.n_train :],
         f_cols=F_COLS,
-        seq_len=s.seq_len,
+        sequence_length=s.sequence_length,
     )
 
 
@@ -135,7 +135,7 @@ def config_for(s: Scenario, batch_size: int) -> TrainConfig:
     return TrainConfig(
         f_cols=tuple(F_COLS),
         target_col="close",
-        sequence_length=s.seq_len,
+        sequence_length=s.sequence_length,
         hidden_size=s.hidden,
         num_layers=s.layers,
         dropout=0.2,
@@ -157,13 +157,13 @@ def config_for(s: Scenario, batch_size: int) -> TrainConfig:
 
 
 def lstm_train_flops(
-    *, seq_len: int, n_features: int, hidden: int, layers: int, dirs: int = 1
+    *, sequence_length: int, n_features: int, hidden: int, layers: int, dirs: int = 1
 ) -> float:
     """FLOPs of one training sample through the LSTM (formula in the module docstring)."""
     forward = 0.0
     for layer in range(layers):
         f_in = n_features if layer == 0 else hidden * dirs
-        forward += dirs * seq_len * 2 * 4 * hidden * (f_in + hidden)
+        forward += dirs * sequence_length * 2 * 4 * hidden * (f_in + hidden)
     return 3 * forward
 
 
@@ -193,15 +193,22 @@ def _sync(device: torch.device) -> None:
 class WindowDataset(Dataset):
     """The users' dataset: each ``__getitem__`` slices one window and converts it."""
 
-    def __init__(self, data: np.ndarray, targets: np.ndarray, anchors: np.ndarray, seq_len: int):
-        self.data, self.targets, self.anchors, self.seq_len = data, targets, anchors, seq_len
+    def __init__(
+        self, data: np.ndarray, targets: np.ndarray, anchors: np.ndarray, sequence_length: int
+    ):
+        self.data, self.targets, self.anchors, self.sequence_length = (
+            data,
+            targets,
+            anchors,
+            sequence_length,
+        )
 
     def __len__(self) -> int:
         return len(self.anchors)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         i = int(self.anchors[k])
-        window = self.data[i - self.seq_len + 1 : i + 1]  # [L, F]
+        window = self.data[i - self.sequence_length + 1 : i + 1]  # [L, F]
         target = self.targets[i]  # [T]
         return torch.tensor(window, dtype=torch.float32), torch.tensor(target, dtype=torch.float32)
 
@@ -226,7 +233,7 @@ class BaselineLoop:
 
     def __init__(self, fold: FoldData, cfg: TrainConfig, device: torch.device) -> None:
         pin = device.type == "cuda"
-        b, L = int(cfg.batch_size), cfg.seq_len
+        b, L = int(cfg.batch_size), cfg.sequence_length
         self.train_loader = DataLoader(
             WindowDataset(fold.x, fold.y, fold.train_idx, L),
             batch_size=b,
@@ -440,7 +447,10 @@ def report_lines(results: dict, peak: float) -> list[str]:
     for name, (s, fold, seconds) in results.items():
         n_train, n_eval = len(fold.train_idx), len(fold.stop_idx)
         train_flops = lstm_train_flops(
-            seq_len=s.seq_len, n_features=fold.n_features, hidden=s.hidden, layers=s.layers
+            sequence_length=s.sequence_length,
+            n_features=fold.n_features,
+            hidden=s.hidden,
+            layers=s.layers,
         )
         # Per epoch: training samples (forward + backward) and the evaluation pass (forward).
         per_sample = (n_train * train_flops + n_eval * train_flops / 3) / n_train

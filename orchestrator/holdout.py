@@ -142,7 +142,7 @@ class HoldoutData:
     targets: Targets = field(repr=False)
     split: FinalSplit
     base: TrainConfig
-    seq_len_max: int
+    sequence_length_max: int
     test_first_row: int
     n_train_rows: int  # rows the train+val spans reach: the sweep's rows
     source: str
@@ -188,15 +188,15 @@ def load_holdout(
     recorded = sweep.get("space_definition")
     space = space_from_dict(recorded) if recorded else load_space(spec.space)
     base = base_config(spec, space)
-    seq_len_max = longest_sequence(space, base)
+    sequence_length_max = longest_sequence(space, base)
     bars, source = reload_sweep_bars(
         out_dir, sweep, spec, space, base, data=data, data_env=data_env
     )
     features, targets = build_table(bars, base)  # as prepare_sweep_data builds it
-    split = holdout_split(len(features), base, seq_len=seq_len_max)
+    split = holdout_split(len(features), base, sequence_length=sequence_length_max)
     # The same arithmetic as prepare_sweep_data: the sweep saw rows < n_train_rows.
     n_train_rows = int(split.train_val.max()) + base.horizon + 1
-    test_first_row = int(split.test.min()) - seq_len_max + 1
+    test_first_row = int(split.test.min()) - sequence_length_max + 1
     recorded = sweep.get("test_first_row")
     if recorded is not None and int(recorded) != test_first_row:
         raise ConfigError(
@@ -209,7 +209,7 @@ def load_holdout(
         targets=targets,
         split=split,
         base=base,
-        seq_len_max=seq_len_max,
+        sequence_length_max=sequence_length_max,
         test_first_row=test_first_row,
         n_train_rows=n_train_rows,
         source=source,

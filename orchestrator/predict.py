@@ -134,13 +134,13 @@ def predict_bars(runs: list[LoadedRun], bars: pd.DataFrame) -> pd.DataFrame:
     names = runs[0].feature_names
     extra = [cfg.target_col] if cfg.target_col else []
     features = build_features(bars, names, sma_window=cfg.sma_window, extra=extra)
-    seq_len = max(run.seq_len for run in runs)
-    if len(features) < seq_len:
+    sequence_length = max(run.sequence_length for run in runs)
+    if len(features) < sequence_length:
         warmup = warmup_rows([*names, *extra], sma_window=cfg.sma_window)
         raise DataError(
             f"{source_of(bars, 'the built-in data')}: {len(bars):,} bars give {len(features):,} feature"
-            f" rows after the {warmup}-row warm-up, fewer than one window of seq_len={seq_len};"
-            f" the model needs at least {seq_len + warmup:,} bars"
+            f" rows after the {warmup}-row warm-up, fewer than one window of sequence_length={sequence_length};"
+            f" the model needs at least {sequence_length + warmup:,} bars"
         )
     frames = [predict(run, features) for run in runs]
     common = frames[0].index

@@ -45,15 +45,17 @@ class SweepData(TableArrays):
     # per fold (fit, stop, eval) anchors: the model trains on fit, early-stops on stop (the
     # inner block, purged from fit) and is scored once on eval
     folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-    seq_len_max: int
+    sequence_length_max: int
     test_first_row: int  # first row of the untouched test part (its anchors' spans start here)
     audit: pd.DataFrame = field(repr=False)
     summary: str = ""
     timestamps: str = ""  # how the data's times were read (UTC conversion), for sweep.json
 
 
-def make_splitter(cv: str, *, n_splits: int, seq_len: int, horizon: int, purge=None, embargo=None):
-    common = dict(seq_len=seq_len, horizon=horizon, purge=purge, embargo=embargo)
+def make_splitter(
+    cv: str, *, n_splits: int, sequence_length: int, horizon: int, purge=None, embargo=None
+):
+    common = dict(sequence_length=sequence_length, horizon=horizon, purge=purge, embargo=embargo)
     if cv == "walk-forward":
         return PurgedWalkForward(n_splits, **common)
     if cv == "kfold":
@@ -109,7 +111,7 @@ def prepare_sweep_data(
     ticker: str | None,
     cv: str,
     n_splits: int,
-    seq_len_max: int,
+    sequence_length_max: int,
     n_bars: int = 4000,
     data_seed: int = 0,
     inner_val: float = 0.15,
@@ -138,22 +140,26 @@ def prepare_sweep_data(
         )
     features, targets = build_table(bars, base)
     check_enough_rows(
-        len(features), seq_len=seq_len_max, horizon=base.horizon, n_splits=n_splits, source=source
+        len(features),
+        sequence_length=sequence_length_max,
+        horizon=base.horizon,
+        n_splits=n_splits,
+        source=source,
     )
-    split = holdout_split(len(features), base, seq_len=seq_len_max)
-    n_rows, test_first_row = _sweep_rows(split, base.horizon, seq_len_max)
+    split = holdout_split(len(features), base, sequence_length=sequence_length_max)
+    n_rows, test_first_row = _sweep_rows(split, base.horizon, sequence_length_max)
     splitter = make_splitter(
         cv,
         n_splits=n_splits,
-        seq_len=seq_len_max,
+        sequence_length=sequence_length_max,
         horizon=base.horizon,
         purge=base.purge,
         embargo=base.embargo,
     )
     rows = np.arange(n_rows)
     index = features.index[:n_rows]
-    folds, inner = _inner_folds(splitter, rows, base, seq_len_max, inner_val, source)
-    _check_fold_sizes(folds, source, seq_len_max)
+    folds, inner = _inner_folds(splitter, rows, base, sequence_length_max, inner_val, source)
+    _check_fold_sizes(folds, source, sequence_length_max)
     audit = _with_inner(audit_frame(splitter.audit(rows, index=index)), inner, index)
     if base.task == "regression":
         _check_naive_errors(folds, targets, features, source, split.test)
@@ -178,7 +184,7 @@ def prepare_sweep_data(
         index=index.to_numpy(dtype="datetime64[ns]"),
         targets=cut,
         folds=folds,
-        seq_len_max=seq_len_max,
+        sequence_length_max=sequence_length_max,
         test_first_row=test_first_row,
         audit=audit,
         summary=summary,
@@ -186,11 +192,11 @@ def prepare_sweep_data(
     )
 
 
-def _sweep_rows(split, horizon: int, seq_len_max: int) -> tuple[int, int]:
+def _sweep_rows(split, horizon: int, sequence_length_max: int) -> tuple[int, int]:
     """(rows a train+val sample can reach: the sweep's rows, first row of the test part's
     spans); the test part's spans start after the sweep's rows, or the holdout leaks."""
     n_rows = int(split.train_val.max()) + horizon + 1
-    test_first_row = int(split.test.min()) - seq_len_max + 1
+    test_first_row = int(split.test.min()) - sequence_length_max + 1
     if test_first_row < n_rows:
         raise ConfigError(
             f"the holdout gap is too small: test spans start at row {test_first_row} but "
@@ -199,7 +205,9 @@ def _sweep_rows(split, horizon: int, seq_len_max: int) -> tuple[int, int]:
     return n_rows, test_first_row
 
 
-def _inner_folds(splitter, rows, base: TrainConfig, seq_len: int, inner_val: float, source: str):
+def _inner_folds(
+    splitter, rows, base: TrainConfig, sequence_length: int, inner_val: float, source: str
+):
     """Each CV fold as (fit, stop, eval): its training part cut by ``inner_split``."""
     folds, inner = [], []
     for k, (tr, ev) in enumerate(splitter.split(rows)):
@@ -207,7 +215,7 @@ def _inner_folds(splitter, rows, base: TrainConfig, seq_len: int, inner_val: flo
             cut = inner_split(
                 tr,
                 ev,
-                seq_len=seq_len,
+                sequence_length=sequence_length,
                 horizon=base.horizon,
                 fraction=inner_val,
                 purge=base.purge,
@@ -224,14 +232,14 @@ def _inner_folds(splitter, rows, base: TrainConfig, seq_len: int, inner_val: flo
     return folds, inner
 
 
-def _check_fold_sizes(folds, source: str, seq_len: int) -> None:
+def _check_fold_sizes(folds, source: str, sequence_length: int) -> None:
     """Every fold keeps enough samples to train and to early-stop on (before Ray starts)."""
     for k, (fit, stop, _ev) in enumerate(folds):
         if len(fit) < MIN_FIT or len(stop) < MIN_STOP:
             raise DataError(
                 f"{source}: fold {k} keeps {len(fit):,} training and {len(stop):,} "
                 f"early-stopping samples (need at least {MIN_FIT} and {MIN_STOP}) after the "
-                f"purge gaps of sequence_length={seq_len}; use fewer --folds, shorter windows "
+                f"purge gaps of sequence_length={sequence_length}; use fewer --folds, shorter windows "
                 f"or more bars"
             )
 

@@ -140,7 +140,7 @@ def _sweep_data(spec: SweepSpec, space: SearchSpace, base: TrainConfig, bars) ->
         ticker=spec.ticker,
         cv=spec.cv,
         n_splits=spec.folds,
-        seq_len_max=longest_sequence(space, base),
+        sequence_length_max=longest_sequence(space, base),
         n_bars=spec.n_bars,
         data_seed=spec.seed,
         inner_val=spec.inner_val,

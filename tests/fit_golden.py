@@ -84,7 +84,7 @@ def case_fold(name: str) -> FoldData:
         horizon=horizon,
         threshold=threshold,
     )
-    split = final_split(len(features), seq_len=SEQ_LEN, horizon=horizon)
+    split = final_split(len(features), sequence_length=SEQ_LEN, horizon=horizon)
     return prepare_fold(
         features,
         targets,
@@ -92,7 +92,7 @@ def case_fold(name: str) -> FoldData:
         split.val,
         split.test,
         f_cols=list(F_COLS),
-        seq_len=SEQ_LEN,
+        sequence_length=SEQ_LEN,
     )
 
 

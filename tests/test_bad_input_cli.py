@@ -77,7 +77,7 @@ def test_three_commands_on_corrupted_files(tmp_path):
     files = _files(data)
     # A model to predict with: one tiny run on valid bars.
     model = tmp_path / "model"
-    tiny = ["--hidden_size", "8", "--num_layers", "1", "--seq_len", "8", "--epochs", "1"]
+    tiny = ["--hidden_size", "8", "--num_layers", "1", "--sequence_length", "8", "--epochs", "1"]
     _check(_run(["trainables.train", *tiny, "--out", str(model)], tmp_path), "train (valid)")
     outcomes = {}
     for name, path in files.items():

@@ -98,7 +98,7 @@ def test_aliases_map_to_canonical_names():
     )
     assert TrainConfig.from_dict({"mixed_precision": True}).amp == "auto"
     assert TrainConfig.from_dict({"auto_batch_size": True}).batch_size == "auto"
-    assert cfg.seq_len == 30
+    assert cfg.sequence_length == 30
 
 
 def test_unknown_key_suggests_the_closest_name():

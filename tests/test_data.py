@@ -226,16 +226,16 @@ def test_several_tickers_without_choice(bars, write_bars):
 
 def test_too_few_rows():
     # The message carries the row count, the settings and the minimum.
-    message = r"bars\.csv: 150 rows are too few for seq_len=60 \+ horizon=20 \+ 5 folds \(need at least 559\)"
+    message = r"bars\.csv: 150 rows are too few for sequence_length=60 \+ horizon=20 \+ 5 folds \(need at least 559\)"
     with pytest.raises(DataError, match=message):
-        check_enough_rows(150, seq_len=60, horizon=20, n_splits=5, source="bars.csv")
-    check_enough_rows(559, seq_len=60, horizon=20, n_splits=5, source="bars.csv")
+        check_enough_rows(150, sequence_length=60, horizon=20, n_splits=5, source="bars.csv")
+    check_enough_rows(559, sequence_length=60, horizon=20, n_splits=5, source="bars.csv")
 
 
 def test_too_few_rows_rejects_bad_settings():
     # A non-positive setting is a ConfigError naming it.
     with pytest.raises(ConfigError, match=r"n_splits must be an integer >= 1, but got n_splits=0"):
-        check_enough_rows(1000, seq_len=60, horizon=20, n_splits=0, source="bars.csv")
+        check_enough_rows(1000, sequence_length=60, horizon=20, n_splits=0, source="bars.csv")
 
 
 def test_fingerprint_is_the_same_for_the_same_rows_and_changes_with_any_value(write_bars, bars):

@@ -59,7 +59,7 @@ class OomAbove:
 
 
 def probe(step, **kw):
-    args = dict(seq_len=10, n_features=3, n_outputs=2, device="cpu", max_batch=1024)
+    args = dict(sequence_length=10, n_features=3, n_outputs=2, device="cpu", max_batch=1024)
     return probe_batch_size(TinyLSTM, **{**args, **kw}, step_fn=step)
 
 
@@ -158,7 +158,7 @@ def test_default_step_trains_the_model_for_real_on_cpu():
     model = TinyLSTM()
     before = [p.detach().clone() for p in model.parameters()]
     result = probe_batch_size(
-        lambda: model, seq_len=5, n_features=3, n_outputs=2, device="cpu", candidates=[4, 8]
+        lambda: model, sequence_length=5, n_features=3, n_outputs=2, device="cpu", candidates=[4, 8]
     )
     assert result.batch_size == 8
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
@@ -228,7 +228,7 @@ def test_real_probe_on_cuda_fits_within_the_budget(tmp_path, monkeypatch):
     def run():
         return probe_batch_size(
             lambda: TinyLSTM(n_features=8, hidden=128),
-            seq_len=60,
+            sequence_length=60,
             n_features=8,
             n_outputs=2,
             device="cuda",

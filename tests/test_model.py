@@ -12,8 +12,8 @@ from trainables.fast_paths import use_fast_paths
 from trainables.model import ModelSpec, SequenceModel
 
 
-def _x(batch: int = 5, seq_len: int = 7, features: int = 4) -> torch.Tensor:
-    return torch.randn(batch, seq_len, features, generator=torch.Generator().manual_seed(0))
+def _x(batch: int = 5, sequence_length: int = 7, features: int = 4) -> torch.Tensor:
+    return torch.randn(batch, sequence_length, features, generator=torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_output_shape(settings, n_outputs):
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_hidden_states_shape(bidirectional):
-    # Rule: hidden_states is [n_samples, seq_len, hidden_size * directions].
+    # Rule: hidden_states is [n_samples, sequence_length, hidden_size * directions].
     model = SequenceModel(ModelSpec(hidden_size=6, num_layers=2, bidirectional=bidirectional), 4, 1)
     assert model.hidden_states(_x()).shape == (5, 7, 6 * (2 if bidirectional else 1))
 

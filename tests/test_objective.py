@@ -128,10 +128,16 @@ def test_scaler_fits_on_the_rows_the_model_trains_on_only(bars):
 def test_sweep_data_folds_keep_an_inner_block_out_of_training_and_audit_it():
     cfg = TrainConfig(sequence_length=20)
     data = prepare_sweep_data(
-        cfg, data=None, ticker=None, cv="walk-forward", n_splits=3, seq_len_max=20, n_bars=1500
+        cfg,
+        data=None,
+        ticker=None,
+        cv="walk-forward",
+        n_splits=3,
+        sequence_length_max=20,
+        n_bars=1500,
     )
     for fit_idx, stop, ev in data.folds:
-        assert fit_idx.max() + 20 < stop.min()  # the purge gap (seq_len + horizon - 1 = 20)
+        assert fit_idx.max() + 20 < stop.min()  # the purge gap (sequence_length + horizon - 1 = 20)
         assert stop.max() < ev.min()
     audit = data.audit
     assert {"n_fit", "n_stop", "stop_first", "stop_last", "stop_purged"} <= set(audit.columns)
@@ -142,7 +148,13 @@ def test_a_fold_too_short_after_the_inner_block_is_refused_before_ray():
     cfg = TrainConfig(sequence_length=120)
     with pytest.raises(DataError, match=r"fold 0 keeps [0-9,]+ training"):
         prepare_sweep_data(
-            cfg, data=None, ticker=None, cv="walk-forward", n_splits=8, seq_len_max=120, n_bars=1500
+            cfg,
+            data=None,
+            ticker=None,
+            cv="walk-forward",
+            n_splits=8,
+            sequence_length_max=120,
+            n_bars=1500,
         )
 
 
@@ -158,6 +170,6 @@ def test_a_flat_stretch_of_prices_over_a_fold_is_a_data_error_naming_the_rows(ba
             ticker=None,
             cv="walk-forward",
             n_splits=2,
-            seq_len_max=8,
+            sequence_length_max=8,
             bars=flat,
         )

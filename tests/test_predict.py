@@ -254,7 +254,7 @@ def test_too_few_bars_names_the_file(models, write_bars, capsys):
     assert main(["--model", str(models / "1"), "--data", str(path)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: {path}: 7 bars give 6 feature rows after the 1-row warm-up, fewer than one"
-        " window of seq_len=8; the model needs at least 9 bars"
+        " window of sequence_length=8; the model needs at least 9 bars"
     )
 
 

@@ -118,8 +118,12 @@ def test_training_never_reads_the_test_part(promoted):
         assert data["n_rows"] <= guard["test_first_row"]  # the fold physically had no test row
     preds = pd.read_parquet(out / "models/1/seed0/predictions.parquet")
     test = preds[preds.split == "test"]
-    seq_len = json.loads((out / "models/1/seed0/config.json").read_text())["data"]["seq_len"]
-    assert (test.anchor - seq_len + 1).min() >= guard["test_first_row"]  # test windows: test rows
+    sequence_length = json.loads((out / "models/1/seed0/config.json").read_text())["data"][
+        "sequence_length"
+    ]
+    assert (test.anchor - sequence_length + 1).min() >= guard[
+        "test_first_row"
+    ]  # test windows: test rows
 
 
 def test_guard_refuses_the_test_part_before_training_is_over(tmp_path):
@@ -353,8 +357,10 @@ def test_report_of_an_older_promotion_says_what_is_missing(promoted, tmp_path):
 
 def test_promotion_refuses_to_change_data_settings():
     # --set may change training settings, not how the data is cut: that would move the test part.
-    with pytest.raises(ConfigError, match=r"--set seq_len \(sequence_length\).*run a new sweep"):
-        PromoteSpec(name="x", overrides={"seq_len": 32})
+    with pytest.raises(
+        ConfigError, match=r"--set sequence_length \(sequence_length\).*run a new sweep"
+    ):
+        PromoteSpec(name="x", overrides={"sequence_length": 32})
     assert PromoteSpec(name="x", overrides={"patience": 9}).overrides == {"patience": 9}
 
 

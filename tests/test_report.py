@@ -42,7 +42,7 @@ def _records(n: int, *, seed: int = 0) -> list[TrialRecord]:
 def _sweep_dir(tmp_path: Path, records: list[TrialRecord]) -> Path:
     out = tmp_path / "results" / "r"
     board = build_leaderboard(records, n_folds=2, objective="val_mse", mode="min")
-    splitter = PurgedWalkForward(2, seq_len=16, horizon=1)
+    splitter = PurgedWalkForward(2, sequence_length=16, horizon=1)
     audit = audit_frame(splitter.audit(np.arange(600)))
     spec = {
         "name": "r",

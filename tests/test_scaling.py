@@ -29,7 +29,7 @@ def fold_inputs(bars):
 
 def _scaler(features, targets, train, evaluate, kind="minmax"):
     fold = prepare_fold(
-        features, targets, train, evaluate, f_cols=F_COLS, seq_len=SEQ_LEN, scaler=kind
+        features, targets, train, evaluate, f_cols=F_COLS, sequence_length=SEQ_LEN, scaler=kind
     )
     return fold, fold.scaler
 
@@ -83,12 +83,14 @@ def test_minmax_maps_training_rows_into_unit_interval(fold_inputs):
 
 
 def test_rows_covered_matches_brute_force():
-    # The mask equals marking [i - seq_len + 1, i + horizon] for each anchor by hand.
+    # The mask equals marking [i - sequence_length + 1, i + horizon] for each anchor by hand.
     rng = np.random.default_rng(0)
-    for seq_len, horizon, n in [(1, 1, 30), (5, 3, 40), (10, 20, 60), (7, 1, 15)]:
-        anchors = np.sort(rng.choice(np.arange(seq_len - 1, n - horizon), size=4, replace=False))
+    for sequence_length, horizon, n in [(1, 1, 30), (5, 3, 40), (10, 20, 60), (7, 1, 15)]:
+        anchors = np.sort(
+            rng.choice(np.arange(sequence_length - 1, n - horizon), size=4, replace=False)
+        )
         expected = np.zeros(n, dtype=bool)
         for i in anchors:
-            for row in range(i - seq_len + 1, i + horizon + 1):
+            for row in range(i - sequence_length + 1, i + horizon + 1):
                 expected[row] = True
-        np.testing.assert_array_equal(rows_covered(anchors, seq_len, horizon, n), expected)
+        np.testing.assert_array_equal(rows_covered(anchors, sequence_length, horizon, n), expected)

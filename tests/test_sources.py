@@ -331,7 +331,7 @@ def test_train_cli_reads_a_database_table(db, tmp_path, capsys):
 
     out = tmp_path / "run"
     args = ["--data", db, "--table", VIEW, "--ticker", "CCC", "--end", "2020-01-12"]
-    tiny = ["--hidden_size", "8", "--num_layers", "1", "--seq_len", "8", "--epochs", "1"]
+    tiny = ["--hidden_size", "8", "--num_layers", "1", "--sequence_length", "8", "--epochs", "1"]
     assert train_cli.main([*args, *tiny, "--out", str(out)]) == 0
     log = capsys.readouterr().out
     assert f"Data: {db} table {VIEW}: 265 bars 2020-01-01 00:00:00 .. 2020-01-12 00:00:00" in log

@@ -32,25 +32,25 @@ def _r(a, b):
 
 
 # ----------------------------------------------------------------------------- golden folds
-# n=20, seq_len=2, horizon=1: valid anchors 1..18, required purge 2, default embargo 3.
+# n=20, sequence_length=2, horizon=1: valid anchors 1..18, required purge 2, default embargo 3.
 
 
 def test_walk_forward_expanding_golden():
     # test_size = (18 - 2) // 4 = 4; training ends purge=2 anchors before each eval block
-    got = _folds(PurgedWalkForward(3, seq_len=2, horizon=1), 20)
+    got = _folds(PurgedWalkForward(3, sequence_length=2, horizon=1), 20)
     assert got == [(_r(1, 4), _r(7, 10)), (_r(1, 8), _r(11, 14)), (_r(1, 12), _r(15, 18))]
 
 
 def test_walk_forward_rolling_golden():
     # max_train_size keeps only the last anchors before the purge
-    splitter = PurgedWalkForward(3, seq_len=2, horizon=1, test_size=2, max_train_size=2)
+    splitter = PurgedWalkForward(3, sequence_length=2, horizon=1, test_size=2, max_train_size=2)
     got = _folds(splitter, 20)
     assert got == [([9, 10], [13, 14]), ([11, 12], [15, 16]), ([13, 14], [17, 18])]
 
 
 def test_kfold_golden():
     # groups 1-6, 7-12, 13-18; purge 2 both sides, embargo 1 more after each block
-    got = _folds(PurgedKFold(3, seq_len=2, horizon=1, embargo=1), 20)
+    got = _folds(PurgedKFold(3, sequence_length=2, horizon=1, embargo=1), 20)
     assert got == [
         (_r(10, 18), _r(1, 6)),
         (_r(1, 4) + _r(16, 18), _r(7, 12)),
@@ -59,14 +59,14 @@ def test_kfold_golden():
 
 
 def test_kfold_golden_seq_len_3():
-    # n=16, seq_len=3: valid 2..14, purge 3, groups 2-8 and 9-14; embargo=2 leaves anchor 14
-    got = _folds(PurgedKFold(2, seq_len=3, horizon=1, embargo=2), 16)
+    # n=16, sequence_length=3: valid 2..14, purge 3, groups 2-8 and 9-14; embargo=2 leaves anchor 14
+    got = _folds(PurgedKFold(2, sequence_length=3, horizon=1, embargo=2), 16)
     assert got == [([14], _r(2, 8)), (_r(2, 5), _r(9, 14))]
 
 
 def test_cpcv_golden():
     # groups 1-5, 6-10, 11-14, 15-18; adjacent eval groups purge as one block
-    got = _folds(CombinatorialPurgedCV(4, 2, seq_len=2, horizon=1, embargo=0), 20)
+    got = _folds(CombinatorialPurgedCV(4, 2, sequence_length=2, horizon=1, embargo=0), 20)
     assert got == [
         (_r(13, 18), _r(1, 10)),
         ([8, 17, 18], _r(1, 5) + _r(11, 14)),
@@ -78,8 +78,8 @@ def test_cpcv_golden():
 
 
 def test_final_split_golden():
-    # n=60, seq_len=3, horizon=2: valid 2..57, gap = purge 4 + embargo 5; 38 anchors -> 26/5/7
-    fs = final_split(60, seq_len=3, horizon=2)
+    # n=60, sequence_length=3, horizon=2: valid 2..57, gap = purge 4 + embargo 5; 38 anchors -> 26/5/7
+    fs = final_split(60, sequence_length=3, horizon=2)
     assert fs.train.tolist() == _r(2, 27)
     assert fs.val.tolist() == _r(37, 41)
     assert fs.test.tolist() == _r(51, 57)
@@ -94,13 +94,13 @@ def test_final_split_golden():
 # ----------------------------------------------------------------------------- properties
 
 
-def _purge_used(seq_len, horizon, purge):
-    required = seq_len + horizon - 1
+def _purge_used(sequence_length, horizon, purge):
+    required = sequence_length + horizon - 1
     return required if purge is None else max(purge, required)
 
 
-def _embargo_used(seq_len, horizon, embargo):
-    return seq_len + horizon if embargo is None else embargo
+def _embargo_used(sequence_length, horizon, embargo):
+    return sequence_length + horizon if embargo is None else embargo
 
 
 def _blocks(ev):
@@ -120,7 +120,7 @@ def _allowed(valid, ev, purge, embargo):
 params = st.fixed_dictionaries(
     {
         "n": st.integers(1, 260),
-        "seq_len": st.integers(1, 6),
+        "sequence_length": st.integers(1, 6),
         "horizon": st.integers(1, 4),
         "purge": st.none() | st.integers(0, 12),
         "embargo": st.none() | st.integers(0, 12),
@@ -129,12 +129,12 @@ params = st.fixed_dictionaries(
 
 
 def p_without_n(p):
-    return {x: p[x] for x in ("seq_len", "horizon", "purge", "embargo")}
+    return {x: p[x] for x in ("sequence_length", "horizon", "purge", "embargo")}
 
 
 def _check_fold(tr, ev, p, n, audit, splitter_purge):
     """Properties (a), (b), (c), (e) shared by every splitter."""
-    s, h = p["seq_len"], p["horizon"]
+    s, h = p["sequence_length"], p["horizon"]
     purge, embargo = _purge_used(s, h, p["purge"]), _embargo_used(s, h, p["embargo"])
     # (c) int64 valid anchors, sorted, train and eval disjoint, neither empty
     for a in (tr, ev):
@@ -170,7 +170,7 @@ def test_walk_forward_properties(p, k, data):
     test_size = data.draw(st.none() | st.integers(1, 40))
     max_train = data.draw(st.none() | st.integers(1, 60))
     wf = PurgedWalkForward(k, **p_without_n(p), test_size=test_size, max_train_size=max_train)
-    n, s, h = p["n"], p["seq_len"], p["horizon"]
+    n, s, h = p["n"], p["sequence_length"], p["horizon"]
     m, purge = n - s - h + 1, _purge_used(s, h, p["purge"])
     size = test_size or (m - purge) // (k + 1)
     out = _run(wf, n)
@@ -197,7 +197,7 @@ def test_walk_forward_properties(p, k, data):
 @given(p=params, k=st.integers(2, 5))
 def test_kfold_properties(p, k):
     kf = PurgedKFold(k, **p_without_n(p))
-    n, s, h = p["n"], p["seq_len"], p["horizon"]
+    n, s, h = p["n"], p["sequence_length"], p["horizon"]
     valid = np.arange(s - 1, n - h, dtype=np.int64)
     purge, embargo = _purge_used(s, h, p["purge"]), _embargo_used(s, h, p["embargo"])
     groups = np.array_split(valid, k) if len(valid) >= k else None
@@ -226,7 +226,7 @@ def test_kfold_properties(p, k):
 def test_cpcv_properties(p, k, data):
     n_test = data.draw(st.integers(1, k - 1))
     cv = CombinatorialPurgedCV(k, n_test, **p_without_n(p))
-    n, s, h = p["n"], p["seq_len"], p["horizon"]
+    n, s, h = p["n"], p["sequence_length"], p["horizon"]
     valid = np.arange(s - 1, n - h, dtype=np.int64)
     purge, embargo = _purge_used(s, h, p["purge"]), _embargo_used(s, h, p["embargo"])
     out = _run(cv, n)
@@ -261,7 +261,7 @@ def test_cpcv_properties(p, k, data):
 )
 def test_final_split_properties(p, n_big, fractions):
     n = p["n"] + n_big
-    s, h = p["seq_len"], p["horizon"]
+    s, h = p["sequence_length"], p["horizon"]
     train, val, test = fractions
     gap = _purge_used(s, h, p["purge"]) + _embargo_used(s, h, p["embargo"])
     usable = n - s - h + 1 - 2 * gap
@@ -299,16 +299,16 @@ def test_final_split_properties(p, n_big, fractions):
 
 
 def test_small_purge_is_raised_to_required_and_audited():
-    # purge=0 would leak; the folds use seq_len + horizon - 1 and the audit says so
-    kf = PurgedKFold(3, seq_len=3, horizon=2, purge=0)
+    # purge=0 would leak; the folds use sequence_length + horizon - 1 and the audit says so
+    kf = PurgedKFold(3, sequence_length=3, horizon=2, purge=0)
     audits = kf.audit(np.zeros(40))
     assert {(a.purge, a.purge_required) for a in audits} == {(4, 4)}
-    assert _folds(kf, 40) == _folds(PurgedKFold(3, seq_len=3, horizon=2), 40)
+    assert _folds(kf, 40) == _folds(PurgedKFold(3, sequence_length=3, horizon=2), 40)
 
 
 def test_larger_purge_is_kept():
     # a purge above the requirement is used as given
-    audits = PurgedKFold(3, seq_len=2, horizon=1, purge=5, embargo=0).audit(np.zeros(60))
+    audits = PurgedKFold(3, sequence_length=2, horizon=1, purge=5, embargo=0).audit(np.zeros(60))
     assert audits[1].purge == 5 and audits[1].purged == 10
 
 
@@ -316,7 +316,7 @@ def test_audit_timestamps_from_datetime_index():
     # with a DatetimeIndex the audit names the first/last timestamps of each part
     index = pd.date_range("2024-01-01", periods=20, freq="1h", name="timestamp")
     bars = pd.DataFrame({"close": np.arange(20.0)}, index=index)
-    audit = PurgedKFold(3, seq_len=2, horizon=1, embargo=1).audit(bars)[1]
+    audit = PurgedKFold(3, sequence_length=2, horizon=1, embargo=1).audit(bars)[1]
     assert audit.eval_first_time == index[7] and audit.eval_last_time == index[12]
     assert audit.train_first_time == index[1] and audit.train_last_time == index[18]
     assert json.loads(json.dumps(audit.to_dict()))["eval_first_time"] == "2024-01-01T07:00:00"
@@ -324,7 +324,7 @@ def test_audit_timestamps_from_datetime_index():
 
 def test_audit_frame_one_row_per_fold():
     # audit_frame lists every fold; time columns appear only with timestamps
-    kf = PurgedKFold(3, seq_len=2, horizon=1)
+    kf = PurgedKFold(3, sequence_length=2, horizon=1)
     frame = audit_frame(kf.audit(np.zeros(30)))
     assert frame["fold"].tolist() == [0, 1, 2] and "eval_first_time" not in frame
     index = pd.date_range("2024-01-01", periods=30, freq="5min")
@@ -335,19 +335,19 @@ def test_audit_index_length_must_match():
     # an index of the wrong length is a DataError naming both counts
     index = pd.date_range("2024-01-01", periods=10, freq="1h")
     with pytest.raises(DataError, match="10 timestamps for 20 rows"):
-        PurgedKFold(3, seq_len=2, horizon=1).audit(np.zeros(20), index=index)
+        PurgedKFold(3, sequence_length=2, horizon=1).audit(np.zeros(20), index=index)
 
 
 def test_split_on_a_million_rows():
     # vectorised: 1M rows split into CPCV folds whose eval sets cover each anchor n_paths times
-    cv = CombinatorialPurgedCV(6, 2, seq_len=60, horizon=12, embargo=1440)
+    cv = CombinatorialPurgedCV(6, 2, sequence_length=60, horizon=12, embargo=1440)
     n_eval = sum(len(ev) for _, ev in cv.split(np.empty(1_000_000)))
     assert n_eval == cv.n_paths * (1_000_000 - 60 - 12 + 1)
 
 
 # ----------------------------------------------------------------------------- errors
 
-KW = {"seq_len": 2, "horizon": 1}
+KW = {"sequence_length": 2, "horizon": 1}
 
 
 @pytest.mark.parametrize(
@@ -355,8 +355,8 @@ KW = {"seq_len": 2, "horizon": 1}
     [
         (lambda: PurgedKFold(1, **KW), r"n_splits must be an integer >= 2, but got n_splits=1"),
         (lambda: PurgedKFold(2.5, **KW), r"n_splits=2.5"),
-        (lambda: PurgedKFold(3, seq_len=0, horizon=1), r"seq_len=0"),
-        (lambda: PurgedKFold(3, seq_len=2, horizon=0), r"horizon=0"),
+        (lambda: PurgedKFold(3, sequence_length=0, horizon=1), r"sequence_length=0"),
+        (lambda: PurgedKFold(3, sequence_length=2, horizon=0), r"horizon=0"),
         (
             lambda: PurgedKFold(3, **KW, purge=-1),
             r"purge must be an integer >= 0, but got purge=-1",
@@ -378,7 +378,7 @@ def test_bad_parameters_raise_config_error(make, message):
 
 def test_too_many_walk_forward_splits():
     # 5 blocks of 10 do not fit in 40 anchors
-    wf = PurgedWalkForward(5, seq_len=1, horizon=1, test_size=10)
+    wf = PurgedWalkForward(5, sequence_length=1, horizon=1, test_size=10)
     with pytest.raises(
         DataError, match=r"n_splits=5 for 40 valid anchors with test_size=10.*n >= 53"
     ):
@@ -397,14 +397,16 @@ def test_too_many_splits_names_the_rows_needed(splitter):
 
 
 def test_too_few_rows_for_window():
-    # fewer rows than seq_len + horizon give no sample at all
-    with pytest.raises(DataError, match="3 rows give no valid anchor for seq_len=3 and horizon=1"):
-        list(PurgedKFold(2, seq_len=3, horizon=1).split(np.zeros(3)))
+    # fewer rows than sequence_length + horizon give no sample at all
+    with pytest.raises(
+        DataError, match="3 rows give no valid anchor for sequence_length=3 and horizon=1"
+    ):
+        list(PurgedKFold(2, sequence_length=3, horizon=1).split(np.zeros(3)))
 
 
 def test_purge_plus_embargo_larger_than_fold():
     # 200 anchors in two folds cannot afford 120 + 61 anchors after the first block
-    kf = PurgedKFold(2, seq_len=60, horizon=1, purge=120, embargo=61)
+    kf = PurgedKFold(2, sequence_length=60, horizon=1, purge=120, embargo=61)
     with pytest.raises(
         ConfigError, match="purge=120 \\+ embargo=61 leaves no training anchors in fold 0"
     ):
@@ -413,7 +415,7 @@ def test_purge_plus_embargo_larger_than_fold():
 
 def test_walk_forward_purge_larger_than_history():
     # the first block starts 4 anchors in; purge 10 leaves it nothing to train on
-    wf = PurgedWalkForward(2, seq_len=1, horizon=1, test_size=8, purge=10)
+    wf = PurgedWalkForward(2, sequence_length=1, horizon=1, test_size=8, purge=10)
     with pytest.raises(ConfigError, match="purge=10 leaves no training anchors in fold 0: only 4"):
         list(wf.split(np.zeros(21)))
 
@@ -431,7 +433,9 @@ def test_usable_as_sklearn_cv():
     from sklearn.model_selection import cross_val_score
 
     x = np.random.default_rng(0).random((120, 3))
-    scores = cross_val_score(Ridge(), x, x.sum(axis=1), cv=PurgedKFold(4, seq_len=3, horizon=2))
+    scores = cross_val_score(
+        Ridge(), x, x.sum(axis=1), cv=PurgedKFold(4, sequence_length=3, horizon=2)
+    )
     assert len(scores) == 4
 
 
@@ -439,11 +443,13 @@ def test_usable_as_sklearn_cv():
 
 
 def test_inner_split_walk_forward_golden():
-    # training anchors 1..40, seq_len=2, horizon=1 (purge 2, embargo 3): the last 6 anchors
+    # training anchors 1..40, sequence_length=2, horizon=1 (purge 2, embargo 3): the last 6 anchors
     # (15% of 40) are the stop block; the 2 before them are purged, nothing trains after it
     from trainables.splits import inner_split
 
-    out = inner_split(np.arange(1, 41), np.arange(43, 60), seq_len=2, horizon=1, fraction=0.15)
+    out = inner_split(
+        np.arange(1, 41), np.arange(43, 60), sequence_length=2, horizon=1, fraction=0.15
+    )
     assert out.stop.tolist() == _r(35, 40)
     assert out.fit.tolist() == _r(1, 32)
     assert (out.purged, out.embargoed) == (2, 0)
@@ -453,14 +459,16 @@ def test_inner_split_first_kfold_fold_uses_the_stretch_after_the_eval_block():
     # eval block first: no training precedes it, so the block is the head of what follows
     from trainables.splits import inner_split
 
-    out = inner_split(np.arange(10, 50), np.arange(1, 7), seq_len=2, horizon=1, fraction=0.1)
+    out = inner_split(
+        np.arange(10, 50), np.arange(1, 7), sequence_length=2, horizon=1, fraction=0.1
+    )
     assert out.stop.tolist() == _r(10, 13)
     # purge 2 after the block, then embargo 3
     assert out.fit.tolist() == _r(19, 49) and (out.purged, out.embargoed) == (2, 3)
 
 
 def _check_inner(tr, ev, out, p, n):
-    s, h = p["seq_len"], p["horizon"]
+    s, h = p["sequence_length"], p["horizon"]
     purge, embargo = _purge_used(s, h, p["purge"]), _embargo_used(s, h, p["embargo"])
     fit, stop = out.fit, out.stop
     # the stop block is a contiguous run of training anchors; fit is the rest of training
@@ -503,7 +511,7 @@ def test_inner_split_properties(p, k, scheme, data):
             inner = inner_split(
                 tr,
                 ev,
-                seq_len=p["seq_len"],
+                sequence_length=p["sequence_length"],
                 horizon=p["horizon"],
                 fraction=fraction,
                 purge=p["purge"],

@@ -177,7 +177,7 @@ def test_train_records_the_conversion_in_config_json(hourly, tmp_path, write_bar
     times = [t.isoformat() for t in _ny(hourly.iloc[:700])]
     path = write_bars(_with_times(hourly.iloc[:700], times), "ny.csv", index=False)
     out = tmp_path / "run"
-    tiny = ["--hidden_size", "4", "--num_layers", "1", "--seq_len", "5", "--epochs", "1"]
+    tiny = ["--hidden_size", "4", "--num_layers", "1", "--sequence_length", "5", "--epochs", "1"]
     assert train_cli.main(["--data", str(path), *tiny, "--out", str(out)]) == 0
     origin = json.loads((out / "config.json").read_text())["origin"]
     assert origin["timestamps"] == "converted to UTC from UTC offsets -05:00"

@@ -21,7 +21,7 @@ TINY = [
     "8",
     "--num_layers",
     "1",
-    "--seq_len",
+    "--sequence_length",
     "8",
     "--epochs",
     "2",

@@ -38,7 +38,7 @@ def bars_fold(
     n_bars: int = 800,
     *,
     task: str = "regression",
-    seq_len: int = 8,
+    sequence_length: int = 8,
     horizon: int = 1,
     threshold: float = 0.001,
 ) -> FoldData:
@@ -54,13 +54,18 @@ def bars_fold(
         horizon=horizon,
         threshold=threshold,
     )
-    split = final_split(len(features), seq_len=seq_len, horizon=horizon)
+    split = final_split(len(features), sequence_length=sequence_length, horizon=horizon)
     return prepare_fold(
-        features, targets, split.train, split.val, f_cols=list(F_COLS), seq_len=seq_len
+        features,
+        targets,
+        split.train,
+        split.val,
+        f_cols=list(F_COLS),
+        sequence_length=sequence_length,
     )
 
 
-def noise_fold(n: int = 300, seq_len: int = 8, seed: int = 0) -> FoldData:
+def noise_fold(n: int = 300, sequence_length: int = 8, seed: int = 0) -> FoldData:
     """Random inputs and random targets: nothing to learn, so validation cannot improve for long."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 3)).astype(np.float32)
@@ -70,10 +75,10 @@ def noise_fold(n: int = 300, seq_len: int = 8, seed: int = 0) -> FoldData:
         x=x,
         y=y,
         y_now=None,
-        train_idx=np.arange(seq_len - 1, 200),
+        train_idx=np.arange(sequence_length - 1, 200),
         stop_idx=np.arange(210, n - 1),
         eval_idx=np.zeros(0, dtype=np.int64),
-        seq_len=seq_len,
+        sequence_length=sequence_length,
         horizon=1,
         task="regression",
         feature_names=["a", "b", "c"],
@@ -100,7 +105,7 @@ def tiny(**settings) -> TrainConfig:
 
 def scaled_val_loss(model: SequenceModel, fold: FoldData) -> float:
     out = predict_scaled(
-        model, torch.from_numpy(fold.x), torch.from_numpy(fold.stop_idx), fold.seq_len
+        model, torch.from_numpy(fold.x), torch.from_numpy(fold.stop_idx), fold.sequence_length
     )
     y = torch.from_numpy(fold.y[fold.stop_idx])
     return float((out - y).square().mean(dim=1).sum() / len(fold.stop_idx))
@@ -111,7 +116,7 @@ def scaled_val_loss(model: SequenceModel, fold: FoldData) -> float:
 
 def test_loss_falls_and_beats_persistence_on_builtin_data():
     # Rule: on the built-in bars the trained model's error is below "no change" (persistence).
-    fold = bars_fold(1500, seq_len=16)
+    fold = bars_fold(1500, sequence_length=16)
     cfg = tiny(
         hidden_size=16,
         sequence_length=16,
@@ -130,7 +135,7 @@ def test_loss_falls_and_beats_persistence_on_builtin_data():
 
 def test_classification_reports_f1_and_probabilities():
     # Rule: classification logs val_f1 per epoch and predicts class probabilities.
-    fold = bars_fold(task="classification", horizon=5, threshold=0.005, seq_len=8)
+    fold = bars_fold(task="classification", horizon=5, threshold=0.005, sequence_length=8)
     cfg = tiny(task="classification", horizon=5, threshold=0.005, class_weights="balanced")
     result = fit(cfg, fold, log=None)
     assert all(r.val_f1 is not None and 0 <= r.val_f1 <= 1 for r in result.history)
@@ -426,11 +431,13 @@ def test_out_of_memory_halves_the_batch_and_finishes(monkeypatch):
     # Rule: an OOM on a batch halves the batch size, redoes the epoch and the run completes.
     real, calls = trainer.gather_windows, {"raised": 0}
 
-    def flaky(series, anchors, seq_len):  # the first batch larger than 32 "runs out of memory"
+    def flaky(
+        series, anchors, sequence_length
+    ):  # the first batch larger than 32 "runs out of memory"
         if len(anchors) > 32 and not calls["raised"]:
             calls["raised"] += 1
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(series, anchors, seq_len)
+        return real(series, anchors, sequence_length)
 
     monkeypatch.setattr(trainer, "gather_windows", flaky)
     lines: list[str] = []
@@ -442,7 +449,7 @@ def test_out_of_memory_halves_the_batch_and_finishes(monkeypatch):
 
 def test_out_of_memory_at_batch_one_is_a_training_error(monkeypatch):
     # Rule: when even one sample does not fit, fail with TrainingError instead of looping.
-    def never_fits(series, anchors, seq_len):
+    def never_fits(series, anchors, sequence_length):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(trainer, "gather_windows", never_fits)
@@ -466,7 +473,7 @@ def test_diverging_loss_stops_with_the_epoch_named():
         TrainingError,
         match=r"loss became (nan|inf) at epoch \d+ \(batch \d+\); lower learning_rate",
     ):
-        fit(cfg, bars_fold(1500, seq_len=16), log=None)
+        fit(cfg, bars_fold(1500, sequence_length=16), log=None)
 
 
 def test_extreme_target_value_gives_a_training_error():
@@ -479,7 +486,7 @@ def test_extreme_target_value_gives_a_training_error():
 
 def test_fold_and_config_must_agree():
     # Rule: a fold prepared for another window length is rejected before training.
-    with pytest.raises(ConfigError, match="seq_len=8 but cfg.sequence_length=12"):
+    with pytest.raises(ConfigError, match="sequence_length=8 but cfg.sequence_length=12"):
         fit(tiny(sequence_length=12), bars_fold(400), log=None)
 
 

@@ -49,7 +49,7 @@ class LoadedRun:
     feature_names: list[str]
     target_names: list[str]
     task: str
-    seq_len: int
+    sequence_length: int
     horizon: int
     amp: str  # as trained: 'bf16' | 'fp16' | 'off'
     device: str  # as trained
@@ -102,7 +102,7 @@ def save_run(
             "task": fold.task,
             "feature_names": list(fold.feature_names),
             "target_names": list(fold.target_names),
-            "seq_len": fold.seq_len,
+            "sequence_length": fold.sequence_length,
             "horizon": fold.horizon,
             "n_rows": len(fold.x),
             "n_train": len(fold.train_idx),
@@ -153,7 +153,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         feature_names=list(data["feature_names"]),
         target_names=list(data["target_names"]),
         task=data["task"],
-        seq_len=int(data["seq_len"]),
+        # runs saved before the rename keep "seq_len"
+        sequence_length=int(data.get("sequence_length", data.get("seq_len"))),
         horizon=int(data["horizon"]),
         amp=info["run"]["amp"],
         device=info["run"]["device"],
@@ -174,9 +175,9 @@ def predict(run: LoadedRun, features: pd.DataFrame, *, device: str | None = None
         raise DataError(
             f"features lack the run's input column(s) {missing}; it was trained on {run.feature_names}"
         )
-    n, L = len(features), run.seq_len
+    n, L = len(features), run.sequence_length
     if n < L:
-        raise DataError(f"{n} feature rows are fewer than one window of seq_len={L}")
+        raise DataError(f"{n} feature rows are fewer than one window of sequence_length={L}")
     dev, amp = _replay_device(device or run.device, run.amp)
     raw = features[run.feature_names].to_numpy(dtype=np.float64)
     x = torch.from_numpy(run.scaler.transform(raw, run.feature_names)).to(dev)  # as prepare_fold

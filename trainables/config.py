@@ -5,7 +5,7 @@ range or choices, aliases, a line of help, whether it is a data setting or part 
 network. What other modules need is derived from them here (``ALIASES``,
 ``DATA_SETTINGS``, ``MODEL_FIELDS``, ``choices_of``, ``specs``) and elsewhere from
 ``specs()`` (the train CLI's flags, docs/parameters.md's tables, checked by a test).
-``TrainConfig.from_dict`` validates, accepting the users' other spellings (``seq_len``,
+``TrainConfig.from_dict`` validates, accepting the users' other spellings (``sequence_length``,
 ``max_epochs``, ``early_stopping_patience``, ...).
 """
 
@@ -286,11 +286,6 @@ class TrainConfig:
         _check_consistency(self)
 
     # ------------------------------------------------------------------ conveniences
-
-    @property
-    def seq_len(self) -> int:
-        """The users' short name for ``sequence_length``."""
-        return self.sequence_length
 
     @property
     def test_split(self) -> float:

@@ -183,24 +183,28 @@ def _validate(
 
 
 def check_enough_rows(
-    n_rows: int, *, seq_len: int, horizon: int, n_splits: int, source: str
+    n_rows: int, *, sequence_length: int, horizon: int, n_splits: int, source: str
 ) -> None:
     """Raise DataError unless ``n_rows`` can hold a training block and ``n_splits`` folds.
 
-    The first window and the last label take ``seq_len + horizon - 1`` rows; the training
-    block and each evaluation block need at least one span (``seq_len + horizon`` rows) so
+    The first window and the last label take ``sequence_length + horizon - 1`` rows; the training
+    block and each evaluation block need at least one span (``sequence_length + horizon`` rows) so
     that purging leaves samples on both sides. This is a floor, not a guarantee: the
     splitters check their own sizes.
     """
-    for name, value in (("seq_len", seq_len), ("horizon", horizon), ("n_splits", n_splits)):
+    for name, value in (
+        ("sequence_length", sequence_length),
+        ("horizon", horizon),
+        ("n_splits", n_splits),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, but got {name}={value!r}")
-    span = seq_len + horizon
+    span = sequence_length + horizon
     need = span - 1 + (n_splits + 1) * span
     if n_rows < need:
         folds = f"{n_splits} fold" + ("s" if n_splits != 1 else "")
         raise DataError(
-            f"{source}: {n_rows:,} rows are too few for seq_len={seq_len} + horizon={horizon}"
+            f"{source}: {n_rows:,} rows are too few for sequence_length={sequence_length} + horizon={horizon}"
             f" + {folds} (need at least {need:,})"
         )
 

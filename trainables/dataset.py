@@ -67,7 +67,7 @@ class FoldData:
     train_idx: np.ndarray  # anchors the model trains on
     stop_idx: np.ndarray  # anchors it early-stops on
     eval_idx: np.ndarray  # anchors the final model is scored on (may be empty)
-    seq_len: int
+    sequence_length: int
     horizon: int
     task: str
     feature_names: list[str]
@@ -107,7 +107,7 @@ def prepare_fold(
     eval_idx: np.ndarray | None = None,
     *,
     f_cols: list[str],
-    seq_len: int,
+    sequence_length: int,
     scaler: str = "minmax",
 ) -> FoldData:
     """Fit the scaler on rows inside training spans only and scale inputs and targets.
@@ -134,7 +134,7 @@ def prepare_fold(
 
     n = len(features)
     raw = features[columns].to_numpy(dtype=np.float64)
-    fit_rows = rows_covered(train_idx, seq_len, targets.horizon, n)
+    fit_rows = rows_covered(train_idx, sequence_length, targets.horizon, n)
     fitted = make_scaler(scaler, columns).fit(raw[fit_rows])
 
     x = fitted.transform(raw[:, [columns.index(c) for c in f_cols]], f_cols)
@@ -153,7 +153,7 @@ def prepare_fold(
         train_idx=train_idx,
         stop_idx=stop_idx,
         eval_idx=eval_idx,
-        seq_len=seq_len,
+        sequence_length=sequence_length,
         horizon=targets.horizon,
         task=targets.task,
         feature_names=list(f_cols),
@@ -181,6 +181,6 @@ def prepare_fold_for(
         stop_idx,
         eval_idx,
         f_cols=list(cfg.f_cols),
-        seq_len=cfg.sequence_length,
+        sequence_length=cfg.sequence_length,
         scaler=cfg.scaler,
     )

@@ -16,9 +16,9 @@ def check_fold(cfg: TrainConfig, fold: FoldData) -> None:
     """Mismatches and non-finite inputs fail here, naming the row, not as a NaN loss later."""
     if fold.task != cfg.task:
         raise ConfigError(f"the fold was prepared for task={fold.task!r} but cfg.task={cfg.task!r}")
-    if fold.seq_len != cfg.sequence_length:
+    if fold.sequence_length != cfg.sequence_length:
         raise ConfigError(
-            f"the fold was prepared with seq_len={fold.seq_len} but cfg.sequence_length={cfg.sequence_length}"
+            f"the fold was prepared with sequence_length={fold.sequence_length} but cfg.sequence_length={cfg.sequence_length}"
         )
     if len(fold.train_idx) == 0 or len(fold.stop_idx) == 0:
         raise DataError(
@@ -27,16 +27,16 @@ def check_fold(cfg: TrainConfig, fold: FoldData) -> None:
         )
     anchors = np.concatenate([fold.train_idx, fold.stop_idx, fold.eval_idx])
     lo, hi = int(anchors.min()), int(anchors.max())
-    if lo < fold.seq_len - 1 or hi >= len(fold.x):
+    if lo < fold.sequence_length - 1 or hi >= len(fold.x):
         raise DataError(
-            f"anchor rows must lie in [{fold.seq_len - 1}, {len(fold.x) - 1}] for seq_len={fold.seq_len} "
+            f"anchor rows must lie in [{fold.sequence_length - 1}, {len(fold.x) - 1}] for sequence_length={fold.sequence_length} "
             f"and {len(fold.x)} rows, but got {lo}..{hi}"
         )
     _check_finite(fold, anchors)
 
 
 def _check_finite(fold: FoldData, anchors: np.ndarray) -> None:
-    rows = rows_covered(anchors, fold.seq_len, 0, len(fold.x))
+    rows = rows_covered(anchors, fold.sequence_length, 0, len(fold.x))
     bad = np.nonzero(rows & ~np.isfinite(fold.x).all(axis=1))[0]
     if len(bad):
         col = fold.feature_names[int(np.nonzero(~np.isfinite(fold.x[bad[0]]))[0][0])]

@@ -62,13 +62,13 @@ StepFn = Callable[[nn.Module, int], None]
 
 
 def estimate_memory_gb(
-    batch_size: int, seq_len: int, n_features: int, hidden_size: int, num_layers: int
+    batch_size: int, sequence_length: int, n_features: int, hidden_size: int, num_layers: int
 ) -> float:
     """The guide's formula, verbatim (docs/parameters.md, "The guide's GPU memory formula"), GiB."""
     params = 4 * hidden_size * (n_features + hidden_size + 1) * num_layers
     model_mem = (params * 4) / (1024**3)  # 4 bytes per float32
     # Activations (4x hidden state for LSTM gates); note: not multiplied by num_layers.
-    activation_mem = (batch_size * seq_len * hidden_size * 4 * 4) / (1024**3)
+    activation_mem = (batch_size * sequence_length * hidden_size * 4 * 4) / (1024**3)
     optimizer_mem = model_mem * 2  # AdamW: momentum + variance
     return (model_mem + activation_mem + optimizer_mem) * 1.2  # 20% overhead
 
@@ -193,12 +193,14 @@ def _cache_key(parts: Mapping[str, Any]) -> str:
     return json.dumps({**parts, "torch": torch.__version__}, sort_keys=True)
 
 
-def _default_step(*, seq_len: int, n_features: int, amp_dtype: torch.dtype | None) -> StepFn:
+def _default_step(
+    *, sequence_length: int, n_features: int, amp_dtype: torch.dtype | None
+) -> StepFn:
     """Two real training steps on random data: the second one holds optimizer state too."""
 
     def step(model: nn.Module, batch_size: int) -> None:
         device = next(model.parameters()).device
-        x = torch.randn(batch_size, seq_len, n_features, device=device)  # [B, T, F]
+        x = torch.randn(batch_size, sequence_length, n_features, device=device)  # [B, T, F]
         optimizer = torch.optim.AdamW(model.parameters())
         model.train()
         for _ in range(2):
@@ -236,7 +238,7 @@ def _power_of_two_candidates(max_batch: int) -> list[int]:
 def probe_batch_size(
     build_model: Callable[[], nn.Module],
     *,
-    seq_len: int,
+    sequence_length: int,
     n_features: int,
     n_outputs: int,
     device: str | torch.device,
@@ -272,7 +274,7 @@ def probe_batch_size(
         key = _cache_key(
             {
                 **model_shape,
-                "seq_len": seq_len,
+                "sequence_length": sequence_length,
                 "n_features": n_features,
                 "n_outputs": n_outputs,
                 "amp": str(amp_dtype).removeprefix("torch."),
@@ -285,8 +287,12 @@ def probe_batch_size(
         if hit is not None:
             return hit
 
-    start = _formula_start(sizes, budget, model_shape, seq_len=seq_len, n_features=n_features)
-    step = step_fn or _default_step(seq_len=seq_len, n_features=n_features, amp_dtype=amp_dtype)
+    start = _formula_start(
+        sizes, budget, model_shape, sequence_length=sequence_length, n_features=n_features
+    )
+    step = step_fn or _default_step(
+        sequence_length=sequence_length, n_features=n_features, amp_dtype=amp_dtype
+    )
     tries: list[ProbeTry] = []
 
     def fits(i: int) -> bool:
@@ -297,7 +303,7 @@ def probe_batch_size(
     if best is None:
         raise TrainingError(
             f"no batch size fits on {device_name}: even batch_size={sizes[0]} failed "
-            f"({tries[-1].reason}) with seq_len={seq_len}, n_features={n_features}"
+            f"({tries[-1].reason}) with sequence_length={sequence_length}, n_features={n_features}"
         )
     result = ProbeResult(
         batch_size=sizes[best],
@@ -335,7 +341,7 @@ def _formula_start(
     budget: int | None,
     model_shape: Mapping[str, Any] | None,
     *,
-    seq_len: int,
+    sequence_length: int,
     n_features: int,
 ) -> int:
     """Index of the largest candidate the users' formula says fits the budget; 0 (grow from
@@ -345,7 +351,7 @@ def _formula_start(
     hidden, layers = int(model_shape["hidden_size"]), int(model_shape.get("num_layers", 1))
     start = 0
     for i, b in enumerate(sizes):
-        if estimate_memory_gb(b, seq_len, n_features, hidden, layers) * _GIB <= budget:
+        if estimate_memory_gb(b, sequence_length, n_features, hidden, layers) * _GIB <= budget:
             start = i
     return start
 
@@ -427,7 +433,7 @@ def choose_batch_size(
     shape = {k: getattr(spec, k) for k in _SHAPE_FIELDS}
     result = probe_batch_size(
         lambda: SequenceModel(cfg, n_features, n_outputs),
-        seq_len=cfg.seq_len,
+        sequence_length=cfg.sequence_length,
         n_features=n_features,
         n_outputs=n_outputs,
         device=device,

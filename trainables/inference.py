@@ -22,14 +22,19 @@ PREDICT_BATCH = 1024
 
 @torch.no_grad()
 def predict_scaled(
-    model: nn.Module, x: torch.Tensor, anchors: torch.Tensor, seq_len: int, *, amp: str = "off"
+    model: nn.Module,
+    x: torch.Tensor,
+    anchors: torch.Tensor,
+    sequence_length: int,
+    *,
+    amp: str = "off",
 ) -> torch.Tensor:
     """Model outputs for ``anchors``: ``[n] -> [n, n_outputs]`` float32 on x's device."""
     model.eval()
     outs = []
     for b in range(0, len(anchors), PREDICT_BATCH):
         idx = anchors[b : b + PREDICT_BATCH]
-        xb = gather_windows(x, idx, seq_len)  # [b, L, F]
+        xb = gather_windows(x, idx, sequence_length)  # [b, L, F]
         if len(idx) < PREDICT_BATCH:
             xb = torch.cat([xb, xb.new_zeros(PREDICT_BATCH - len(idx), *xb.shape[1:])])
         with autocast(x.device, amp):
@@ -53,5 +58,5 @@ def evaluate(
     dev = torch.device(device)
     model = model.to(dev)
     x = torch.from_numpy(fold.x).to(dev)
-    out = predict_scaled(model, x, torch.from_numpy(anchors).to(dev), fold.seq_len, amp=amp)
+    out = predict_scaled(model, x, torch.from_numpy(anchors).to(dev), fold.sequence_length, amp=amp)
     return fold_outputs(out.cpu().numpy(), fold, anchors)

@@ -131,10 +131,12 @@ def scaler_from_dict(d: dict) -> _ColumnScaler:
     return scaler
 
 
-def rows_covered(anchors: np.ndarray, seq_len: int, horizon: int, n_rows: int) -> np.ndarray:
-    """Boolean mask of rows inside any span ``[i - seq_len + 1, i + horizon]`` of ``anchors``."""
+def rows_covered(
+    anchors: np.ndarray, sequence_length: int, horizon: int, n_rows: int
+) -> np.ndarray:
+    """Boolean mask of rows inside any span ``[i - sequence_length + 1, i + horizon]`` of ``anchors``."""
     marks = np.zeros(n_rows + 1, dtype=np.int64)
     anchors = np.asarray(anchors, dtype=np.int64)
-    np.add.at(marks, np.clip(anchors - seq_len + 1, 0, n_rows), 1)
+    np.add.at(marks, np.clip(anchors - sequence_length + 1, 0, n_rows), 1)
     np.add.at(marks, np.clip(anchors + horizon + 1, 0, n_rows), -1)
     return np.cumsum(marks[:-1]) > 0

@@ -1,12 +1,12 @@
 """Purged, embargoed cross-validation splitters over anchor rows (sklearn style).
 
 Vocabulary (docs/architecture.md): the sample at anchor row ``i`` reads rows
-``[i - seq_len + 1, i]`` and its label reaches row ``i + horizon``, so its span is
-``[i - seq_len + 1, i + horizon]``; valid anchors are ``seq_len - 1 .. n - 1 - horizon``.
-Two spans are disjoint exactly when their anchors are at least ``seq_len + horizon`` apart,
-so the purge needed on each side of an evaluation block is ``seq_len + horizon - 1``.
+``[i - sequence_length + 1, i]`` and its label reaches row ``i + horizon``, so its span is
+``[i - sequence_length + 1, i + horizon]``; valid anchors are ``sequence_length - 1 .. n - 1 - horizon``.
+Two spans are disjoint exactly when their anchors are at least ``sequence_length + horizon`` apart,
+so the purge needed on each side of an evaluation block is ``sequence_length + horizon - 1``.
 A smaller user ``purge`` is raised to that (the audit shows both); ``embargo`` anchors more
-are dropped after each evaluation block (default ``seq_len + horizon``).
+are dropped after each evaluation block (default ``sequence_length + horizon``).
 
 Every ``split(X)`` yields ``(train_idx, eval_idx)``: int64 anchor rows, sorted ascending.
 """
@@ -53,7 +53,7 @@ class FoldAudit:
     purged: int  # training candidates dropped because their span touches an evaluation span
     embargoed: int  # further candidates dropped after an evaluation block
     purge: int  # purge used (>= purge_required)
-    purge_required: int  # seq_len + horizon - 1
+    purge_required: int  # sequence_length + horizon - 1
     embargo: int
     train_first_time: pd.Timestamp | None = None
     train_last_time: pd.Timestamp | None = None
@@ -81,31 +81,33 @@ def _check_int(name: str, value: object, low: int, *, none_ok: bool = False) -> 
         raise ConfigError(f"{name} must be an integer >= {low}, but got {name}={value!r}")
 
 
-def _check_window(seq_len: int, horizon: int, purge: int | None, embargo: int | None) -> None:
-    _check_int("seq_len", seq_len, 1)
+def _check_window(
+    sequence_length: int, horizon: int, purge: int | None, embargo: int | None
+) -> None:
+    _check_int("sequence_length", sequence_length, 1)
     _check_int("horizon", horizon, 1)
     _check_int("purge", purge, 0, none_ok=True)
     _check_int("embargo", embargo, 0, none_ok=True)
 
 
 def _gaps(
-    seq_len: int, horizon: int, purge: int | None, embargo: int | None
+    sequence_length: int, horizon: int, purge: int | None, embargo: int | None
 ) -> tuple[int, int, int]:
     """(purge used, purge required, embargo used); a too-small purge is raised, never kept."""
-    required = seq_len + horizon - 1
+    required = sequence_length + horizon - 1
     used = required if purge is None else max(int(purge), required)
-    return used, required, seq_len + horizon if embargo is None else int(embargo)
+    return used, required, sequence_length + horizon if embargo is None else int(embargo)
 
 
-def _valid(n: int, seq_len: int, horizon: int) -> tuple[int, int]:
+def _valid(n: int, sequence_length: int, horizon: int) -> tuple[int, int]:
     """(first valid anchor row, number m of valid anchors); DataError when there is none."""
-    m = n - seq_len - horizon + 1
+    m = n - sequence_length - horizon + 1
     if m < 1:
         raise DataError(
-            f"{n} rows give no valid anchor for seq_len={seq_len} and horizon={horizon}; "
-            f"need n >= seq_len + horizon = {seq_len + horizon} rows"
+            f"{n} rows give no valid anchor for sequence_length={sequence_length} and horizon={horizon}; "
+            f"need n >= sequence_length + horizon = {sequence_length + horizon} rows"
         )
-    return seq_len - 1, m
+    return sequence_length - 1, m
 
 
 def _time_index(X: object, index: object, n: int) -> pd.DatetimeIndex | None:
@@ -169,11 +171,16 @@ class _PurgedSplitter:
     """Shared machinery: subclasses give the eval blocks and candidate range of each fold."""
 
     def __init__(
-        self, n_splits: int, seq_len: int, horizon: int, purge: int | None, embargo: int | None
+        self,
+        n_splits: int,
+        sequence_length: int,
+        horizon: int,
+        purge: int | None,
+        embargo: int | None,
     ) -> None:
         _check_int("n_splits", n_splits, 2)
-        _check_window(seq_len, horizon, purge, embargo)
-        self.n_splits, self.seq_len, self.horizon = n_splits, seq_len, horizon
+        _check_window(sequence_length, horizon, purge, embargo)
+        self.n_splits, self.sequence_length, self.horizon = n_splits, sequence_length, horizon
         self.purge, self.embargo = purge, embargo
 
     def get_n_splits(self, X: object = None, y: object = None, groups: object = None) -> int:
@@ -182,7 +189,7 @@ class _PurgedSplitter:
     @property
     def gaps(self) -> tuple[int, int, int]:
         """(purge used, purge required, embargo used) in anchors."""
-        return _gaps(self.seq_len, self.horizon, self.purge, self.embargo)
+        return _gaps(self.sequence_length, self.horizon, self.purge, self.embargo)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -193,7 +200,7 @@ class _PurgedSplitter:
 
     def _fold_masks(self, n: int) -> tuple[int, list[tuple[np.ndarray, np.ndarray, int, int]]]:
         """All folds' masks, checked before the first fold is handed out."""
-        first, m = _valid(n, self.seq_len, self.horizon)
+        first, m = _valid(n, self.sequence_length, self.horizon)
         purge, _, embargo = self.gaps
         out = []
         for k, (blocks, cand) in enumerate(self._folds(m, n)):
@@ -209,10 +216,10 @@ class _PurgedSplitter:
         return first, out
 
     def _too_many(self, m: int, n: int, need: int, detail: str = "") -> DataError:
-        rows = need + self.seq_len + self.horizon - 1
+        rows = need + self.sequence_length + self.horizon - 1
         return DataError(
             f"Too many splits: n_splits={self.n_splits} for {m} valid anchors{detail} "
-            f"(n={n} rows, seq_len={self.seq_len}, horizon={self.horizon}); "
+            f"(n={n} rows, sequence_length={self.sequence_length}, horizon={self.horizon}); "
             f"need n >= {rows} rows or fewer splits"
         )
 
@@ -250,14 +257,14 @@ class PurgedWalkForward(_PurgedSplitter):
         self,
         n_splits: int = 5,
         *,
-        seq_len: int,
+        sequence_length: int,
         horizon: int,
         purge: int | None = None,
         embargo: int | None = None,
         test_size: int | None = None,
         max_train_size: int | None = None,
     ) -> None:
-        super().__init__(n_splits, seq_len, horizon, purge, embargo)
+        super().__init__(n_splits, sequence_length, horizon, purge, embargo)
         _check_int("test_size", test_size, 1, none_ok=True)
         _check_int("max_train_size", max_train_size, 1, none_ok=True)
         self.test_size, self.max_train_size = test_size, max_train_size
@@ -295,12 +302,12 @@ class PurgedKFold(_PurgedSplitter):
         self,
         n_splits: int = 5,
         *,
-        seq_len: int,
+        sequence_length: int,
         horizon: int,
         purge: int | None = None,
         embargo: int | None = None,
     ) -> None:
-        super().__init__(n_splits, seq_len, horizon, purge, embargo)
+        super().__init__(n_splits, sequence_length, horizon, purge, embargo)
 
     def _folds(self, m: int, n: int) -> list[tuple[_Blocks, tuple[int, int]]]:
         if m < self.n_splits:
@@ -324,12 +331,12 @@ class CombinatorialPurgedCV(_PurgedSplitter):
         n_splits: int = 6,
         n_test_groups: int = 2,
         *,
-        seq_len: int,
+        sequence_length: int,
         horizon: int,
         purge: int | None = None,
         embargo: int | None = None,
     ) -> None:
-        super().__init__(n_splits, seq_len, horizon, purge, embargo)
+        super().__init__(n_splits, sequence_length, horizon, purge, embargo)
         _check_int("n_test_groups", n_test_groups, 1)
         if n_test_groups >= n_splits:
             raise ConfigError(
@@ -395,7 +402,7 @@ def _part_sizes(usable: int, train: float, val: float) -> tuple[int, int, int]:
 def final_split(
     n_rows: int,
     *,
-    seq_len: int,
+    sequence_length: int,
     horizon: int,
     train: float = 0.70,
     val: float = 0.15,
@@ -406,7 +413,7 @@ def final_split(
     """Split the valid anchors of ``n_rows`` bars into train / val / test (fractions of the
     anchors left after the two gaps of ``purge + embargo``; test takes the rounding rest)."""
     _check_int("n_rows", n_rows, 0)
-    _check_window(seq_len, horizon, purge, embargo)
+    _check_window(sequence_length, horizon, purge, embargo)
     fractions = {"train": train, "val": val, "test": test}
     for name, value in fractions.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
@@ -417,9 +424,9 @@ def final_split(
             f"train + val + test must sum to 1, but got "
             f"train={train} + val={val} + test={test} = {total:g}"
         )
-    used, required, emb = _gaps(seq_len, horizon, purge, embargo)
+    used, required, emb = _gaps(sequence_length, horizon, purge, embargo)
     gap = used + emb
-    first, m = seq_len - 1, n_rows - seq_len - horizon + 1
+    first, m = sequence_length - 1, n_rows - sequence_length - horizon + 1
     usable = m - 2 * gap
     n_train, n_val, n_test = _part_sizes(usable, train, val)
     if min(n_train, n_val, n_test) < 1:
@@ -429,7 +436,7 @@ def final_split(
         raise DataError(
             f"n_rows={n_rows} give {max(m, 0)} valid anchors, {max(usable, 0)} after two gaps of "
             f"purge={used} + embargo={emb}: too few for train={train}, val={val}, test={test}; "
-            f"need n_rows >= {2 * gap + least + seq_len + horizon - 1}"
+            f"need n_rows >= {2 * gap + least + sequence_length + horizon - 1}"
         )
     val_start = first + n_train + gap
     test_start = val_start + n_val + gap
@@ -473,7 +480,7 @@ def inner_split(
     train_idx: np.ndarray,
     eval_idx: np.ndarray,
     *,
-    seq_len: int,
+    sequence_length: int,
     horizon: int,
     fraction: float = 0.15,
     purge: int | None = None,
@@ -488,7 +495,7 @@ def inner_split(
     Training anchors within ``purge`` of the block on either side, or within ``purge +
     embargo`` after it, are dropped, exactly as around an evaluation block.
     """
-    _check_window(seq_len, horizon, purge, embargo)
+    _check_window(sequence_length, horizon, purge, embargo)
     if isinstance(fraction, bool) or not isinstance(fraction, float | int) or not 0 < fraction < 1:
         raise ConfigError(f"fraction must be in (0, 1), but got fraction={fraction!r}")
     train = np.asarray(train_idx, dtype=np.int64)
@@ -508,7 +515,7 @@ def inner_split(
     else:
         longest = max(runs, key=len)
         stop = longest[-min(n_stop, len(longest)) :]
-    used, _, emb = _gaps(seq_len, horizon, purge, embargo)
+    used, _, emb = _gaps(sequence_length, horizon, purge, embargo)
     lo, hi = int(stop[0]), int(stop[-1])
     rest = train[(train < lo) | (train > hi)]
     near = (rest >= lo - used) & (rest <= hi + used)

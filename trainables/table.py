@@ -58,15 +58,17 @@ def build_table(bars: pd.DataFrame, cfg: TrainConfig) -> tuple[pd.DataFrame, Tar
     return features, targets
 
 
-def holdout_split(n_rows: int, cfg: TrainConfig, *, seq_len: int | None = None) -> FinalSplit:
+def holdout_split(
+    n_rows: int, cfg: TrainConfig, *, sequence_length: int | None = None
+) -> FinalSplit:
     """``cfg``'s train / validation / test split of ``n_rows`` rows, purged and embargoed.
 
-    ``seq_len`` overrides ``cfg.sequence_length`` (a sweep uses its longest window, so the
+    ``sequence_length`` overrides ``cfg.sequence_length`` (a sweep uses its longest window, so the
     gaps are wide enough for every trial).
     """
     return final_split(
         n_rows,
-        seq_len=seq_len or cfg.sequence_length,
+        sequence_length=sequence_length or cfg.sequence_length,
         horizon=cfg.horizon,
         train=cfg.train_split,
         val=cfg.val_split,

@@ -139,7 +139,7 @@ def _flag_help(spec: Spec) -> str:
 
 
 def _underscored(argv: list[str]) -> list[str]:
-    """``--seq-len`` -> ``--seq_len``: a parameter's flag may be written with dashes."""
+    """``--seq-len`` -> ``--sequence_length``: a parameter's flag may be written with dashes."""
     known = {*specs(), *ALIASES}
     out = []
     for token in argv:
@@ -218,7 +218,7 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     if cfg.task == "classification":
         log(f"Classes (train): {describe_targets(targets, split.train)}")
     log(
-        f"Model: {cfg.cell.upper()} hidden={cfg.hidden_size}, layers={cfg.num_layers}, seq_len={cfg.sequence_length}"
+        f"Model: {cfg.cell.upper()} hidden={cfg.hidden_size}, layers={cfg.num_layers}, sequence_length={cfg.sequence_length}"
     )
     result = fit(cfg, fold, log=log)
 

@@ -241,7 +241,7 @@ class _Trainer:
 
     def train_step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step on the windows ending at ``idx``: (loss sum, weight, norm)."""
-        xb = gather_windows(self.x, idx, self.fold.seq_len)  # [B, L, F]
+        xb = gather_windows(self.x, idx, self.fold.sequence_length)  # [B, L, F]
         with autocast(self.dev, self.amp):
             out = self.model(xb)  # [B, n_outputs]
         loss_sum, weight = self.criterion(out, self.y[idx])
@@ -255,7 +255,9 @@ class _Trainer:
 
     def validate(self, epoch: int) -> _Validation:
         """Loss (and F1 or per-target MSE) of the current weights on the stop anchors."""
-        out = predict_scaled(self.core, self.x, self.stop_idx, self.fold.seq_len, amp=self.amp)
+        out = predict_scaled(
+            self.core, self.x, self.stop_idx, self.fold.sequence_length, amp=self.amp
+        )
         y = self.y[self.stop_idx]
         loss_sum, weight = self.criterion(out, y)
         loss = float(ddp.mean_over_ranks(loss_sum / weight, self.world))
@@ -275,7 +277,7 @@ class _Trainer:
         ``perf_counter`` at its start."""
         self.stopper.restore(self.core)
         scored = torch.from_numpy(self.fold.scored_idx).to(self.dev)
-        out = predict_scaled(self.core, self.x, scored, self.fold.seq_len, amp=self.amp)
+        out = predict_scaled(self.core, self.x, scored, self.fold.sequence_length, amp=self.amp)
         predictions, metrics = fold_outputs(out.cpu().numpy(), self.fold, self.fold.scored_idx)
         best, best_epoch = self.stopper.best_value, self.stopper.best_epoch
         seconds = time.perf_counter() - start
