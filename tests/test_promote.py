@@ -358,9 +358,9 @@ def test_report_of_an_older_promotion_says_what_is_missing(promoted, tmp_path):
 def test_promotion_refuses_to_change_data_settings():
     # --set may change training settings, not how the data is cut: that would move the test part.
     with pytest.raises(
-        ConfigError, match=r"--set sequence_length \(sequence_length\).*run a new sweep"
+        ConfigError, match=r"--set seq_len \(sequence_length\).*run a new sweep"
     ):
-        PromoteSpec(name="x", overrides={"sequence_length": 32})
+        PromoteSpec(name="x", overrides={"seq_len": 32})  # the users' alias is refused too
     assert PromoteSpec(name="x", overrides={"patience": 9}).overrides == {"patience": 9}
 
 
