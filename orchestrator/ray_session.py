@@ -8,6 +8,7 @@ driver's job carries the sweep's metadata for the dashboard's Jobs page.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -62,6 +63,7 @@ def _init_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
         # attach to it, and refuse num_cpus).
         ctx = ray.init(
             address="local",
+            logging_level=logging.WARNING,  # our own line below says what started
             job_config=job_config,
             num_cpus=spec.num_cpus or os.cpu_count(),
             include_dashboard=spec.dashboard,

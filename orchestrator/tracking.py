@@ -14,6 +14,7 @@ With the default store (``results/mlflow.db``) no server is needed to browse the
 
 from __future__ import annotations
 
+import logging
 import numbers
 import re
 import shlex
@@ -130,6 +131,9 @@ class SweepTracker:
     # -- lifecycle -------------------------------------------------------------------------
 
     def __enter__(self) -> SweepTracker:
+        # MLflow's store logs its schema set-up at INFO on every new sqlite file: not news.
+        for name in ("mlflow.store.db.utils", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         try:
             self._create_store_dir()
             client = MlflowClient(tracking_uri=self.uri)

@@ -88,6 +88,9 @@ def make_tuner(
     # One experiment snapshot per fold checkpoint is deliberate (see checkpoint_config):
     # silence Tune's warning that snapshots come more often than every 5 s.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Our own progress lines say what a user needs; Tune's new output engine would add its
+    # configuration box and a TensorBoard hint for files this project does not write.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if spec.resume and tune.Tuner.can_restore(exp_path):
         log(f"Resuming sweep from {exp_path}: finished trials are kept, unfinished ones go on")
         tuner = tune.Tuner.restore(
@@ -101,6 +104,7 @@ def make_tuner(
         (out_dir / "optuna.db").unlink(missing_ok=True)
     # The study lives in sqlite next to the leaderboard, so it can be loaded with Optuna:
     # optuna.load_study(study_name=<sweep>, storage="sqlite:///results/<sweep>/optuna.db")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
     searcher = OptunaSearch(
         space=to_optuna(space),
         metric="objective",
