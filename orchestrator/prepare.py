@@ -163,13 +163,7 @@ def prepare_sweep_data(
     audit = _with_inner(audit_frame(splitter.audit(rows, index=index)), inner, index)
     if base.task == "regression":
         _check_naive_errors(folds, targets, features, source, split.test)
-    cut = Targets(
-        task=targets.task,
-        values=targets.values[:n_rows],
-        names=list(targets.names),
-        horizon=targets.horizon,
-        threshold=targets.threshold,
-    )
+    cut = _cut_targets(targets, n_rows)
     summary = (
         f"{source}: {len(bars):,} bars -> {len(features):,} feature rows; "
         f"{n_rows:,} rows for the sweep ({cv}, {len(folds)} folds, each holding {inner_val:.0%} of "
@@ -189,6 +183,17 @@ def prepare_sweep_data(
         audit=audit,
         summary=summary,
         timestamps=origin.timestamps if (origin := origin_of(bars)) else "naive (built-in data)",
+    )
+
+
+def _cut_targets(targets: Targets, n_rows: int) -> Targets:
+    """The targets of the sweep's rows only (the test part's labels never leave the driver)."""
+    return Targets(
+        task=targets.task,
+        values=targets.values[:n_rows],
+        names=list(targets.names),
+        horizon=targets.horizon,
+        threshold=targets.threshold,
     )
 
 

@@ -357,9 +357,7 @@ def test_report_of_an_older_promotion_says_what_is_missing(promoted, tmp_path):
 
 def test_promotion_refuses_to_change_data_settings():
     # --set may change training settings, not how the data is cut: that would move the test part.
-    with pytest.raises(
-        ConfigError, match=r"--set seq_len \(sequence_length\).*run a new sweep"
-    ):
+    with pytest.raises(ConfigError, match=r"--set seq_len \(sequence_length\).*run a new sweep"):
         PromoteSpec(name="x", overrides={"seq_len": 32})  # the users' alias is refused too
     assert PromoteSpec(name="x", overrides={"patience": 9}).overrides == {"patience": 9}
 
