@@ -196,7 +196,7 @@ def run_columns(f_cols: Iterable[str], target_cols: Iterable[str | None] = ()) -
     return tuple(dict.fromkeys(n for n in names if n not in FEATURES))
 
 
-def add_source_arguments(parser: argparse._ActionsContainer, *, snapshot: bool = False) -> None:
+def add_source_arguments(parser: argparse.ArgumentParser, *, snapshot: bool = False) -> None:
     """The database flags every command that takes --data has (one definition, one help)."""
     parser.add_argument(
         "--table",
