@@ -296,3 +296,26 @@ def test_time_budget_stops_cleanly_and_writes_every_result(tmp_path):
     assert record["status"] == "interrupted" and record["stopped_by"] == "time budget"
     runs = find_child_runs(default_tracking_uri(tmp_path / "results"), "lstm-sweeps", "t")
     assert len(runs) == len(board)
+
+
+def test_a_sweep_keeps_out_of_fold_predictions_that_promotion_turns_into_pbo(tmp_path):
+    # oof.parquet holds every completed trial's predictions on every fold's evaluation rows,
+    # in original units beside the truth and the naive forecast; with >= 8 complete trials
+    # promotion's probability of backtest overfitting is computed from it.
+    from orchestrator.overfitting import pbo_of_sweep
+
+    out = run_sweep(tiny(tmp_path, trials=8, scheduler="none"), log=lambda *_: None)
+    oof = pd.read_parquet(out.out_dir / "oof.parquet")
+    audit = pd.read_csv(out.out_dir / "fold_audit.csv")
+    assert sorted(oof.trial_id.unique()) == sorted(out.leaderboard.trial_id)
+    per_trial = oof.groupby("trial_id").size()
+    assert (per_trial == audit.n_eval.sum()).all()  # every evaluation row of every fold
+    assert {"pred_close", "true_close", "naive_close"} <= set(oof.columns)
+    # the fold scores are these predictions' MSE over the naive forecast's
+    one = oof[(oof.trial_id == oof.trial_id.iloc[0]) & (oof.fold == 0)]
+    row = out.leaderboard.set_index("trial_id").loc[oof.trial_id.iloc[0]]
+    mse = ((one.pred_close - one.true_close) ** 2).mean()
+    naive = ((one.naive_close - one.true_close) ** 2).mean()
+    assert mse / naive == pytest.approx(row.fold0_mse_ratio, rel=1e-9)
+    pbo = pbo_of_sweep(out.out_dir, "regression")
+    assert pbo["computed"] and 0.0 <= pbo["pbo"] <= 1.0
