@@ -179,7 +179,7 @@ def test_sweep_on_the_head_is_a_job_with_its_settings_and_output(head, sweep):
     # with its settings as metadata and its progress lines and leaderboard in the job's
     # logs; relative paths mean what they mean where the command ran.
     assert f"Sweep {SWEEP!r} runs on the Ray head at" in sweep.stdout
-    assert "Top trials by val_mse (min) over 2 purged CV folds" in sweep.stdout
+    assert "Top trials by mse_ratio (min) over 2 purged CV folds" in sweep.stdout
     assert (head.work / "res" / SWEEP / "leaderboard.csv").is_file()
 
     job = head.job(SWEEP)
@@ -189,7 +189,7 @@ def test_sweep_on_the_head_is_a_job_with_its_settings_and_output(head, sweep):
         "job_name": SWEEP,
         "space": "smoke",
         "trials": "4",
-        "objective": "val_mse (min)",
+        "objective": "mse_ratio (min)",
         "results": str(head.work / "res" / SWEEP),
     }
     from ray.job_submission import JobSubmissionClient
@@ -197,7 +197,7 @@ def test_sweep_on_the_head_is_a_job_with_its_settings_and_output(head, sweep):
     logs = JobSubmissionClient(head.url, headers=head.headers()).get_job_logs(job.submission_id)
     assert re.search(r"trial \w{8} fold 1/2 fold_objective=", logs)
     assert re.search(r"\| 4/4 done: \d completed, \d pruned, 0 failed \| best ", logs)
-    assert "Top trials by val_mse (min)" in logs and " rank trial_id " in logs
+    assert "Top trials by mse_ratio (min)" in logs and " rank trial_id " in logs
 
     status = head.run("orchestrator.cluster", "status", timeout=120)
     assert status.returncode == 0
@@ -213,7 +213,7 @@ def test_no_job_runs_the_sweep_as_a_plain_driver(head, sweep):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "runs on the Ray head" not in done.stdout
-    assert "Top trials by val_mse (min)" in done.stdout
+    assert "Top trials by mse_ratio (min)" in done.stdout
     job = head.job("plain")
     assert job.type == "DRIVER" and job.status == "SUCCEEDED"
     assert job.metadata["space"] == "smoke" and job.metadata["trials"] == "1"
@@ -261,7 +261,7 @@ def test_ctrl_c_detaches_and_the_sweep_goes_on(head):
         ["bash", "-c", follow], env=env, capture_output=True, text=True, timeout=600
     )
     assert followed.returncode == 0, followed.stderr[-2000:]
-    assert "Top trials by val_mse (min)" in followed.stdout
+    assert "Top trials by mse_ratio (min)" in followed.stdout
     job = head.job("detached")
     assert job.status == "SUCCEEDED", job.message
     assert job.end_time / 1000 > detached_at  # it went on after the client left
@@ -380,7 +380,7 @@ def test_jobs_page_in_chromium_lists_the_sweep_with_its_output(head, sweep, tmp_
             "      'Runtime env is setting up') && getComputedStyle(e).overflowY !== 'visible')"
             "    e.scrollTop = e.scrollHeight;"
         )
-        wait.until(lambda d: "Top trials by val_mse" in _page_text(d))
+        wait.until(lambda d: "Top trials by mse_ratio" in _page_text(d))
         logs = driver.find_element(By.XPATH, "//*[@role='tab'][contains(., 'river')]")
         driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", logs)
         time.sleep(1)
