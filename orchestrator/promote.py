@@ -20,6 +20,7 @@ logs the chosen model (rank 1's seed ensemble) with its verdict to MLflow and it
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -103,7 +104,16 @@ def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:
         ray.init(address=address)
     else:
         # "local": our own Ray even where `ray start` runs one (see orchestrator/sweep.py).
-        ray.init(address="local", num_cpus=spec.num_cpus or os.cpu_count(), include_dashboard=False)
+        # Without a dashboard Ray's State API is absent, and Ray Train's placement-group
+        # cleaner warns about it every second: worker logs below ERROR stay in Ray's log
+        # files (our own progress lines are prints, and still reach the terminal).
+        ray.init(
+            address="local",
+            num_cpus=spec.num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            logging_config=ray.LoggingConfig(log_level="ERROR"),
+        )
     log(f"Ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
     return True
 

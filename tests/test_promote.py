@@ -469,3 +469,27 @@ def test_two_ddp_workers_train_every_job(promoted, tmp_path):
     for k in (0, 1):
         assert (copy / f"models/1/seed{k}/model.pt").is_file()
     assert index["holdout_guard"]["test_read_after_training"]
+
+
+@pytest.mark.slow
+def test_the_two_documented_commands_print_progress_without_ray_noise(tmp_path):
+    """docs/promotion.md's commands, as a user types them: the workers' progress lines reach
+    the terminal, Ray's own warnings (a State API the local Ray runs without) do not."""
+    import subprocess
+    import sys
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", *args], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout + done.stderr
+
+    run("orchestrator.tune", "--smoke-test", "--name", "demo", "--no-dashboard")
+    out = run("orchestrator.promote", "--name", "demo", "--seeds", "2", "--epochs", "8")
+    assert "promote: rank 1 seed 0: best epoch" in out
+    assert "promote: rank 1 seed 1: best epoch" in out
+    assert "Probability of backtest overfitting" in out
+    assert "Failed to query Ray Train Controller" not in out
+    assert "Started a local Ray instance" not in out
+    assert (tmp_path / "results" / "demo" / "promoted.json").is_file()
