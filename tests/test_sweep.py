@@ -319,3 +319,25 @@ def test_a_sweep_keeps_out_of_fold_predictions_that_promotion_turns_into_pbo(tmp
     assert mse / naive == pytest.approx(row.fold0_mse_ratio, rel=1e-9)
     pbo = pbo_of_sweep(out.out_dir, "regression")
     assert pbo["computed"] and 0.0 <= pbo["pbo"] <= 1.0
+
+
+def test_the_fixed_seed_smoke_sweep_equals_its_golden_leaderboard(tmp_path):
+    # Rule (#14's guard rail): a refactor keeps a seeded sweep's answer; a change of it comes
+    # with `python -m tests.sweep_golden` in a commit that says why.
+    import json
+
+    from tests.fit_golden import platform
+    from tests.sweep_golden import GOLDEN, leaderboard
+
+    want = json.loads(GOLDEN.read_text())
+    got = leaderboard(tmp_path / "results")
+    assert got["columns"] == want["columns"]
+    exact = want["platform"] == platform()
+    for k, (row, golden) in enumerate(zip(got["rows"], want["rows"], strict=True)):
+        for column, value, expected in zip(want["columns"], row, golden, strict=True):
+            where = f"row {k} {column}: {value!r}, golden {expected!r}"
+            if isinstance(expected, float) and not exact:
+                # Another CPU rounds its kernels differently: bits may differ, not the answer.
+                assert value == pytest.approx(expected, rel=1e-3), where
+            else:  # configs, statuses, where a trial stopped; every bit on this platform
+                assert value == expected, where

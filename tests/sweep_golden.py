@@ -1,0 +1,73 @@
+"""Golden output of a fixed-seed smoke sweep, one trial at a time, kept as JSON.
+
+    python -m tests.sweep_golden        # rewrite tests/golden/sweep_smoke.json from this code
+
+Regenerate only in a commit that explains why a sweep's answer changed (a refactor keeps it
+identical). tests/test_sweep.py runs the same sweep and compares its leaderboard: the sampled
+configs, statuses, where each pruned trial stopped, the objective and every per-fold score.
+Left out: trial ids (random) and timings.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import ray
+
+from orchestrator.sweep import SweepSpec, run_sweep
+from tests.fit_golden import platform
+
+GOLDEN = Path(__file__).parent / "golden" / "sweep_smoke.json"
+VOLATILE = ("trial_id", "seconds", "train_seconds")
+
+
+def spec(results_dir: Path) -> SweepSpec:
+    # The smoke space on the built-in data, ASHA and the fold race on, 4 trials one at a time
+    # (docs/sweeps.md: then a seeded sweep repeats exactly).
+    return SweepSpec(
+        space="smoke",
+        trials=4,
+        folds=2,
+        epochs=2,
+        n_bars=1000,
+        num_cpus=2,
+        dashboard=False,
+        results_dir=str(results_dir),
+        name="golden",
+        scheduler="asha",
+        max_concurrent=1,
+        seed=0,
+    )
+
+
+def leaderboard(results_dir: Path) -> dict:
+    """The sweep's leaderboard as JSON-ready columns and rows (floats keep every bit; a
+    missing value is None)."""
+    board = run_sweep(spec(results_dir), log=lambda *_: None).leaderboard
+    board = board.drop(columns=list(VOLATILE)).astype(object)
+    rows = [[None if pd.isna(v) else v for v in row] for row in board.itertuples(index=False)]
+    return {"columns": list(board.columns), "rows": json.loads(json.dumps(rows, default=_plain))}
+
+
+def _plain(value):
+    return value.item()  # numpy scalars
+
+
+def main() -> None:
+    import tempfile
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            board = leaderboard(Path(tmp) / "results")
+    finally:
+        ray.shutdown()
+    GOLDEN.write_text(json.dumps({"platform": platform(), **board}) + "\n")
+    print(f"wrote {GOLDEN} ({len(board['rows'])} trials, {platform()})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
