@@ -15,16 +15,15 @@ change of the trainer).
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from tests.folds import make_fold
 from trainables.config import TrainConfig
-from trainables.dataset import FoldData, prepare_fold
-from trainables.features import build_features
-from trainables.labels import make_targets
-from trainables.splits import final_split
+from trainables.dataset import FoldData
 from trainables.synthetic import make_bars
 from trainables.trainer import FitResult, fit
 
@@ -73,27 +72,8 @@ CASES: dict[str, tuple[str, int, float, dict]] = {
 def case_fold(name: str) -> FoldData:
     """The case's fold: 1,200 built-in bars, train / early-stopping / evaluation anchors."""
     task, horizon, threshold, _ = CASES[name]
-    bars = make_bars(1200, seed=0)
-    features = build_features(bars, F_COLS)
-    targets = make_targets(
-        features,
-        bars,
-        task=task,
-        f_cols=list(F_COLS),
-        target_col="close",
-        horizon=horizon,
-        threshold=threshold,
-    )
-    split = final_split(len(features), sequence_length=SEQ_LEN, horizon=horizon)
-    return prepare_fold(
-        features,
-        targets,
-        split.train,
-        split.val,
-        split.test,
-        f_cols=list(F_COLS),
-        sequence_length=SEQ_LEN,
-    )
+    cfg = replace(case_config(name), task=task, horizon=horizon, threshold=threshold)
+    return make_fold(cfg, make_bars(1200, seed=0), test_as_eval=True).fold
 
 
 def case_config(name: str) -> TrainConfig:

@@ -9,16 +9,14 @@ import pytest
 import torch
 
 import trainables.trainer as trainer
+from tests.folds import make_fold
 from trainables.config import TrainConfig
-from trainables.dataset import FoldData, prepare_fold
+from trainables.dataset import FoldData
 from trainables.errors import ConfigError, TrainingError
 from trainables.fast_paths import use_fast_paths
-from trainables.features import build_features
-from trainables.labels import make_targets
 from trainables.model import SequenceModel
 from trainables.optim import make_optimizer
 from trainables.scaling import make_scaler
-from trainables.splits import final_split
 from trainables.synthetic import make_bars
 from trainables.trainer import LRSchedule, fit, predict_scaled
 
@@ -43,26 +41,14 @@ def bars_fold(
     threshold: float = 0.001,
 ) -> FoldData:
     """Train/val fold of the built-in synthetic bars, scaled on training rows."""
-    bars = make_bars(n_bars)
-    features = build_features(bars, F_COLS, extra=["close"])
-    targets = make_targets(
-        features,
-        bars,
+    cfg = TrainConfig(
+        f_cols=F_COLS,
         task=task,
-        f_cols=list(F_COLS),
-        target_col="close",
+        sequence_length=sequence_length,
         horizon=horizon,
         threshold=threshold,
     )
-    split = final_split(len(features), sequence_length=sequence_length, horizon=horizon)
-    return prepare_fold(
-        features,
-        targets,
-        split.train,
-        split.val,
-        f_cols=list(F_COLS),
-        sequence_length=sequence_length,
-    )
+    return make_fold(cfg, make_bars(n_bars)).fold
 
 
 def noise_fold(n: int = 300, sequence_length: int = 8, seed: int = 0) -> FoldData:
