@@ -15,41 +15,30 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from orchestrator.significance import diebold_mariano, pesaran_timmermann
 
-
-def _ma(rng, n: int, h: int) -> np.ndarray:
-    z = rng.normal(size=n + h - 1)
-    return np.convolve(z, np.ones(h), mode="valid") / math.sqrt(h)
-
-
-def _ar(rng, n: int, phi: float) -> np.ndarray:
-    e = rng.normal(size=n + 200)
-    x = np.zeros_like(e)
-    for t in range(1, len(e)):
-        x[t] = phi * x[t - 1] + e[t]
-    return x[200:]
-
-
-def _vol(rng, n: int) -> np.ndarray:
-    return np.exp(0.3 * _ar(rng, n, 0.95))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.simulated_errors import ar_errors, ma_errors, volatility_path  # noqa: E402
 
 SCENARIOS = {
     # name: (horizon, errors of the two forecasts)
     "independent": (1, lambda r, n: (r.normal(size=n), r.normal(size=n))),
     "shared volatility clustering": (
         1,
-        lambda r, n: (lambda v: (v * r.normal(size=n), v * r.normal(size=n)))(_vol(r, n)),
+        lambda r, n: (lambda v: (v * r.normal(size=n), v * r.normal(size=n)))(
+            volatility_path(r, n)
+        ),
     ),
-    "autocorrelated AR(0.5)": (1, lambda r, n: (_ar(r, n, 0.5), _ar(r, n, 0.5))),
-    "autocorrelated AR(0.8)": (1, lambda r, n: (_ar(r, n, 0.8), _ar(r, n, 0.8))),
-    "overlapping 5-bar": (5, lambda r, n: (_ma(r, n, 5), _ma(r, n, 5))),
-    "overlapping 20-bar": (20, lambda r, n: (_ma(r, n, 20), _ma(r, n, 20))),
+    "autocorrelated AR(0.5)": (1, lambda r, n: (ar_errors(r, n, 0.5), ar_errors(r, n, 0.5))),
+    "autocorrelated AR(0.8)": (1, lambda r, n: (ar_errors(r, n, 0.8), ar_errors(r, n, 0.8))),
+    "overlapping 5-bar": (5, lambda r, n: (ma_errors(r, n, 5), ma_errors(r, n, 5))),
+    "overlapping 20-bar": (20, lambda r, n: (ma_errors(r, n, 20), ma_errors(r, n, 20))),
 }
 
 
@@ -72,7 +61,7 @@ def pt_rates(n: int, reps: int, seed: int) -> list[tuple[str, float, float]]:
     for h in (1, 5, 20):
         ours = classic = 0
         for _ in range(reps):
-            actual, forecast = _ma(rng, n, h), _ma(rng, n, h)  # independent directions
+            actual, forecast = ma_errors(rng, n, h), ma_errors(rng, n, h)  # independent directions
             ours += pesaran_timmermann(actual, forecast, horizon=h)[1] < 0.05
             classic += pesaran_timmermann(actual, forecast, horizon=1)[1] < 0.05
         rows.append((f"directions, {h}-bar moves", ours / reps, classic / reps))

@@ -31,26 +31,7 @@ from orchestrator.significance import (
     pesaran_timmermann,
     skill_interval,
 )
-
-
-def _ma(rng, n: int, h: int) -> np.ndarray:
-    """Unit-variance errors of overlapping h-step forecasts: MA(h - 1)."""
-    z = rng.normal(size=n + h - 1)
-    return np.convolve(z, np.ones(h), mode="valid") / math.sqrt(h)
-
-
-def _ar(rng, n: int, phi: float) -> np.ndarray:
-    e = rng.normal(size=n + 200)
-    x = np.zeros_like(e)
-    for t in range(1, len(e)):
-        x[t] = phi * x[t - 1] + e[t]
-    return x[200:]
-
-
-def _volatility(rng, n: int) -> np.ndarray:
-    """A volatility path with strong clustering (log-volatility AR(1), 0.95)."""
-    log_vol = _ar(rng, n, 0.95) * 0.3
-    return np.exp(log_vol)
+from tests.simulated_errors import ar_errors, ma_errors, volatility_path
 
 
 def _rate(test, reps: int) -> float:
@@ -105,7 +86,7 @@ def test_hac_lag_is_at_least_the_overlap_and_the_rule_and_grows_with_autocorrela
     rule = int(np.floor(4 * (500 / 100) ** (2 / 9)))  # statsmodels' default nlags
     assert hac_lag(white) == rule
     assert hac_lag(white, horizon=20) == 19
-    assert hac_lag(_ar(rng, 500, 0.9)) > 2 * rule
+    assert hac_lag(ar_errors(rng, 500, 0.9)) > 2 * rule
     # the rule is statsmodels' automatic bandwidth (its HAC with nlags=None)
     fit = sm.OLS(white, np.ones((500, 1))).fit()
     auto = cov_hac_simple(fit, nlags=None, use_correction=False)[0, 0]
@@ -124,8 +105,8 @@ def test_dm_rejects_about_5_percent_when_there_is_no_difference(scenario, horizo
         if scenario == "independent":
             return rng.normal(size=n), rng.normal(size=n)
         if scenario.startswith("autocorrelated"):
-            return _ar(rng, n, 0.5), _ar(rng, n, 0.5)
-        return _ma(rng, n, horizon), _ma(rng, n, horizon)
+            return ar_errors(rng, n, 0.5), ar_errors(rng, n, 0.5)
+        return ma_errors(rng, n, horizon), ma_errors(rng, n, horizon)
 
     def rejects():
         e1, e2 = errors()
@@ -139,7 +120,7 @@ def test_dm_with_volatility_clustering_does_not_over_reject():
     rng = np.random.default_rng(12)
 
     def rejects():
-        vol = _volatility(rng, 300)
+        vol = volatility_path(rng, 300)
         e1, e2 = vol * rng.normal(size=300), vol * rng.normal(size=300)
         return diebold_mariano(e1**2, e2**2)[1] < 0.05
 
@@ -152,7 +133,7 @@ def test_ignoring_the_overlap_would_over_reject():
     rng = np.random.default_rng(13)
 
     def rejects():
-        e1, e2 = _ma(rng, 300, 5), _ma(rng, 300, 5)
+        e1, e2 = ma_errors(rng, 300, 5), ma_errors(rng, 300, 5)
         return diebold_mariano(e1**2, e2**2, horizon=5, lag=0)[1] < 0.05
 
     assert _rate(rejects, 400) > 0.2
@@ -218,9 +199,12 @@ def test_pesaran_timmermann_size_power_and_the_overlapping_version():
     iid = _rate(lambda: pesaran_timmermann(rng.normal(size=n), rng.normal(size=n))[1] < 0.05, 600)
     assert 0.02 <= iid <= 0.09
     # Overlapping 5-bar moves: the 1992 statistic over-rejects, the rotation null does not.
-    classic = _rate(lambda: pesaran_timmermann(_ma(rng, n, 5), _ma(rng, n, 5))[1] < 0.05, 400)
+    classic = _rate(
+        lambda: pesaran_timmermann(ma_errors(rng, n, 5), ma_errors(rng, n, 5))[1] < 0.05, 400
+    )
     rotation = _rate(
-        lambda: pesaran_timmermann(_ma(rng, n, 5), _ma(rng, n, 5), horizon=5)[1] < 0.05, 600
+        lambda: pesaran_timmermann(ma_errors(rng, n, 5), ma_errors(rng, n, 5), horizon=5)[1] < 0.05,
+        600,
     )
     assert classic > 0.12 and 0.02 <= rotation <= 0.09
 
@@ -260,7 +244,7 @@ def test_mcnemar_p_value_is_the_exact_binomial_test_on_discordant_pairs():
 
 def _correct_runs(rng, n: int, h: int, p: float) -> np.ndarray:
     """0/1 'correct' flags with runs, as overlapping h-bar labels give."""
-    return (_ma(rng, n, h) < stats.norm.ppf(p)).astype(float)
+    return (ma_errors(rng, n, h) < stats.norm.ppf(p)).astype(float)
 
 
 def test_paired_accuracy_rejects_about_5_percent_when_there_is_no_difference(monkeypatch):
@@ -312,7 +296,7 @@ def test_macro_f1_permutation_size_and_power(monkeypatch):
     n = 300
 
     def labels():  # classes of overlapping 5-bar moves: they come in runs
-        return np.digitize(_ma(rng, n, 5), [-0.43, 0.43])
+        return np.digitize(ma_errors(rng, n, 5), [-0.43, 0.43])
 
     size = _rate(lambda: macro_f1_permutation(labels(), labels(), horizon=5)[2] < 0.05, 300)
     assert 0.01 <= size <= 0.09
@@ -340,7 +324,7 @@ def test_skill_interval_covers_a_zero_skill_about_95_percent(monkeypatch):
     rng = np.random.default_rng(61)
 
     def covers():
-        se_model, se_base = _ar(rng, 300, 0.3) ** 2, _ar(rng, 300, 0.3) ** 2
+        se_model, se_base = ar_errors(rng, 300, 0.3) ** 2, ar_errors(rng, 300, 0.3) ** 2
         low, high = skill_interval(se_model, se_base, seed=int(rng.integers(1 << 30)))
         return low <= 0.0 <= high
 
