@@ -220,19 +220,8 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
     if not model.exists():
         raise ConfigError(f"--model {model}: no such folder")
     runs = load_model(model)
-    source = BarSource(
-        data=args.data,
-        data_env=args.data_env,
-        table=args.table,
-        query=args.query,
-        ticker=args.ticker,
-        start=args.start,
-        end=args.end,
-        columns=tuple(c for c in needed_columns(runs) if c not in REQUIRED_COLUMNS),
-        timezone=args.timezone,
-        dst=args.dst,
-        max_jump=args.max_jump,
-    )
+    needed = tuple(c for c in needed_columns(runs) if c not in REQUIRED_COLUMNS)
+    source = BarSource.from_flags(args, columns=needed)
     if source.is_database or args.data:
         if not source.is_database:
             _check_columns(Path(args.data), runs, str(model))

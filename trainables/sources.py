@@ -17,7 +17,7 @@ import argparse
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -105,6 +105,13 @@ class BarSource:
     timezone: str | None = None
     dst: str = "raise"
     max_jump: float = DEFAULT_MAX_JUMP
+
+    @classmethod
+    def from_flags(cls, flags, **given) -> BarSource:
+        """The source a command's parsed flags name: each field from the attribute of the same
+        name (``--data``, ``--table``, ``--timezone``, ...), ``given`` overriding or adding."""
+        named = {f.name: getattr(flags, f.name) for f in fields(cls) if hasattr(flags, f.name)}
+        return cls(**{**named, **given})
 
     def __post_init__(self) -> None:
         if self.data is not None and self.data_env is not None:

@@ -177,19 +177,9 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     """Everything ``main`` does, raising UserError instead of exiting."""
     cfg, opts = build_config(argv)
     log(f"Preset: {opts.preset} ({opts.preset_reason})")
-    source = BarSource(
-        data=opts.data,
-        data_env=opts.data_env,
-        table=opts.table,
-        query=opts.query,
-        ticker=cfg.ticker,
-        start=opts.start,
-        end=opts.end,
-        columns=run_columns(cfg.f_cols, [cfg.target_col]),
-        timezone=opts.timezone,
-        dst=opts.dst,
-        max_jump=opts.max_jump,
-    )
+    # The ticker is a training setting (a flag, a preset or --config), not only a flag.
+    columns = run_columns(cfg.f_cols, [cfg.target_col])
+    source = BarSource.from_flags(opts, ticker=cfg.ticker, columns=columns)
     builtin = opts.data is None and opts.data_env is None
     name = cfg.ticker or ("synthetic" if builtin else _stem(opts))
     out = Path(opts.out or Path("results", "train", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
