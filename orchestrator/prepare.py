@@ -66,42 +66,10 @@ def make_splitter(
     raise ConfigError(f"cv must be one of {list(CV_SCHEMES)}, but got cv={cv!r}")
 
 
-def load_source(
-    data: str | None,
-    *,
-    ticker: str | None,
-    n_bars: int,
-    seed: int,
-    data_env: str | None = None,
-    table: str | None = None,
-    query: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    columns: tuple[str, ...] | None = None,
-    timezone: str | None = None,
-    dst: str = "raise",
-    max_jump: float = DEFAULT_MAX_JUMP,
-) -> pd.DataFrame:
-    """The user's bars (a file, or a database table/view/query: trainables.sources), or the
-    built-in generator's when no data is given. ``timezone``, ``dst``, ``max_jump``: how
-    timestamps and prices are checked (trainables.data.load_bars)."""
-    if data is None and data_env is None:
-        return make_bars(n_bars, seed=seed)
-    return read_bars(
-        BarSource(
-            data=data,
-            data_env=data_env,
-            table=table,
-            query=query,
-            ticker=ticker,
-            start=start,
-            end=end,
-            columns=columns,
-            timezone=timezone,
-            dst=dst,
-            max_jump=max_jump,
-        )
-    )
+def load_source(source: BarSource | None, *, n_bars: int, seed: int) -> pd.DataFrame:
+    """The user's bars (a file, or a database table/view/query: trainables.sources, checked
+    as ``source.checks`` say), or the built-in generator's when there is no source."""
+    return make_bars(n_bars, seed=seed) if source is None else read_bars(source)
 
 
 def prepare_sweep_data(
@@ -129,15 +97,9 @@ def prepare_sweep_data(
     """
     source = source or data or "built-in data"  # the caller's name hides a URL's password
     if bars is None:  # else the caller loaded them (orchestrator.sweep_data)
-        bars = load_source(
-            data,
-            ticker=ticker,
-            n_bars=n_bars,
-            seed=data_seed,
-            timezone=timezone,
-            dst=dst,
-            max_jump=max_jump,
-        )
+        checks = {"timezone": timezone, "dst": dst, "max_jump": max_jump}
+        files = None if data is None else BarSource(data=data, ticker=ticker, **checks)
+        bars = load_source(files, n_bars=n_bars, seed=data_seed)
     features, targets = build_table(bars, base)
     check_enough_rows(
         len(features),

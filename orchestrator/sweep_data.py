@@ -44,8 +44,9 @@ SNAPSHOT = "data.parquet"  # in results/<name>/
 
 
 def bar_source(spec, *, columns=None, data=None, data_env=None) -> BarSource | None:
-    """The spec's source as a ``BarSource`` (None: the built-in data). ``data``/``data_env``
-    replace the recorded ones (the same database, given with its credentials)."""
+    """The spec's source as a ``BarSource`` (None: the built-in data), with the spec's checks
+    of timestamps and prices. ``data``/``data_env`` replace the recorded ones (the same
+    database, given with its credentials)."""
     if data is None and data_env is None:
         data, data_env = spec.data, spec.data_env
     if data is None and data_env is None:
@@ -64,6 +65,7 @@ def bar_source(spec, *, columns=None, data=None, data_env=None) -> BarSource | N
         start=spec.start,
         end=spec.end,
         columns=columns,
+        **checks_of(spec),
     )
 
 
@@ -96,20 +98,8 @@ def sweep_columns(space: SearchSpace, base: TrainConfig) -> tuple[str, ...]:
 
 def load_sweep_bars(spec, space: SearchSpace, base: TrainConfig) -> pd.DataFrame:
     """The bars a new sweep reads (its source, or the built-in generator's)."""
-    bar_source(spec)  # --table etc. without data is an error, not ignored
-    return load_source(
-        spec.data,
-        ticker=spec.ticker,
-        n_bars=spec.n_bars,
-        seed=spec.seed,
-        data_env=spec.data_env,
-        table=spec.table,
-        query=spec.query,
-        start=spec.start,
-        end=spec.end,
-        columns=sweep_columns(space, base),
-        **checks_of(spec),
-    )
+    source = bar_source(spec, columns=sweep_columns(space, base))
+    return load_source(source, n_bars=spec.n_bars, seed=spec.seed)
 
 
 def data_record(spec, bars: pd.DataFrame) -> dict:
@@ -156,24 +146,9 @@ def reload_sweep_bars(
     if snapshot.is_file():
         bars = load_bars(snapshot, max_jump=checks_of(spec)["max_jump"])  # already in UTC
         name = f"{snapshot} (snapshot of {source_name(spec)})"
-    elif source is None:
-        bars = load_source(None, ticker=spec.ticker, n_bars=spec.n_bars, seed=spec.seed)
-        name = "built-in data"
     else:
-        bars = load_source(
-            source.data,
-            ticker=source.ticker,
-            n_bars=spec.n_bars,
-            seed=spec.seed,
-            data_env=source.data_env,
-            table=source.table,
-            query=source.query,
-            start=source.start,
-            end=source.end,
-            columns=source.columns,
-            **checks_of(spec),
-        )
-        name = source.describe()
+        bars = load_source(source, n_bars=spec.n_bars, seed=spec.seed)
+        name = "built-in data" if source is None else source.describe()
     recorded = sweep.get("data_fingerprint")
     if recorded and bars_fingerprint(bars) != recorded:
         until = f" up to {spec.end}" if spec.end else ""
