@@ -15,6 +15,10 @@ Rungs stay comparable: ASHA records a report at the highest rung it has reached,
 recorded at the fold-end rung 4 and compared with other trials' exact 4-fold objectives. A
 report is therefore only shown to ASHA when that rung matches it: a fold-end rung for a
 fold-end report, a rung inside the current fold for a mid-fold estimate.
+
+Every decision is kept in ``decisions`` (the value compared, what it was compared with, the
+action), so a run can say how close each of them came to a tie: a seeded sweep repeats on
+another machine only if float noise cannot flip one (tests/sweep_golden.py).
 """
 
 from __future__ import annotations
@@ -47,24 +51,35 @@ class FoldRaceASHA(AsyncHyperBandScheduler):
     def __init__(self, *, task: str, n_folds: int, race_margin: float, **asha) -> None:
         super().__init__(**asha)
         self.task, self.n_folds, self.race_margin = task, n_folds, race_margin
-        self.milestones = asha_milestones(
-            asha.get("grace_period", 1), asha["max_t"], asha.get("reduction_factor", 4)
-        )
+        self.eta = asha.get("reduction_factor", 4)
+        self.milestones = asha_milestones(asha.get("grace_period", 1), asha["max_t"], self.eta)
         self.incumbent: list[dict] | None = None  # fold records of the best finished trial
         self.raced_out = 0
         self.mode: str | None = None
+        self.metric_name: str | None = None
+        self.max_t = asha["max_t"]
+        # The values ASHA records per rung, mirrored from its bookkeeping (same rule as
+        # ray.tune.schedulers.async_hyperband._Bracket.on_result) to say what it compared.
+        self.rung_values: dict[float, dict[str, float]] = {m: {} for m in self.milestones}
+        self.decisions: list[dict] = []
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         accepted = super().set_search_properties(metric, mode, **spec)
         if mode:
             self.mode = mode
+        if metric:
+            self.metric_name = metric
         return accepted
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         fold_end = "fold_objective" in result and "folds_json" in result
         action = TrialScheduler.CONTINUE
         if self._rung_matches(result.get("progress", math.nan), fold_end):
+            self._mirror_rung(trial.trial_id, result, decide=True)
             action = super().on_trial_result(tune_controller, trial, result)
+            if self.decisions and self.decisions[-1].get("pending"):
+                self.decisions[-1].pop("pending")
+                self.decisions[-1]["action"] = action
         if not fold_end:
             return action  # a mid-fold report: ASHA's rungs alone
         folds = json.loads(result["folds_json"])
@@ -75,12 +90,48 @@ class FoldRaceASHA(AsyncHyperBandScheduler):
         if not math.isfinite(objective):
             return action
         if len(folds) >= self.n_folds:
-            self._offer_incumbent(folds)
+            self._offer_incumbent(folds, trial.trial_id)
             return action
-        if action == TrialScheduler.CONTINUE and self._behind(folds):
+        if action == TrialScheduler.CONTINUE and self._behind(folds, trial.trial_id):
             self.raced_out += 1
             return TrialScheduler.STOP
         return action
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._mirror_rung(trial.trial_id, result, decide=False)
+        super().on_trial_complete(tune_controller, trial, result)
+
+    def _mirror_rung(self, trial_id: str, result: dict, *, decide: bool) -> None:
+        """Record ``result`` at the rung ASHA records it, and (``decide``) the comparison."""
+        progress, value = result.get("progress"), result.get(self.metric_name or "")
+        if progress is None or value is None:
+            return
+        if decide and progress >= self.max_t:
+            return  # ASHA stops a trial at max_t without comparing
+        sign = 1.0 if self.mode == "max" else -1.0
+        for milestone in reversed(self.milestones):
+            recorded = self.rung_values[milestone]
+            if progress < milestone or trial_id in recorded:
+                continue
+            if decide:
+                cutoff = (
+                    float(np.nanpercentile(list(recorded.values()), (1 - 1 / self.eta) * 100))
+                    if recorded
+                    else None
+                )
+                self.decisions.append(
+                    {
+                        "trial": trial_id,
+                        "kind": "rung",
+                        "progress": float(progress),
+                        "rung": milestone,
+                        "value": float(value),
+                        "threshold": None if cutoff is None else sign * cutoff,
+                        "pending": True,
+                    }
+                )
+            recorded[trial_id] = sign * float(value)
+            return
 
     def _rung_matches(self, progress: float, fold_end: bool) -> bool:
         """Whether ASHA would record this report at a rung of its own kind (see above)."""
@@ -95,21 +146,45 @@ class FoldRaceASHA(AsyncHyperBandScheduler):
     def _better(self, a: float, b: float) -> bool:
         return a > b if self.mode == "max" else a < b
 
-    def _behind(self, folds: list[dict]) -> bool:
+    def _behind(self, folds: list[dict], trial_id: str = "") -> bool:
         """Worse than the incumbent on the same folds by more than the margin."""
         if self.incumbent is None or self.race_margin <= 0:
             return False
         mine = running_objective(folds, self.task)
         theirs = running_objective(self.incumbent[: len(folds)], self.task)
         if self.mode == "max":  # e.g. macro-F1: higher is better
-            return mine < theirs * (1 - self.race_margin)
-        return mine > theirs * (1 + self.race_margin)
+            limit = theirs * (1 - self.race_margin)
+            behind = mine < limit
+        else:
+            limit = theirs * (1 + self.race_margin)
+            behind = mine > limit
+        self.decisions.append(
+            {
+                "trial": trial_id,
+                "kind": "race",
+                "progress": float(len(folds)),
+                "value": mine,
+                "threshold": limit,
+                "action": TrialScheduler.STOP if behind else TrialScheduler.CONTINUE,
+            }
+        )
+        return behind
 
-    def _offer_incumbent(self, folds: list[dict]) -> None:
+    def _offer_incumbent(self, folds: list[dict], trial_id: str = "") -> None:
         mine = running_objective(folds, self.task)
-        if self.incumbent is None or self._better(
-            mine, running_objective(self.incumbent, self.task)
-        ):
+        theirs = None if self.incumbent is None else running_objective(self.incumbent, self.task)
+        if theirs is not None:
+            self.decisions.append(
+                {
+                    "trial": trial_id,
+                    "kind": "incumbent",
+                    "progress": float(len(folds)),
+                    "value": mine,
+                    "threshold": theirs,
+                    "action": "replace" if self._better(mine, theirs) else "keep",
+                }
+            )
+        if theirs is None or self._better(mine, theirs):
             self.incumbent = folds
 
     def debug_string(self) -> str:

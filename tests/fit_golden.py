@@ -14,6 +14,8 @@ change of the trainer).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -106,9 +108,55 @@ def golden_path(name: str) -> Path:
     return GOLDEN_DIR / f"fit_{name}.npz"
 
 
+# How far a golden number may move without a behaviour change, relative to the largest
+# magnitude in its array (a weight matrix, the predictions, a loss curve). Chosen from
+# measurements (docs/architecture.md, "Golden outputs"): two machines of the same kind
+# (same torch build, same AVX512 capability) differed by at most 3e-7 of an array's scale;
+# the smallest deliberate change tried, the learning rate times 1.0001, moves some array by
+# 1.1e-4 (gru) and 1.8e-4 (lstm) of its scale. 1e-5 sits 30x above the noise and 10x below it.
+GOLDEN_RTOL = 1e-5
+
+
+def assert_near_golden(got, want, what: str) -> None:
+    """``got`` equals ``want`` within GOLDEN_RTOL of ``want``'s largest magnitude."""
+    want = np.asarray(want, dtype=np.float64)
+    got = np.asarray(got, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, golden {want.shape}"
+    scale = float(np.nanmax(np.abs(want))) if want.size else 0.0
+    np.testing.assert_allclose(
+        got, want, rtol=0, atol=GOLDEN_RTOL * scale + 1e-300, equal_nan=True, err_msg=what
+    )
+
+
 def platform() -> str:
-    """Where exact equality is expected: the same torch build and CPU instruction set."""
-    return f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}"
+    """Where bit-for-bit equality is expected: everything known to pick a kernel or change an
+    order of summation (torch and NumPy builds, the CPU's model, stepping, flags and cache
+    size, the thread count these runs use). Two machines that differ in any of these may
+    round differently; two that agree are expected, not proven, to give the same bits."""
+    info = _cpuinfo()
+    flags = hashlib.sha1(info.get("flags", "").encode()).hexdigest()[:12]
+    cpu = ", ".join(
+        f"{key} {info.get(key, '?')}" for key in ("model name", "cpu family", "model", "stepping")
+    )
+    return (
+        f"torch {torch.__version__}, numpy {np.__version__}, "
+        f"cpu {torch.backends.cpu.get_cpu_capability()}, {cpu}, "
+        f"cache {info.get('cache size', '?')}, flags {flags}, threads 1, "
+        f"OMP_NUM_THREADS {os.environ.get('OMP_NUM_THREADS', '-')}"
+    )
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
 
 
 def main(names: list[str]) -> None:

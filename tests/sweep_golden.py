@@ -5,7 +5,10 @@
 Regenerate only in a commit that explains why a sweep's answer changed (a refactor keeps it
 identical). tests/test_sweep.py runs the same sweep and compares its leaderboard: the sampled
 configs, statuses, where each pruned trial stopped, the objective and every per-fold score.
-Left out: trial ids (random) and timings.
+Left out: trial ids (random) and timings. Kept beside it: every decision the scheduler made
+(a rung cutoff, the fold race, the incumbent), with the two numbers it compared, so the test
+can check that float noise on another machine cannot flip one (a flipped prune is not a
+small numeric difference: no tolerance absorbs it).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from pathlib import Path
 import pandas as pd
 import ray
 
+import orchestrator.tuner
 from orchestrator.sweep import SweepSpec, run_sweep
-from tests.fit_golden import platform
+from tests.fit_golden import GOLDEN_RTOL, platform
 
 GOLDEN = Path(__file__).parent / "golden" / "sweep_smoke.json"
 VOLATILE = ("trial_id", "seconds", "train_seconds")
@@ -45,11 +49,39 @@ def spec(results_dir: Path) -> SweepSpec:
 
 def leaderboard(results_dir: Path) -> dict:
     """The sweep's leaderboard as JSON-ready columns and rows (floats keep every bit; a
-    missing value is None)."""
-    board = run_sweep(spec(results_dir), log=lambda *_: None).leaderboard
+    missing value is None), and the scheduler's decisions in the order it made them."""
+    made = []
+    factory = orchestrator.tuner.scheduler
+
+    def keep(*args, **kwargs):  # the sweep's own scheduler, kept to read its decisions
+        made.append(factory(*args, **kwargs))
+        return made[-1]
+
+    orchestrator.tuner.scheduler = keep
+    try:
+        board = run_sweep(spec(results_dir), log=lambda *_: None).leaderboard
+    finally:
+        orchestrator.tuner.scheduler = factory
     board = board.drop(columns=list(VOLATILE)).astype(object)
     rows = [[None if pd.isna(v) else v for v in row] for row in board.itertuples(index=False)]
-    return {"columns": list(board.columns), "rows": json.loads(json.dumps(rows, default=_plain))}
+    decisions = [_decision(d) for d in made[0].decisions]
+    return {
+        "columns": list(board.columns),
+        "rows": json.loads(json.dumps(rows, default=_plain)),
+        "decisions": decisions,
+    }
+
+
+def _decision(d: dict) -> dict:
+    return {k: d[k] for k in ("kind", "progress", "value", "threshold", "action")}
+
+
+def tie_margin(decision: dict) -> float:
+    """How far a decision was from a tie, relative to the threshold it compared with."""
+    if decision["threshold"] is None:
+        return float("inf")  # nothing to compare with yet: no decision that noise can flip
+    value, threshold = decision["value"], decision["threshold"]
+    return abs(value - threshold) / max(abs(threshold), 1e-300)
 
 
 def _plain(value):
@@ -65,8 +97,11 @@ def main() -> None:
             board = leaderboard(Path(tmp) / "results")
     finally:
         ray.shutdown()
+    closest = min((tie_margin(d) for d in board["decisions"]), default=float("inf"))
+    if closest <= 10 * GOLDEN_RTOL:
+        sys.exit(f"a decision sits {closest:.2g} from a tie: float noise could flip it; change the seed")
     GOLDEN.write_text(json.dumps({"platform": platform(), **board}) + "\n")
-    print(f"wrote {GOLDEN} ({len(board['rows'])} trials, {platform()})")
+    print(f"wrote {GOLDEN} ({len(board['rows'])} trials, closest decision {closest:.2g} from a tie)")
 
 
 if __name__ == "__main__":

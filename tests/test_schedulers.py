@@ -184,3 +184,41 @@ def test_fold_end_rung_records_exact_fold_objectives_and_stops_a_worse_trial():
         }
         action = sched.on_trial_result(None, t, result)
     assert action == STOP
+
+
+def test_every_decision_is_recorded_with_what_it_compared_and_mirrors_ray_rungs():
+    # Rule: `decisions` says what each rung and race decision compared and what it did, and
+    # the mirrored rung tables equal Ray's own (so a margin to a tie can be trusted).
+    import random
+
+    rng = random.Random(7)
+    sched = asha(margin=0.05)
+    actions = []
+    for k in range(60):
+        t = trial(sched, f"t{k}")
+        done: list[dict] = []
+        for step in range(1, 21):
+            progress = step / 4
+            score = rng.uniform(0.5, 1.5)
+            result = {"objective": score, "progress": progress}
+            if step % 4 == 0:
+                done.append(fold(len(done), score, "regression"))
+                result.update(fold_objective=score, folds_json=json.dumps(done))
+                result["objective"] = sum(scores_of(done)) / len(done)
+            before = len(sched.decisions)
+            action = sched.on_trial_result(None, t, result)
+            new = sched.decisions[before:]
+            if action == STOP:
+                assert new and new[-1]["action"] == STOP
+                actions.append(new[-1]["kind"])
+                break
+            assert all(d["action"] in (CONTINUE, "keep", "replace") for d in new)
+        else:
+            sched.on_trial_complete(None, t, result)
+    assert {"rung", "race"} <= set(actions)  # both kinds stopped something
+    for milestone, recorded in sched._brackets[0]._rungs:
+        assert sched.rung_values[milestone] == recorded
+    for d in sched.decisions:
+        if d["kind"] == "rung" and d["threshold"] is not None:
+            # a minimised objective stops when above the cutoff
+            assert (d["action"] == STOP) == (d["value"] > d["threshold"])
