@@ -32,7 +32,7 @@ from trainables.metrics import (
     persistence_metrics,
     regression_metrics,
 )
-from trainables.naive import naive_forecast, naive_kinds
+from trainables.naive import naive_forecast, naive_kinds, residual_applies
 from trainables.windows import sliding_windows
 
 __all__ = [
@@ -85,8 +85,9 @@ class LinearBaseline:
     """Ridge (regression) or logistic regression (classification) on flattened windows.
 
     ``fit`` reads the training table only; ``predict`` the test part. Regression predicts
-    the change from the last input value when the target is an input (as the models'
-    ``residual`` option does), so it starts from persistence, not from zero.
+    the change from the last input value for a level target that is an input (as the
+    models' ``residual`` option does, ``trainables.naive.residual_applies``), so it starts
+    from persistence, not from zero; a return-like target is predicted directly.
     """
 
     def __init__(self, cfg: TrainConfig) -> None:
@@ -146,8 +147,8 @@ class LinearBaseline:
 
     def _fold_of(self, table: TrainingTable, train_idx: np.ndarray) -> FoldData:
         fold = prepare_fold_for(self.cfg, table.frame(), table.targets, train_idx, table.stop_idx)
-        self._residual = self.task == "regression" and all(
-            t in fold.feature_names for t in fold.target_names
+        self._residual = self.task == "regression" and residual_applies(
+            fold.feature_names, fold.target_names
         )
         return fold
 

@@ -26,3 +26,39 @@ def test_naive_forecast_mixes_per_target():
     out = naive_forecast(["close", "log_return"], now, train_mean=np.array([50.0, 0.001]))
     np.testing.assert_array_equal(out[:, 0], now[:, 0])
     np.testing.assert_array_equal(out[:, 1], [0.001, 0.001, 0.001])
+
+
+def test_only_level_targets_among_the_inputs_are_predicted_as_last_value_plus_change():
+    # Rule: the untrained model equals the target's own naive forecast: persistence for a
+    # level that is an input, the (scaled) training mean for a return-like target.
+    from trainables.naive import residual_applies
+
+    assert residual_applies(["open", "close"], ["close"])
+    assert not residual_applies(["open"], ["close"])  # no last value to add a change to
+    assert not residual_applies(["log_return", "volume_ratio"], ["log_return"])
+    assert not residual_applies(["close", "log_return"], ["close", "log_return"])
+
+
+def test_a_return_target_trains_without_the_residual_head_and_a_price_with_it():
+    from tests.folds import make_fold
+    from trainables.config import TrainConfig
+    from trainables.synthetic import make_bars
+    from trainables.trainer import fit
+
+    bars = make_bars(600)
+    for target, f_cols, residual in (
+        ("log_return", ("log_return", "volume_ratio"), False),
+        ("close", ("close", "volume"), True),
+    ):
+        cfg = TrainConfig(
+            f_cols=f_cols,
+            target_col=target,
+            sequence_length=8,
+            hidden_size=4,
+            num_layers=1,
+            epochs=1,
+            batch_size=64,
+            device="cpu",
+        )
+        result = fit(cfg, make_fold(cfg, bars).fold, log=None)
+        assert result.model.residual is residual, target

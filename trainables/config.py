@@ -128,7 +128,9 @@ class TrainConfig:
         high=64,
         note="must divide hidden_size x directions",
     )
-    residual: bool = param(True, MODEL, "regression: predict the change from the last input value")
+    residual: bool = param(
+        True, MODEL, "regression: predict a level target as its last input value plus a change"
+    )
     # loss
     loss: str = param(
         "auto",

@@ -20,7 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LEVEL", "RETURN_LIKE", "naive_forecast", "naive_kind", "naive_kinds"]
+__all__ = [
+    "LEVEL",
+    "RETURN_LIKE",
+    "naive_forecast",
+    "naive_kind",
+    "naive_kinds",
+    "residual_applies",
+]
 
 LEVEL = ("open", "high", "low", "close", "sma_value", "volume", "log_volume", "volatility")
 RETURN_LIKE = ("log_return", "sma_gap", "rsi", "hl_range", "volume_ratio")
@@ -52,3 +59,15 @@ def naive_forecast(
     mean = np.broadcast_to(np.asarray(train_mean, dtype=np.float64), (n, len(targets)))
     use_mean = np.array([naive_kind(t) == TRAINING_MEAN for t in targets])
     return np.where(use_mean[None, :], mean, now[:n])
+
+
+def residual_applies(inputs: list[str], targets: list[str]) -> bool:
+    """Whether a model predicts each target as "its last input value plus a change".
+
+    Only for level targets whose naive forecast is persistence, and only when each is an
+    input: the untrained model then *is* the naive forecast. A return-like target starts
+    from the scaled training mean instead (about zero), its own naive forecast: "the next
+    return equals this one" is a poor start (the lag-1 autocorrelation would need to be 0.5
+    for it to beat the mean) and regularisation would pull towards it.
+    """
+    return bool(targets) and all(t in inputs and naive_kind(t) == PERSISTENCE for t in targets)

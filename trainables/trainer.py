@@ -34,6 +34,7 @@ from trainables.inference import PREDICT_BATCH, evaluate, predict_scaled
 from trainables.losses import WeightedLoss, class_weight
 from trainables.metrics import classification_metrics, fold_outputs
 from trainables.model import SequenceModel
+from trainables.naive import residual_applies
 from trainables.oom import Snapshot, retry_on_oom
 from trainables.optim import gradients, make_optimizer, set_lr
 from trainables.schedules import EarlyStopping, LRSchedule
@@ -351,6 +352,6 @@ def _memory_budget(dev: torch.device, gpu_share: float | None) -> int | None:
 def _residual_index(cfg: TrainConfig, fold: FoldData) -> list[int] | None:
     if not cfg.residual or fold.task != "regression":
         return None
-    if not all(t in fold.feature_names for t in fold.target_names):
-        return None  # a target that is no input has no "last value" to add the change to
+    if not residual_applies(fold.feature_names, fold.target_names):
+        return None
     return [fold.feature_names.index(t) for t in fold.target_names]
