@@ -95,6 +95,7 @@ class LinearBaseline:
         self.task = cfg.task
         self.name = "logistic regression" if self.task == "classification" else "ridge"
         self.setting: dict[str, float] = {}
+        self.stop_score = math.nan  # the chosen setting's score on the early-stopping tail
         self._fold: FoldData | None = None
         self._model = None
         self._residual = False
@@ -118,6 +119,7 @@ class LinearBaseline:
             if value > best_value:
                 best, best_value = setting, value
         self.setting = {"alpha" if self.task == "regression" else "C": best}
+        self.stop_score = best_value  # -MSE in scaled units, or macro-F1
         self._fold = fold = self._fold_of(table, table.refit_idx)
         self._model = self._make(best).fit(
             self._windows(fold.x, fold.train_idx), self._y(fold, fold.train_idx)

@@ -22,6 +22,8 @@ __all__ = [
     "STATUSES",
     "TrialRecord",
     "build_leaderboard",
+    "trial_rows",
+    "with_baselines",
     "objective_value",
     "read_leaderboard",
     "trial_summary",
@@ -32,6 +34,8 @@ __all__ = [
 # crashed past its retries; interrupted: cut by Ctrl-C, SIGTERM or a lost driver (--resume
 # goes on with it).
 STATUSES = ("completed", "pruned", "failed", "interrupted")
+# Reference rows (orchestrator/cv_baselines.py): never ranked, never read as trials.
+BASELINE = "baseline"
 # Per-fold metrics shown next to the objective when the trials report them (mse and
 # naive_mse in the target's original units).
 FOLD_EXTRAS = ("skill", "mse", "naive_mse", "directional_accuracy", "r2", "accuracy")
@@ -116,6 +120,39 @@ def build_leaderboard(
     return board
 
 
+def with_baselines(
+    board: pd.DataFrame, baselines: list, *, n_folds: int, objective: str, mode: str
+) -> pd.DataFrame:
+    """The trials' leaderboard with the baselines' reference rows after them: status
+    ``baseline``, rank empty, trial_id ``baseline:<name>``, the same objective, skill and
+    per-fold columns, and ``baseline_setting`` (e.g. "window 20, alpha 10")."""
+    if not baselines:
+        return board
+    rows = build_leaderboard(
+        [b.record() for b in baselines], n_folds=n_folds, objective=objective, mode=mode
+    )
+    rows["rank"] = pd.array([pd.NA] * len(rows), dtype="Int64")
+    rows["baseline_setting"] = [b.setting for b in baselines]
+    # Listed in the given order (the naive one first), whatever their objective.
+    order = {b.trial_id: k for k, b in enumerate(baselines)}
+    rows = rows.sort_values("trial_id", key=lambda s: s.map(order), kind="stable")
+    out = pd.concat([board, rows], ignore_index=True) if not board.empty else rows
+    out["rank"] = out["rank"].astype("Int64")
+    for c in board.columns:  # an int or bool parameter stays one (empty on baseline rows)
+        if pd.api.types.is_bool_dtype(board[c]):
+            out[c] = out[c].astype("boolean")
+        elif pd.api.types.is_integer_dtype(board[c]):
+            out[c] = out[c].astype("Int64")
+    return out
+
+
+def trial_rows(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard's trials only (without the baselines' reference rows)."""
+    if board.empty or "status" not in board.columns:
+        return board
+    return board[board["status"] != BASELINE].reset_index(drop=True)
+
+
 def _stopped(rec: TrialRecord, n_folds: int) -> str | None:
     """Where a pruned trial stopped: 'in fold 1 of 5' or 'after fold 2 of 5' (1-based)."""
     if rec.status != "pruned":
@@ -190,5 +227,7 @@ def write_results(
     return paths
 
 
-def read_leaderboard(out_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(out_dir / "leaderboard.parquet")
+def read_leaderboard(out_dir: Path, *, baselines: bool = False) -> pd.DataFrame:
+    """The trials of a sweep's leaderboard (with ``baselines``, their reference rows too)."""
+    board = pd.read_parquet(out_dir / "leaderboard.parquet")
+    return board if baselines else trial_rows(board)

@@ -199,6 +199,7 @@ class Heartbeat:
         self.running: set[str] = set()  # trial ids started and not finished
         self.budget = budget  # seconds of --time-budget, None for none
         self.budget_spent = False
+        self.reference = ""  # the linear baseline on the same folds, e.g. "ridge 0.77 (+0.23)"
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -234,12 +235,13 @@ class Heartbeat:
         )
 
     def _best_text(self) -> str:
+        ref = f"; {self.reference}" if self.reference else ""
         if self.best is None:
-            return "no complete trial yet"
+            return "no complete trial yet" + ref
         text = f"best {self.objective} {self.best[0]:.5g} ({self.best[1]})"
         if self.objective == "mse_ratio":
             text += f", skill {1 - self.best[0]:+.4f}"
-        return text
+        return text + ref
 
     def eta(self) -> str:
         finished = len(self.done) - self.done_before

@@ -16,12 +16,15 @@ import ray
 import yaml
 from ray import tune
 
+from orchestrator.cv_baselines import CVBaseline, cv_baselines, describe
 from orchestrator.jobs import job_metadata
 from orchestrator.leaderboard import (
     STATUSES,
     TrialRecord,
     build_leaderboard,
     read_leaderboard,
+    trial_rows,
+    with_baselines,
     write_results,
 )
 from orchestrator.objective import objective_of
@@ -98,7 +101,10 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         bars = load_sweep_bars(spec, space, base)
     data = _sweep_data(spec, space, base, bars)
     _announce(spec, space, base, data, resumed=previous is not None, log=log)
+    baselines = cv_baselines(data, base, space)  # a few seconds, before any trial
+    log(describe(baselines))
     record = _open_record(spec, out_dir, previous, space, base, data, bars)
+    record.update(baselines=[b.to_dict() for b in baselines])
     objective, mode = objective_of(base.task)
     metadata = job_metadata(
         name=out_dir.name,
@@ -113,7 +119,7 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
             check_fits(spec)
         if spec.snapshot and not previous:  # a resumed sweep keeps the rows it started on
             log(f"Snapshot of the rows read: {write_snapshot(bars, out_dir)}")
-        outcome = _run(spec, space, base, data, record, log=log)
+        outcome = _run(spec, space, base, data, record, baselines, log=log)
     finally:
         if started:
             ray.shutdown()
@@ -191,7 +197,9 @@ def _open_record(spec, out_dir, previous, space, base, data, bars) -> SweepRecor
     )
 
 
-def _run(spec, space, base, data: SweepData, record: SweepRecord, *, log) -> SweepOutcome:
+def _run(
+    spec, space, base, data: SweepData, record: SweepRecord, baselines: list[CVBaseline], *, log
+) -> SweepOutcome:
     """The Tune run itself, inside a started Ray: callbacks, fit, records, result files."""
     objective, mode = objective_of(base.task)
     status = StatusCallback(record, n_folds=len(data.folds))
@@ -204,6 +212,10 @@ def _run(spec, space, base, data: SweepData, record: SweepRecord, *, log) -> Swe
         done=status.statuses,
         budget=spec.time_budget,
     )
+    linear = baselines[-1] if baselines else None
+    if linear is not None:
+        skill = f", skill {linear.skill:+.4f}" if objective == "mse_ratio" else ""
+        heartbeat.reference = f"{linear.name} {objective} {linear.objective:.5g}{skill}"
     tracking_uri = spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir))
     start = time.perf_counter()
     with SweepTracker(
@@ -222,7 +234,7 @@ def _run(spec, space, base, data: SweepData, record: SweepRecord, *, log) -> Swe
         tuner = _tuner(spec, space, base, data, record, callbacks, log)
         results = run_tuner(tuner, heartbeat)
         records = collect_records(results, status.statuses)
-        outcome = _write(spec, base, data, record, records, results, tracker)
+        outcome = _write(spec, base, data, record, records, results, tracker, baselines)
         tracker.close_status = "KILLED" if outcome.interrupted else "FINISHED"
     outcome.tracking_uri = tracking_uri
     outcome.stopped_by_budget = heartbeat.budget_spent and outcome.interrupted
@@ -264,7 +276,9 @@ def _tuner(spec, space, base, data: SweepData, record: SweepRecord, callbacks, l
     )
 
 
-def _write(spec, base, data: SweepData, record, records, results, tracker) -> SweepOutcome:
+def _write(
+    spec, base, data: SweepData, record, records, results, tracker, baselines=()
+) -> SweepOutcome:
     """Every trial's record in MLflow, the result files, and the Optuna study made consistent."""
     objective, mode = objective_of(base.task)
     out_dir, n_folds = record.path.parent, len(data.folds)
@@ -276,20 +290,23 @@ def _write(spec, base, data: SweepData, record, records, results, tracker) -> Sw
     board = build_leaderboard(records, n_folds=n_folds, objective=objective, mode=mode)
     best = _best_config(board, records, base)
     oof = oof_frame(records, checkpoints_of(results), data)
-    files = write_results(out_dir, leaderboard=board, best_config=best, audit=data.audit, oof=oof)
+    full = with_baselines(board, list(baselines), n_folds=n_folds, objective=objective, mode=mode)
+    files = write_results(out_dir, leaderboard=full, best_config=best, audit=data.audit, oof=oof)
     files["sweep.json"] = record.path
     files["tune"] = Path("/".join(experiment_path(spec, out_dir, out_dir.name)))
     if not interrupted:
         reconcile_study(study_storage(out_dir), out_dir.name, records, objective)
     ranked = board[board["rank"].notna()] if not board.empty else board
+    summary = {}
+    for b in baselines:  # parent-run metrics baseline_<name>_objective / _skill
+        summary[f"baseline_{b.name}_objective"] = b.objective
+        if objective == "mse_ratio":
+            summary[f"baseline_{b.name}_skill"] = b.skill
     if not ranked.empty:
-        tracker.log_summary(
-            {
-                "best_objective": float(ranked.iloc[0]["objective"]),
-                "trials_completed": int((board.status == "completed").sum()),
-            },
-            [p for k, p in files.items() if k != "tune"],
-        )
+        summary["best_objective"] = float(ranked.iloc[0]["objective"])
+        summary["trials_completed"] = int((board.status == "completed").sum())
+    if summary:
+        tracker.log_summary(summary, [p for k, p in files.items() if k != "tune"])
     failures = [r for r in records if r.status == "failed"]
     all_failed = failures and len(failures) == len(records) == spec.trials
     return SweepOutcome(
@@ -304,13 +321,15 @@ def _write(spec, base, data: SweepData, record, records, results, tracker) -> Sw
         interrupted=interrupted,
         resume_hint=record.data.get("resume_command", ""),
         first_failure=f"trial {failures[0].trial_id}: {failures[0].reason}" if all_failed else None,
+        baselines=full[full["status"] == "baseline"].reset_index(drop=True),
     )
 
 
 def _already_finished(spec: SweepSpec, out_dir: Path, record: dict, log) -> SweepOutcome:
     """--resume of a sweep that finished: nothing to run; say so and show its answer again."""
     log(f"Sweep {record.get('name')!r} already finished ({out_dir}/sweep.json); its results:")
-    board = read_leaderboard(out_dir)
+    full = read_leaderboard(out_dir, baselines=True)
+    board = trial_rows(full)
     best = out_dir / "best_config.yaml"
     names = (
         "leaderboard.parquet",
@@ -332,6 +351,7 @@ def _already_finished(spec: SweepSpec, out_dir: Path, record: dict, log) -> Swee
         spec.mlflow_uri or record.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir)),
         len(pd.read_csv(out_dir / "fold_audit.csv")),
         already_finished=True,
+        baselines=full[full["status"] == "baseline"].reset_index(drop=True),
     )
     print_summary(outcome, record["objective"], record["mode"], log)
     return outcome

@@ -1,6 +1,7 @@
 """The Ray Tune side of a sweep: the scheduler, the Tuner (new or restored) and its run.
 
-``make_tuner`` builds a new ``tune.Tuner`` (OptunaSearch with the study in
+``make_tuner`` builds a new ``tune.Tuner`` (FoldOptunaSearch, orchestrator/study_search.py,
+with the study in
 ``results/<name>/optuna.db``, FoldRaceASHA or the median rule, a checkpoint per fold) or
 restores the one a ``--resume`` continues; ``fit`` runs it, leaving Ctrl-C working after.
 """
@@ -15,12 +16,12 @@ from pathlib import Path
 import optuna
 from ray import tune
 from ray.tune.schedulers import MedianStoppingRule
-from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.ray_compat import use_callbacks_after_restore
 from orchestrator.schedulers import FoldRaceASHA
 from orchestrator.spaces import to_optuna
 from orchestrator.spec import SweepSpec
+from orchestrator.study_search import FoldOptunaSearch
 
 __all__ = ["experiment_path", "make_tuner", "run_tuner", "study_storage"]
 
@@ -105,7 +106,9 @@ def make_tuner(
     # The study lives in sqlite next to the leaderboard, so it can be loaded with Optuna:
     # optuna.load_study(study_name=<sweep>, storage="sqlite:///results/<sweep>/optuna.db")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
-    searcher = OptunaSearch(
+    # COMPLETE only for trials that ran every fold, PRUNED/FAIL otherwise (the leaderboard's
+    # statuses), intermediate values at fold ends: orchestrator/study_search.py.
+    searcher = FoldOptunaSearch(
         space=to_optuna(space),
         metric="objective",
         mode=mode,

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import pytest
 
+from orchestrator.leaderboard import read_leaderboard
 from orchestrator.sweep import SweepSpec, run_sweep
 from orchestrator.tracking import default_tracking_uri, find_child_runs
 from tests.test_multinode import (
@@ -88,7 +88,7 @@ def test_worker_node_killed_mid_sweep_its_trial_finishes_on_another_node(tmp_pat
     assert proc.returncode == 0, out[-4000:]
     assert "worker0" not in cluster.nodes  # the node was really killed mid-sweep
     assert "crashed; retrying from its last finished fold" in out
-    board = pd.read_parquet(results / "nodekill" / "leaderboard.parquet")
+    board = read_leaderboard(results / "nodekill")
     assert len(board) == 2 and set(board.status) == {"completed"}
     assert all(math.isfinite(v) for v in board.objective)
     assert sorted(_child_runs(results, "nodekill")) == sorted(board.trial_id)
@@ -145,7 +145,7 @@ def test_driver_killed_mid_sweep_resume_finishes_without_rerunning_finished_tria
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
     for trial_id in finished:
         assert f"trial {trial_id} fold" not in resumed.stdout  # not trained again
-    board = pd.read_parquet(results / "driverkill" / "leaderboard.parquet")
+    board = read_leaderboard(results / "driverkill")
     assert set(finished) <= set(board.trial_id), "trials finished before the kill are lost"
     assert len(board) == 6 and set(board.status) == {"completed"}
     by_id = board.set_index("trial_id")
@@ -230,7 +230,7 @@ def test_cli_max_retries_decides_whether_a_killed_trial_is_retried(tmp_path, max
         kill_tree(proc)
     out = "".join(lines)
     assert proc.returncode == 0, out[-4000:]
-    board = pd.read_parquet(results / "kill" / "leaderboard.parquet")
+    board = read_leaderboard(results / "kill")
     first = trial_id_of(next(ln for ln in lines if " fold 2/4 " in ln))
     by_id = board.set_index("trial_id")
     assert by_id.status[first] == status

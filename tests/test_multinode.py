@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
+from orchestrator.leaderboard import read_leaderboard
 from orchestrator.tracking import default_tracking_uri, find_child_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,7 +257,7 @@ def test_sweep_with_address_runs_trials_on_both_nodes(tmp_path):
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         head_ip = cluster.head_ip
     assert f"attached to {cluster.address}; 2 CPUs" in done.stdout
-    board = pd.read_parquet(results / "mn" / "leaderboard.parquet")
+    board = read_leaderboard(results / "mn")
     assert len(board) == 4 and set(board.status) == {"completed"}
     rows = trial_rows(storage / "mn" / "tune")
     assert sorted(rows) == sorted(board.trial_id)

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from orchestrator.leaderboard import read_leaderboard
 from orchestrator.record import DECIDING
 from orchestrator.tracking import default_tracking_uri, find_child_runs
 from orchestrator.tune import main, parse_args
@@ -93,7 +93,7 @@ def test_ctrl_c_then_the_printed_hint_continues_the_same_sweep(tmp_path):
     assert record["status"] == "interrupted"
     assert record["data"] == str(data.resolve())  # absolute: pasting the hint elsewhere works
     # A trial cut by Ctrl-C is 'interrupted', never 'pruned' (the scheduler stopped nothing).
-    board = pd.read_parquet(folder / "leaderboard.parquet")
+    board = read_leaderboard(folder)
     assert "pruned" not in set(board.status)
     assert "interrupted" in set(board.status) or len(board) < 4
     assert board.set_index("trial_id").loc[first, "status"] == "completed"
@@ -131,7 +131,7 @@ def test_ctrl_c_then_the_printed_hint_continues_the_same_sweep(tmp_path):
     after = json.loads((folder / "sweep.json").read_text())
     assert after["status"] == "finished"
     assert {k: after[k] for k in DECIDING} == {k: record[k] for k in DECIDING}
-    board = pd.read_parquet(folder / "leaderboard.parquet")
+    board = read_leaderboard(folder)
     assert len(board) == 4 and set(board.status) == {"completed"}
     # One MLflow run per trial, each finished with its final metrics.
     runs = find_child_runs(uri, "lstm-sweeps", "s")

@@ -16,9 +16,13 @@ import pandas as pd
 import pytest
 import ray
 import yaml
+from mlflow.tracking import MlflowClient
 
+from orchestrator.leaderboard import read_leaderboard
+from orchestrator.mlflow_store import find_parent
 from orchestrator.sweep import SweepSpec, run_sweep
 from orchestrator.tracking import default_tracking_uri, find_child_runs
+from tests.study_check import assert_study_matches
 from trainables.config import TrainConfig
 from trainables.errors import ConfigError
 
@@ -51,7 +55,8 @@ def tiny(tmp_path: Path, **kw) -> SweepSpec:
 
 def test_sweep_writes_every_result_file_and_mlflow_runs(tmp_path):
     # A sweep leaves a leaderboard, best config, fold audit, Tune dir and one MLflow child per trial.
-    out = run_sweep(tiny(tmp_path, scheduler="none"), log=lambda *_: None)
+    lines: list[str] = []
+    out = run_sweep(tiny(tmp_path, scheduler="none"), log=lines.append)
     d = out.out_dir
     for name in (
         "leaderboard.parquet",
@@ -63,7 +68,7 @@ def test_sweep_writes_every_result_file_and_mlflow_runs(tmp_path):
     ):
         assert (d / name).is_file(), name
     assert (d / "tune").is_dir()
-    board = pd.read_parquet(d / "leaderboard.parquet")
+    board = read_leaderboard(d)
     assert len(board) == 3
     assert set(board.status) == {"completed"}
     assert board.objective.is_monotonic_increasing  # best (lowest mse_ratio) first
@@ -76,7 +81,7 @@ def test_sweep_writes_every_result_file_and_mlflow_runs(tmp_path):
     pooled = (board.fold0_mse + board.fold1_mse) / (board.fold0_naive_mse + board.fold1_naive_mse)
     assert np.allclose(board.objective, pooled)
     assert (board.skill == 1 - board.objective).all()
-    assert pd.read_csv(d / "leaderboard.csv").trial_id.tolist() == board.trial_id.tolist()
+    assert pd.read_csv(d / "leaderboard.csv").trial_id.tolist()[:3] == board.trial_id.tolist()
     # The best config is a complete, valid training config with the winner's params.
     best = TrainConfig.from_dict(yaml.safe_load((d / "best_config.yaml").read_text()))
     assert best.hidden_size == board.param_hidden_size.iloc[0]
@@ -90,6 +95,31 @@ def test_sweep_writes_every_result_file_and_mlflow_runs(tmp_path):
     study = optuna.load_study(study_name="t", storage=f"sqlite:///{d / 'optuna.db'}")
     assert len(study.trials) == 3
     assert study.best_value == pytest.approx(board.objective.iloc[0])
+    # Baselines on the same folds (#19): reference rows after the trials, never ranked, in
+    # sweep.json, as parent-run metrics, before the first trial and in the last lines.
+    full = assert_study_matches(d)
+    ridge = full.set_index("trial_id").loc["baseline:ridge"]
+    naive = full.set_index("trial_id").loc["baseline:naive"]
+    assert naive.objective == pytest.approx(1.0) and naive.skill == pytest.approx(0.0)
+    assert ridge.skill == pytest.approx(1 - ridge.objective)
+    assert ridge.baseline_setting.startswith("window ") and "alpha" in ridge.baseline_setting
+    pooled = (ridge.fold0_mse + ridge.fold1_mse) / (ridge.fold0_naive_mse + ridge.fold1_naive_mse)
+    assert ridge.objective == pytest.approx(pooled)
+    assert pd.read_csv(d / "leaderboard.csv").trial_id.tolist()[-2:] == [
+        "baseline:naive",
+        "baseline:ridge",
+    ]
+    first_trial = next(k for k, line in enumerate(lines) if " trial " in line)
+    announced = next(k for k, line in enumerate(lines) if "ridge on these folds: mse_ratio" in line)
+    assert announced < first_trial
+    assert f"skill {ridge.skill:+.2f}" in lines[announced]
+    assert "beat ridge on CV" in lines[-1] or "beats ridge on CV" in lines[-1]
+    assert any("baseline:ridge" in line for line in lines)  # in the final top-trials table
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "results"))
+    exp = client.get_experiment_by_name("lstm-sweeps")
+    parent = find_parent(client, exp.experiment_id, "t")
+    assert parent.data.metrics["baseline_ridge_objective"] == pytest.approx(ridge.objective)
+    assert parent.data.metrics["baseline_naive_skill"] == pytest.approx(0.0)
 
 
 def test_sweep_never_reads_the_test_part(tmp_path):
@@ -107,6 +137,8 @@ def test_asha_stops_bad_trials_early(tmp_path):
     )
     board = out.leaderboard
     assert board.folds_done.sum() < 6 * 3
+    # Pruned trials are PRUNED in the Optuna study, not COMPLETE with a partial score (#19).
+    assert_study_matches(out.out_dir)
     pruned = board[board.status == "pruned"]
     assert len(pruned) >= 1
     assert (board.status == "completed").any()  # the best trials still run every fold
@@ -220,7 +252,7 @@ def test_resume_after_ctrl_c_does_not_rerun_finished_trials(tmp_path):
     finally:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    board = pd.read_parquet(results / "r" / "leaderboard.parquet")
+    board = read_leaderboard(results / "r")
     assert len(board) == 6 and set(board.status) == {"completed"}
     for trial_id in first_done:
         assert f"trial {trial_id} fold" not in done.stdout  # not trained again
