@@ -1,0 +1,61 @@
+"""What a sweep's start-up costs: the modules it loads (issue #23).
+
+A sweep loads what it runs: promotion's modules (Ray Train's trainer, scikit-learn,
+statsmodels, matplotlib, the report and its plots) load only when a promotion runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Modules only promotion needs; each costs from 0.1 s to seconds of start-up.
+PROMOTION_ONLY = (
+    "sklearn",
+    "matplotlib",
+    "statsmodels",
+    "orchestrator.promote",
+    "orchestrator.plots",
+    "orchestrator.report",
+    "orchestrator.significance",
+    "orchestrator.retrain",
+)
+
+_SWEEP_PATH = """
+import json, sys
+from orchestrator.tune import build_parser, parse_args
+from orchestrator.sweep import base_config, run_sweep
+from orchestrator.cv_baselines import cv_baselines
+from orchestrator.spaces import load_space
+from orchestrator.sweep import _sweep_data
+from orchestrator.sweep_data import load_sweep_bars
+
+build_parser().format_help()  # what --help does
+spec = parse_args(["--smoke-test", "--folds", "3"])
+space = load_space(spec.space)
+base = base_config(spec, space)
+data = _sweep_data(spec, space, base, load_sweep_bars(spec, space, base))
+cv_baselines(data, base, space)  # the ridge baseline every regression sweep fits
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_sweep_loads_no_promotion_module():
+    # --help, parsing, the data, the folds and the ridge baseline of a smoke sweep: none of
+    # them loads scikit-learn, matplotlib, statsmodels or promotion's own modules.
+    out = subprocess.run(
+        [sys.executable, "-c", _SWEEP_PATH],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "orchestrator.sweep" in loaded and "orchestrator.ridge" in loaded
+    found = sorted(m for m in loaded if m.split(".")[0] in PROMOTION_ONLY or m in PROMOTION_ONLY)
+    assert not found, f"a sweep loaded promotion-only modules: {found}"
