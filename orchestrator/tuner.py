@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import MedianStoppingRule
 
 from orchestrator.ray_compat import use_callbacks_after_restore
@@ -23,7 +24,7 @@ from orchestrator.spaces import to_optuna
 from orchestrator.spec import SweepSpec
 from orchestrator.study_search import FoldOptunaSearch
 
-__all__ = ["experiment_path", "make_tuner", "run_tuner", "study_storage"]
+__all__ = ["experiment_path", "make_tuner", "run_tuner", "study_storage", "with_json_logger"]
 
 
 def run_tuner(tuner, heartbeat):
@@ -76,6 +77,20 @@ def experiment_path(spec: SweepSpec, out_dir: Path, name: str) -> tuple[str, str
     return str(out_dir.resolve()), "tune"
 
 
+def with_json_logger(callbacks: list) -> list:
+    """``callbacks`` plus Tune's JSON logger, and none of its CSV and TensorBoard loggers.
+
+    Tune adds all three to every run unless TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1; each
+    writes a line per result on the driver. Tune's own results (``ResultGrid``, a restored
+    run) and our tests read ``result.json``; nothing reads ``progress.csv`` or the
+    TensorBoard events.
+    """
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if any(isinstance(c, JsonLoggerCallback) for c in callbacks):
+        return list(callbacks)
+    return [*callbacks, JsonLoggerCallback()]
+
+
 def study_storage(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
 
@@ -92,6 +107,7 @@ def make_tuner(
     # Our own progress lines say what a user needs; Tune's new output engine would add its
     # configuration box and a TensorBoard hint for files this project does not write.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    callbacks = with_json_logger(callbacks)
     if spec.resume and tune.Tuner.can_restore(exp_path):
         log(f"Resuming sweep from {exp_path}: finished trials are kept, unfinished ones go on")
         tuner = tune.Tuner.restore(
