@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 
 import ray
@@ -19,7 +20,7 @@ from orchestrator.ray_auth import auth_enabled, login_hint
 from orchestrator.spec import DRIVER_CPU, SweepSpec
 from trainables.errors import ConfigError
 
-__all__ = ["check_fits", "start_ray", "trial_resources"]
+__all__ = ["check_fits", "exit_without_teardown", "start_ray", "trial_resources"]
 
 
 def start_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
@@ -105,3 +106,21 @@ def trial_resources(spec: SweepSpec) -> dict:
         # The trial only drives a TorchTrainer, whose workers ask for the real resources.
         return {"cpu": DRIVER_CPU}
     return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+
+
+def exit_without_teardown(code: int) -> None:
+    """End a command whose work is done: Ray shut down (or the driver detached), logs and
+    output flushed, then ``os._exit(code)``.
+
+    The interpreter's own teardown after a sweep (destructors of Ray's core worker, gRPC,
+    torch and thousands of modules) took 3-8 s on a loaded 2-core machine, after the last
+    line was printed and every file written: nothing a user needs is in it. Only for a
+    command's ``__main__``, never inside a program that goes on.
+    """
+    if ray.is_initialized():
+        ray.shutdown()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

@@ -74,7 +74,7 @@ from orchestrator.sweep_data import (
     source_name,
     write_snapshot,
 )
-from orchestrator.tracking import SweepTracker, default_tracking_uri
+from orchestrator.tracking_thread import BackgroundTracker
 from orchestrator.trial import run_trial
 from orchestrator.tuner import experiment_path, make_tuner, run_tuner, study_storage
 from trainables.config import TrainConfig
@@ -120,11 +120,12 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         if spec.snapshot and not previous:  # a resumed sweep keeps the rows it started on
             log(f"Snapshot of the rows read: {write_snapshot(bars, out_dir)}")
         outcome = _run(spec, space, base, data, record, baselines, log=log)
+        outcome.dashboard_url = dashboard_url
+        # The answer first: Ray's shutdown (a second or more) need not hold it back.
+        print_summary(outcome, objective, mode, log)
     finally:
         if started:
             ray.shutdown()
-    outcome.dashboard_url = dashboard_url
-    print_summary(outcome, objective, mode, log)
     return outcome
 
 
@@ -216,16 +217,8 @@ def _run(
     if linear is not None:
         skill = f", skill {linear.skill:+.4f}" if objective == "mse_ratio" else ""
         heartbeat.reference = f"{linear.name} {objective} {linear.objective:.5g}{skill}"
-    tracking_uri = spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir))
     start = time.perf_counter()
-    with SweepTracker(
-        tracking_uri,
-        experiment=EXPERIMENT,
-        run_name=record.data["name"],
-        params=_spec_params(spec, space, base),
-        resume=spec.resume,
-        log=log,
-    ) as tracker:
+    with _tracker(spec, space, base, record, log) as tracker:
         callbacks = [
             status,
             ProgressCallback(heartbeat, log=log),
@@ -236,7 +229,7 @@ def _run(
         records = collect_records(results, status.statuses)
         outcome = _write(spec, base, data, record, records, results, tracker, baselines)
         tracker.close_status = "KILLED" if outcome.interrupted else "FINISHED"
-    outcome.tracking_uri = tracking_uri
+    outcome.tracking_uri = tracker.uri or spec.mlflow_uri or ""
     outcome.stopped_by_budget = heartbeat.budget_spent and outcome.interrupted
     board = outcome.leaderboard
     record.update(
@@ -246,6 +239,26 @@ def _run(
         counts={s: int((board.status == s).sum()) for s in STATUSES} if not board.empty else {},
     )
     return outcome
+
+
+def _tracker(spec, space, base, record: SweepRecord, log) -> BackgroundTracker:
+    """The sweep's MLflow runs, opened on a thread of their own while the Tuner starts;
+    each write is queued there (orchestrator/tracking_thread.py)."""
+
+    def make():
+        # MLflow itself loads here, on the tracker's thread: seconds off the start-up.
+        from orchestrator.tracking import SweepTracker, default_tracking_uri
+
+        return SweepTracker(
+            spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir)),
+            experiment=EXPERIMENT,
+            run_name=record.data["name"],
+            params=_spec_params(spec, space, base),
+            resume=spec.resume,
+            log=log,
+        )
+
+    return BackgroundTracker(make)
 
 
 def _tuner(spec, space, base, data: SweepData, record: SweepRecord, callbacks, log):
@@ -348,13 +361,19 @@ def _already_finished(spec: SweepSpec, out_dir: Path, record: dict, log) -> Swee
         yaml.safe_load(best.read_text()) if best.exists() else None,
         files,
         None,
-        spec.mlflow_uri or record.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir)),
+        spec.mlflow_uri or record.get("mlflow_uri") or _default_uri(spec),
         len(pd.read_csv(out_dir / "fold_audit.csv")),
         already_finished=True,
         baselines=full[full["status"] == "baseline"].reset_index(drop=True),
     )
     print_summary(outcome, record["objective"], record["mode"], log)
     return outcome
+
+
+def _default_uri(spec: SweepSpec) -> str:
+    from orchestrator.tracking import default_tracking_uri  # MLflow: only where it is used
+
+    return default_tracking_uri(Path(spec.results_dir))
 
 
 def _spec_params(spec: SweepSpec, space: SearchSpace, base: TrainConfig) -> dict:

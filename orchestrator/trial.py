@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from ray import tune
 
 from orchestrator.objective import objective_of, running_objective
@@ -33,7 +32,6 @@ from trainables.config import TrainConfig
 from trainables.dataset import FoldData, prepare_fold_for
 from trainables.errors import TrainingError
 from trainables.naive import naive_forecast
-from trainables.trainer import fit
 
 __all__ = [
     "FOLDS_FILE",
@@ -127,6 +125,8 @@ def _fold_data(cfg: TrainConfig, data: SweepData, k: int) -> FoldData:
 
 def _train_fold(cfg: TrainConfig, fold: FoldData, workers: int, cpus: float, gpus: float, on_epoch):
     if workers <= 1:
+        from trainables.trainer import fit  # torch: in the trial's process, not the driver's
+
         return fit(cfg, fold, log=None, gpu_share=gpus or None, on_epoch=on_epoch)
     from orchestrator.distributed import fit_distributed
 
@@ -144,6 +144,10 @@ def run_trial(
     fail_at_fold: int | None = None,
 ) -> None:
     """Tune function trainable. ``base`` is the full default config; ``config`` the sample."""
+    # torch loads in the trial's process only: the sweep's driver, which pickles this
+    # function by reference, never needs it (a second or more of its start-up).
+    import torch
+
     torch.set_num_threads(max(1, int(cpus)))
     cfg = TrainConfig.from_dict({**base, **config})
     done, oof = _load_done(tune.get_checkpoint())

@@ -414,4 +414,6 @@ def _main(argv: list[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from orchestrator.ray_session import exit_without_teardown
+
+    exit_without_teardown(main())

@@ -1,7 +1,8 @@
 """What a sweep's start-up costs: the modules it loads (issue #23).
 
 A sweep loads what it runs: promotion's modules (Ray Train's trainer, scikit-learn,
-statsmodels, matplotlib, the report and its plots) load only when a promotion runs.
+statsmodels, matplotlib, the report and its plots) load only when a promotion runs; torch
+only in the trials' processes; MLflow on the tracker's own thread once Ray is up.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from orchestrator.sweep import _sweep_data
 from orchestrator.sweep_data import load_sweep_bars
 
 build_parser().format_help()  # what --help does
+parse_args(["--trials", "50"])  # the bare command: --space auto asks for a CUDA GPU
 spec = parse_args(["--smoke-test", "--folds", "3"])
 space = load_space(spec.space)
 base = base_config(spec, space)
@@ -59,3 +61,22 @@ def test_a_sweep_loads_no_promotion_module():
     assert "orchestrator.sweep" in loaded and "orchestrator.ridge" in loaded
     found = sorted(m for m in loaded if m.split(".")[0] in PROMOTION_ONLY or m in PROMOTION_ONLY)
     assert not found, f"a sweep loaded promotion-only modules: {found}"
+    # Nor torch (the trials' processes load it; on a machine without a GPU driver --space
+    # auto needs no torch to know there is no CUDA GPU), nor MLflow before Ray is up.
+    assert "torch" not in loaded or _gpu_driver(), "the sweep's driver loaded torch"
+    assert "mlflow" not in loaded, "MLflow loaded before the tracker's thread"
+
+
+def _gpu_driver() -> bool:
+    from orchestrator.spec import gpu_driver_present
+
+    return gpu_driver_present()
+
+
+def test_the_cuda_probe_agrees_with_torch():
+    # Where no GPU driver is found, torch finds no CUDA device either.
+    import torch
+
+    from orchestrator.spec import cuda_available
+
+    assert cuda_available() == torch.cuda.is_available()
