@@ -76,7 +76,13 @@ from orchestrator.sweep_data import (
 )
 from orchestrator.tracking_thread import BackgroundTracker
 from orchestrator.trial import run_trial
-from orchestrator.tuner import experiment_path, make_tuner, run_tuner, study_storage
+from orchestrator.tuner import (
+    experiment_path,
+    make_tuner,
+    report_rungs,
+    run_tuner,
+    study_storage,
+)
 from trainables.config import TrainConfig
 
 __all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
@@ -270,6 +276,7 @@ def _tuner(spec, space, base, data: SweepData, record: SweepRecord, callbacks, l
         cpus=spec.cpus_per_trial,
         gpus=spec.gpus_per_trial,
         fail_at_fold=spec.fail_at_fold,
+        rungs=report_rungs(spec, len(data.folds)),
     )
     trainable = tune.with_resources(trainable, trial_resources(spec))
     objective, mode = objective_of(base.task)

@@ -16,15 +16,21 @@ from pathlib import Path
 import optuna
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
-from ray.tune.schedulers import MedianStoppingRule
 
 from orchestrator.ray_compat import use_callbacks_after_restore
-from orchestrator.schedulers import FoldRaceASHA
+from orchestrator.schedulers import FoldMedianStoppingRule, FoldRaceASHA, asha_milestones
 from orchestrator.spaces import to_optuna
 from orchestrator.spec import SweepSpec
 from orchestrator.study_search import FoldOptunaSearch
 
-__all__ = ["experiment_path", "make_tuner", "run_tuner", "study_storage", "with_json_logger"]
+__all__ = [
+    "experiment_path",
+    "make_tuner",
+    "report_rungs",
+    "run_tuner",
+    "study_storage",
+    "with_json_logger",
+]
 
 
 def run_tuner(tuner, heartbeat):
@@ -61,8 +67,17 @@ def scheduler(spec: SweepSpec, n_folds: int, objective: str):
             reduction_factor=spec.asha_eta,
         )
     if spec.scheduler == "median":
-        return MedianStoppingRule(time_attr="progress", grace_period=1, min_samples_required=3)
+        return FoldMedianStoppingRule(time_attr="progress", grace_period=1, min_samples_required=3)
     return None
+
+
+def report_rungs(spec: SweepSpec, n_folds: int) -> list[float] | None:
+    """The rungs a trial reports its mid-fold estimates for (orchestrator.schedulers.RungPlan):
+    ASHA's, none without a scheduler, None (every epoch) for the median rule, which reads
+    them all."""
+    if spec.scheduler == "asha":
+        return asha_milestones(spec.asha_grace, n_folds, spec.asha_eta)
+    return None if spec.scheduler == "median" else []
 
 
 def experiment_path(spec: SweepSpec, out_dir: Path, name: str) -> tuple[str, str]:
