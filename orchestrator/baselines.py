@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from orchestrator.holdout import HoldoutRows, TrainingTable
 from orchestrator.ridge import RidgeGram
 from trainables.config import TrainConfig
-from trainables.dataset import FoldData, prepare_fold_for
+from trainables.dataset import FoldData, prepare_fold_for, scaled_columns
 from trainables.metrics import (
     CLASS_NAMES,
     classification_metrics,
@@ -151,9 +151,7 @@ class LinearBaseline:
         fold, model = self._fold, self._model
         if fold is None or model is None:
             raise RuntimeError("LinearBaseline.predict before fit")
-        x = fold.scaler.transform(
-            test.features[fold.feature_names].to_numpy(dtype=np.float64), fold.feature_names
-        )
+        x = scaled_columns(fold.scaler, test.features, fold.feature_names)
         local = test.anchors - test.first_row
         if self.task == "classification":
             windows = self._windows(x, local)
@@ -170,7 +168,9 @@ class LinearBaseline:
     # -- internals ---------------------------------------------------------------------
 
     def _fold_of(self, table: TrainingTable, train_idx: np.ndarray) -> FoldData:
-        fold = prepare_fold_for(self.cfg, table.frame(), table.targets, train_idx, table.stop_idx)
+        fold = prepare_fold_for(
+            self.cfg, table.frame(), table.targets, train_idx, table.stop_idx, only_rows_read=True
+        )
         self._residual = self.task == "regression" and residual_applies(
             fold.feature_names, fold.target_names
         )

@@ -26,8 +26,8 @@ from trainables.windows import sliding_windows
 
 __all__ = ["CHUNK", "RidgeFit", "RidgeGram"]
 
-# Windows gathered at once: 16,384 x (40 bars x 8 features) in float64 is 42 MB.
-CHUNK = 16_384
+# Windows gathered at once: 4,096 x (40 bars x 8 features) in float64 is 10 MB.
+CHUNK = 4096
 
 
 def _chunks(x: np.ndarray, anchors: np.ndarray, sequence_length: int):

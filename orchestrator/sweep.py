@@ -106,10 +106,16 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     else:
         bars = load_sweep_bars(spec, space, base)
     data = _sweep_data(spec, space, base, bars)
+    kept = None if previous else data_record(spec, bars)  # the rows' fingerprint
+    # Trials read the sweep's arrays from here on: the bars (a copy of every row) stay in
+    # memory only for a snapshot, not for the sweep's hours.
+    snapshot = bars if spec.snapshot and not previous else None  # (a resumed sweep has one)
+    del bars
+    data.compact()
     _announce(spec, space, base, data, resumed=previous is not None, log=log)
     baselines = cv_baselines(data, base, space)  # a few seconds, before any trial
     log(describe(baselines))
-    record = _open_record(spec, out_dir, previous, space, base, data, bars)
+    record = _open_record(spec, out_dir, previous, space, base, data, kept)
     record.update(baselines=[b.to_dict() for b in baselines])
     objective, mode = objective_of(base.task)
     metadata = job_metadata(
@@ -119,12 +125,13 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
         objective=f"{objective} ({mode})",
         results=out_dir,
     )
+    if snapshot is not None:
+        log(f"Snapshot of the rows read: {write_snapshot(snapshot, out_dir)}")
+        del snapshot
     started, dashboard_url = start_ray(spec, log, metadata)
     try:
         if not spec.address:
             check_fits(spec)
-        if spec.snapshot and not previous:  # a resumed sweep keeps the rows it started on
-            log(f"Snapshot of the rows read: {write_snapshot(bars, out_dir)}")
         outcome = _run(spec, space, base, data, record, baselines, log=log)
         outcome.dashboard_url = dashboard_url
         # The answer first: Ray's shutdown (a second or more) need not hold it back.
@@ -177,7 +184,7 @@ def _announce(spec, space, base, data: SweepData, *, resumed: bool, log) -> None
     log(data.summary)
 
 
-def _open_record(spec, out_dir, previous, space, base, data, bars) -> SweepRecord:
+def _open_record(spec, out_dir, previous, space, base, data, kept: dict | None) -> SweepRecord:
     """sweep.json, written before Ray starts: created for a new sweep (data recorded without
     a password, the last bar read, the rows' hash), marked running again for a resumed one."""
     exp = "/".join(experiment_path(spec, out_dir, out_dir.name))
@@ -187,7 +194,6 @@ def _open_record(spec, out_dir, previous, space, base, data, bars) -> SweepRecor
         record.update(status="running", experiment_path=exp, **runtime)
         return record
     objective, mode = objective_of(base.task)
-    kept = data_record(spec, bars)
     return SweepRecord.create(
         out_dir,
         replace(spec, name=out_dir.name, data=absolute_data(kept["data"]), end=kept["end"]),
