@@ -146,7 +146,10 @@ def startup(args) -> None:
         if all(v != v for v in row):
             continue
         print(f"{key:28}" + "".join(f"{v:12.1f}" for v in row))
-    for key, label in (("first trial line", "time to the first trial line"), ("exit", "whole command")):
+    for key, label in (
+        ("first trial line", "time to the first trial line"),
+        ("exit", "whole command"),
+    ):
         ratios = [o[key] / f[key] for o, f in zip(seen["ours"], seen["floor"], strict=True)]
         verdict = "met" if statistics.median(ratios) <= 1.5 else "NOT met"
         print(
