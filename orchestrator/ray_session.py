@@ -20,7 +20,13 @@ from orchestrator.ray_auth import auth_enabled, login_hint
 from orchestrator.spec import DRIVER_CPU, SweepSpec
 from trainables.errors import ConfigError
 
-__all__ = ["check_fits", "exit_without_teardown", "start_ray", "trial_resources"]
+__all__ = [
+    "check_fits",
+    "exit_without_teardown",
+    "init_ray",
+    "start_ray",
+    "trial_resources",
+]
 
 
 def start_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
@@ -28,7 +34,7 @@ def start_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
     if ray.is_initialized():
         return False, None
     with _keep_sigterm_handler():
-        return _init_ray(spec, log, metadata)
+        return init_ray(spec, log, metadata)
 
 
 @contextlib.contextmanager
@@ -44,7 +50,8 @@ def _keep_sigterm_handler():
             signal.signal(signal.SIGTERM, handler)
 
 
-def _init_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
+def init_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
+    """``ray.init`` as a sweep wants it (``start_ray``'s work, without its checks)."""
     # The dashboard's Jobs page lists this driver under metadata["job_name"].
     job_config = ray.job_config.JobConfig(metadata=metadata)
     if spec.address:
@@ -117,7 +124,9 @@ def exit_without_teardown(code: int) -> None:
     line was printed and every file written: nothing a user needs is in it. Only for a
     command's ``__main__``, never inside a program that goes on.
     """
-    if ray.is_initialized():
+    from orchestrator.ray_start import abandoned
+
+    if ray.is_initialized() and not abandoned():  # a start given up on dies with us
         ray.shutdown()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -45,6 +45,7 @@ from orchestrator.progress import (
     log_record,
 )
 from orchestrator.ray_session import check_fits, start_ray, trial_resources
+from orchestrator.ray_start import BackgroundRay
 from orchestrator.record import (
     DECIDING,
     RUNTIME,
@@ -91,8 +92,13 @@ _DEFAULT_RESULTS = "results"
 EXPERIMENT = "lstm-sweeps"  # the MLflow experiment of every sweep (and its promotions)
 
 
-def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
-    """Run (or, with ``spec.resume``, continue) a sweep; closes what it opens."""
+def run_sweep(spec: SweepSpec, *, log=print, fast_start: bool = False) -> SweepOutcome:
+    """Run (or, with ``spec.resume``, continue) a sweep; closes what it opens.
+
+    ``fast_start`` (the command line's): a local Ray starts on a thread of its own while the
+    data are read and checked (orchestrator/ray_start.py); after a data error the command
+    exits at once and that Ray ends with it.
+    """
     spec = resolve_space(spec)
     out_dir = Path(spec.results_dir) / spec.sweep_name
     previous = _previous(spec, out_dir)
@@ -101,6 +107,47 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     space = space_from_dict(previous["space_definition"]) if previous else load_space(spec.space)
     base = base_config(spec, space)
     check_space(space, base)
+    objective, mode = objective_of(base.task)
+    metadata = job_metadata(
+        name=out_dir.name,
+        space=space.name,
+        trials=spec.trials,
+        objective=f"{objective} ({mode})",
+        results=out_dir,
+    )
+    early = _start_early(spec, metadata) if fast_start else None
+    try:
+        data, record, baselines = _data_and_record(spec, out_dir, previous, space, base, log)
+    except BaseException:
+        if early is not None:
+            early.abandon()
+        raise
+    started, dashboard_url = early.wait(log) if early else start_ray(spec, log, metadata)
+    try:
+        if not spec.address:
+            check_fits(spec)
+        outcome = _run(spec, space, base, data, record, baselines, log=log)
+        outcome.dashboard_url = dashboard_url
+        # The answer first: Ray's shutdown (a second or more) need not hold it back.
+        print_summary(outcome, objective, mode, log)
+    finally:
+        if started:
+            ray.shutdown()
+        if early is not None:
+            early.stop()
+    return outcome
+
+
+def _start_early(spec: SweepSpec, metadata: dict) -> BackgroundRay | None:
+    """A local Ray starting beside the data, for a file or the built-in data; a database
+    source loads its driver as it connects, so its rows are read first (ray_start.py)."""
+    if ray.is_initialized() or "://" in (spec.data or "") or spec.data_env:
+        return None
+    return BackgroundRay(spec, metadata).start()
+
+
+def _data_and_record(spec, out_dir, previous, space, base, log):
+    """(the sweep's arrays, its sweep.json, the CV baselines): everything before Ray is used."""
     if previous:  # the rows the sweep started on: its snapshot, or its source up to its end
         bars, _ = reload_sweep_bars(out_dir, previous, spec, space, base, purpose="resume")
     else:
@@ -117,29 +164,9 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     log(describe(baselines))
     record = _open_record(spec, out_dir, previous, space, base, data, kept)
     record.update(baselines=[b.to_dict() for b in baselines])
-    objective, mode = objective_of(base.task)
-    metadata = job_metadata(
-        name=out_dir.name,
-        space=space.name,
-        trials=spec.trials,
-        objective=f"{objective} ({mode})",
-        results=out_dir,
-    )
     if snapshot is not None:
         log(f"Snapshot of the rows read: {write_snapshot(snapshot, out_dir)}")
-        del snapshot
-    started, dashboard_url = start_ray(spec, log, metadata)
-    try:
-        if not spec.address:
-            check_fits(spec)
-        outcome = _run(spec, space, base, data, record, baselines, log=log)
-        outcome.dashboard_url = dashboard_url
-        # The answer first: Ray's shutdown (a second or more) need not hold it back.
-        print_summary(outcome, objective, mode, log)
-    finally:
-        if started:
-            ray.shutdown()
-    return outcome
+    return data, record, baselines
 
 
 def _previous(spec: SweepSpec, out_dir: Path) -> dict | None:

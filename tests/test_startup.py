@@ -80,3 +80,57 @@ def test_the_cuda_probe_agrees_with_torch():
     from orchestrator.spec import cuda_available
 
     assert cuda_available() == torch.cuda.is_available()
+
+
+def test_a_data_error_while_ray_starts_is_one_line_at_once(tmp_path):
+    # The command starts Ray beside reading the data (orchestrator/ray_start.py): a data
+    # error is still the only line (Ray's own warnings are held back), exit 2, nothing
+    # written, and the command does not wait for Ray to come up and shut down.
+    from trainables.synthetic import make_bars
+
+    bars = make_bars(1200)
+    bars.iloc[600, bars.columns.get_loc("close")] = 1e300
+    bars.to_csv(tmp_path / "huge.csv")
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "orchestrator.tune", "--smoke-test", "--name", "x"]
+    cmd += ["--data", str(tmp_path / "huge.csv"), "--results-dir", str(results)]
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'huge.csv'}: column")
+    assert not results.exists()
+
+
+def test_main_thread_imports_wait_while_ray_starts_beside_them(tmp_path, monkeypatch):
+    # Ray forks its processes with a Python preexec_fn, which can deadlock beside an import
+    # in another thread: while it starts, a new module imported on the main thread loads
+    # only once Ray is up. Ray's lines come after, in order; stop() ends the start thread.
+    import ray
+
+    from orchestrator.ray_start import BackgroundRay
+    from orchestrator.spec import SweepSpec
+
+    (tmp_path / "late_module_23.py").write_text(
+        "from orchestrator import ray_start\nSEEN_RAY_UP = ray_start._ray_up_for_test()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = SweepSpec(num_cpus=1, dashboard=False)
+    early = BackgroundRay(spec, {"job_name": "t"}).start()
+    monkeypatch.setattr(
+        "orchestrator.ray_start._ray_up_for_test", early.ready.is_set, raising=False
+    )
+    try:
+        import late_module_23
+
+        assert late_module_23.SEEN_RAY_UP  # the import waited for Ray
+        lines: list[str] = []
+        started, _ = early.wait(lines.append)
+        assert started and ray.is_initialized()
+        assert any(line.startswith("Ray: local; 1 CPUs") for line in lines)
+    finally:
+        ray.shutdown()
+        early.stop()
+    early.thread.join(timeout=10)
+    assert not early.thread.is_alive()
