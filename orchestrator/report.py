@@ -21,6 +21,7 @@ import pandas as pd
 
 from orchestrator import plots
 from orchestrator.holdout import read_sweep
+from orchestrator.leaderboard import trial_rows
 from orchestrator.spaces import load_space, to_optuna
 from orchestrator.trading import summary_line as trading_line
 from orchestrator.verdicts import fmt_p
@@ -265,7 +266,8 @@ def _test_sections(index: dict) -> list[tuple[str, str, str]]:
 def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
     """(facts, [(title, html body, markdown body)]) of everything there is to show."""
     sweep = read_sweep(out_dir)
-    board = pd.read_parquet(out_dir / "leaderboard.parquet")
+    full = pd.read_parquet(out_dir / "leaderboard.parquet")
+    board = trial_rows(full)  # the baselines' reference rows are shown beside the top trials
     promoted_path = out_dir / "promoted.json"
     index = json.loads(promoted_path.read_text()) if promoted_path.is_file() else None
     objective, mode = sweep.get("objective", "objective"), sweep.get("mode", "min")
@@ -274,10 +276,13 @@ def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
     def image(b64: str, alt: str) -> str:
         return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
-    def guarded(title: str, make) -> None:
+    def guarded(title: str, make, note: str = "") -> None:
         # A plot that cannot be drawn (too few trials, say) is a note, not a failed report.
         try:
-            out.append((title, image(make(), title), "(plot in report.html)"))
+            body, md = image(make(), title), "(plot in report.html)"
+            if note:
+                body, md = f"{body}<p>{html.escape(note)}</p>", f"{md} {note}"
+            out.append((title, body, md))
         except (ValueError, RuntimeError, KeyError, IndexError, OSError) as err:
             note = f"not available: {err}"
             out.append((title, f"<p>{html.escape(note)}</p>", note))
@@ -291,13 +296,19 @@ def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
         "Optimization history",
         lambda: plots.history_plot(board, out_dir / "tune", objective, mode),
     )
+    # Pruned trials have no objective over every fold: the importances rest on the others.
+    completed = int((board["status"] == "completed").sum())
     guarded(
         "Parameter importances",
         lambda: plots.importance_plot(param_importances(board, sweep["space"], mode)),
+        f"Computed by fANOVA on the {completed} completed trials of {len(board)} (a pruned "
+        "trial has no objective over every fold; the Optuna study marks it PRUNED).",
     )
     guarded("Per-fold objective of the top trials", lambda: plots.folds_plot(board, objective))
     keep = ["rank", "trial_id", "status", "objective", "objective_std", "seconds"]
-    top = board[keep + [c for c in board.columns if c.startswith("param_")]].head(10)
+    refs = full[full["status"] == "baseline"]
+    top = pd.concat([board.head(10), refs], ignore_index=True)
+    top = top[keep + [c for c in board.columns if c.startswith("param_")]]
     top = top.rename(columns=lambda c: c.removeprefix("param_"))
     out.append(("Leaderboard (top 10)", _table_html(top), _table_md(top)))
     audit_path = out_dir / "fold_audit.csv"

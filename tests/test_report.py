@@ -95,6 +95,30 @@ def test_sweep_report_without_promotion_is_self_contained(tmp_path):
     assert "Verdict" not in md
 
 
+def test_report_shows_the_baselines_beside_the_top_trials_and_what_importances_rest_on(
+    tmp_path,
+):
+    # Rule: the leaderboard table carries the baselines' rows on the same folds, and the
+    # importances say they rest on the completed trials only.
+    from orchestrator.cv_baselines import CVBaseline
+    from orchestrator.leaderboard import with_baselines
+
+    records = _records(12)  # more than the table's 10: the baseline row must still be there
+    records[11] = TrialRecord("t0000011", records[11].params, records[11].folds[:1], "pruned")
+    board = build_leaderboard(records, n_folds=2, objective="val_mse", mode="min")
+    ridge = CVBaseline(
+        "ridge", [{"val_mse": 1.5}, {"val_mse": 1.6}], "window 8, alpha 10", "val_mse"
+    )
+    full = with_baselines(board, [ridge], n_folds=2, objective="val_mse", mode="min")
+    out = _sweep_dir(tmp_path, records)
+    full.to_parquet(out / "leaderboard.parquet")
+    md = write_report(out)[1].read_text()
+    table = md.split("## Leaderboard (top 10)")[1].split("##")[0]
+    assert "baseline:ridge" in table and "| baseline |" in table
+    section = md.split("## Parameter importances")[1].split("##")[0]
+    assert "on the 11 completed trials of 12" in section
+
+
 def test_fold_audit_in_the_report_shows_rows_purged(tmp_path):
     # The fold audit table carries each fold's purged and embargoed counts.
     out = _sweep_dir(tmp_path, _records(4))
