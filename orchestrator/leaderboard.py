@@ -132,7 +132,8 @@ def with_baselines(
         [b.record() for b in baselines], n_folds=n_folds, objective=objective, mode=mode
     )
     rows["rank"] = pd.array([pd.NA] * len(rows), dtype="Int64")
-    rows["baseline_setting"] = [b.setting for b in baselines]
+    # build_leaderboard sorts by objective: match each setting to its row by trial id
+    rows["baseline_setting"] = rows["trial_id"].map({b.trial_id: b.setting for b in baselines})
     # Listed in the given order (the naive one first), whatever their objective.
     order = {b.trial_id: k for k, b in enumerate(baselines)}
     rows = rows.sort_values("trial_id", key=lambda s: s.map(order), kind="stable")

@@ -41,6 +41,9 @@ def _hand_sweep(tmp_path: Path, **spec) -> Path:
     return out
 
 
+GUIDE_INPUTS = ("open", "high", "low", "close", "volume", "log_return")
+
+
 @pytest.fixture(scope="module")
 def promoted(tmp_path_factory):
     """(results dir, promoted.json index, promotion log) of a tiny sweep promoted 2 x 2."""
@@ -60,9 +63,10 @@ def promoted(tmp_path_factory):
                 scheduler="none",
                 results_dir=str(results),
                 name=NAME,
-                # Standardised inputs keep log_return's signal visible (min-max squeezes its
-                # fat-tailed values into a narrow band), so 20 epochs beat persistence clearly.
-                overrides={"scaler": "standard"},
+                # A price-level target (the guide's close, on its inputs) judged against
+                # persistence: these tests cover that path; the default log-return target
+                # is covered by the sweep tests and test_random_walk_verdicts.py.
+                overrides={"target_col": "close", "f_cols": list(GUIDE_INPUTS)},
             ),
             log=quiet,
         )

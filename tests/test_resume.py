@@ -212,7 +212,7 @@ def test_every_trial_failing_exits_non_zero_with_the_first_reason(capsys, tmp_pa
     space = tmp_path / "diverge.yaml"
     space.write_text(
         "# python -m orchestrator.tune --space diverge.yaml\nname: diverge\n"
-        "fixed: {epochs: 2, optimizer: sgd, grad_clip: 0.0, num_layers: 1, batch_size: 32}\n"
+        "fixed: {epochs: 2, optimizer: sgd, grad_clip: 0.0, num_layers: 1, batch_size: 32, loss: mse}\n"
         "params:\n  learning_rate: {type: categorical, choices: [9.0, 10.0]}\n"
     )
     code, err = run_cli(

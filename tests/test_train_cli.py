@@ -246,7 +246,8 @@ def test_test_part_without_any_price_move_is_refused(tmp_path, capsys):
     bars.iloc[480:, bars.columns.get_loc("close")] = bars["close"].iloc[479]
     path = tmp_path / "flat_end.csv"
     bars.to_csv(path)
-    assert train_cli.main(["--data", str(path), *TINY, "--out", str(tmp_path / "run")]) == 2
+    argv = ["--data", str(path), *TINY, "--target_col", "close", "--out", str(tmp_path / "run")]
+    assert train_cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("warning: ") and "stays at" in err[0]
     assert len(err) == 2 and err[1].startswith(f"error: {path}: the test part (")
@@ -261,5 +262,5 @@ def test_too_few_rows_names_the_file(tmp_path, capsys):
     assert train_cli.main(["--data", str(path), *TINY, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(
-        f"error: {path}: 40 bars (39 feature rows after the warm-up) are too few for the split: "
+        f"error: {path}: 40 bars (31 feature rows after the warm-up) are too few for the split: "
     )
