@@ -54,6 +54,11 @@ def test_cli_writes_every_artifact(preset, tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert "Epoch 1/2 - Train Loss: " in stdout and "Test: " in stdout
     assert f"Artifacts: {out}/" in stdout
+    # the skill is named against the naive forecast it was computed from, with that one's MSE
+    test = json.loads((out / "training_metrics.json").read_text())["test_metrics"]
+    if preset == "guide":  # the default target, the next log return: the training mean
+        naive = f"training mean mse {test['naive_mse']:.6g} (skill {test['skill']:+.4f})"
+        assert naive in stdout
 
 
 def test_config_file_then_flags(tmp_path, bars_csv, capsys):

@@ -303,9 +303,12 @@ def _test_summary(out: Path) -> str:
         for k in ("mse", "mae", "r2", "directional_accuracy")
         if k in metrics
     ]
-    if "persistence_mse" in metrics:
+    if "naive_mse" in metrics:
+        # skill is against the naive forecast that fits the target (trainables.naive):
+        # persistence for a price level, the training mean for a return
+        naive = " and ".join(dict.fromkeys(metrics.get("naive") or ["naive"]))
         parts.append(
-            f"persistence mse {_fmt(metrics['persistence_mse'], '.6g')}"
+            f"{naive} mse {_fmt(metrics['naive_mse'], '.6g')}"
             f" (skill {_fmt(metrics['skill'], '+.4f')})"
         )
     return "Test: " + ", ".join(parts)
