@@ -95,7 +95,7 @@ def test_classification_on_a_random_walk_is_not_better_than_the_majority_class(
     )
     chosen = index["chosen"]
     majority = next(c for c in chosen["comparisons"] if c["baseline"] == "majority class")
-    assert majority["test"] == "paired block bootstrap"  # 5-bar labels overlap
+    assert majority["test"] == "accuracy difference (EWC)"  # the 0/1 loss differential
     assert majority["outcome"] != "better"
     assert "does NOT beat the baselines" in chosen["verdict"]
     assert index["trading"]["cost_bps"] == 0.0
