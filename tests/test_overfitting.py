@@ -227,3 +227,49 @@ def test_cv_and_test_scores_side_by_side_in_the_same_units():
     assert block["measure"] == "skill vs the naive forecast"
     assert (block["cv"], block["cv_folds"]) == (0.2, [0.25, 0.15])
     assert (block["test_seed_ensemble"], block["test_seed_mean"]) == (0.05, 0.04)
+
+
+def test_oof_frame_keeps_the_folds_pruned_trials_finished(tmp_path):
+    # A pruned trial checkpoints every fold it finished: oof.parquet keeps those folds (so
+    # PBO can use them); a trial pruned inside its first fold, or a failed one, adds nothing.
+    from ray import tune
+
+    from orchestrator.leaderboard import TrialRecord
+    from orchestrator.outcome import oof_frame
+    from orchestrator.prepare import prepare_sweep_data
+    from orchestrator.trial import oof_file
+    from trainables.config import TrainConfig
+
+    base = TrainConfig()
+    data = prepare_sweep_data(
+        base,
+        data=None,
+        ticker=None,
+        cv="walk-forward",
+        n_splits=3,
+        sequence_length_max=base.sequence_length,
+        n_bars=1500,
+    )
+
+    def checkpoint(name: str, folds: int):
+        d = tmp_path / name
+        d.mkdir()
+        for k in range(folds):
+            n_eval = len(data.folds[k][2])
+            np.save(d / oof_file(k), np.full((n_eval, 1), float(k)), allow_pickle=False)
+        return tune.Checkpoint.from_directory(str(d))
+
+    records = [
+        TrialRecord("a", {}, folds=[{}, {}, {}], status="completed"),
+        TrialRecord("b", {}, folds=[{}], status="pruned"),
+        TrialRecord("c", {}, folds=[], status="pruned", stopped_mid_fold=True),
+        TrialRecord("d", {}, folds=[{}], status="failed"),
+    ]
+    checkpoints = {"a": checkpoint("a", 3), "b": checkpoint("b", 1), "d": checkpoint("d", 1)}
+    oof = oof_frame(records, checkpoints, data)
+    by_trial = oof.groupby("trial_id")["fold"].unique().to_dict()
+    assert sorted(by_trial) == ["a", "b"]
+    assert list(by_trial["a"]) == [0, 1, 2] and list(by_trial["b"]) == [0]
+    assert set(oof[oof.trial_id == "b"].status) == {"pruned"}
+    assert len(oof[oof.trial_id == "b"]) == len(data.folds[0][2])
+    assert fold_set(oof) == ([0], ["a", "b"])
