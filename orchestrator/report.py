@@ -252,9 +252,9 @@ def _test_sections(index: dict) -> list[tuple[str, str, str]]:
         else "each model trained on the train part and early-stopped on the validation part"
     )
     intro = (
-        f"Test part: {index['data']['n_test']:,} samples from "
+        f"Test part: {index['data']['n_test']:,} samples, anchors "
         f"{index['data']['test_first_time']} to {index['data']['test_last_time']}; training "
-        f"read rows 0..{guard['max_training_row']} only (test starts at row "
+        f"read rows 0..{guard['max_training_row']} only (the test windows start at row "
         f"{guard['test_first_row']}): {training}. Chosen model: {chosen['path']} "
         f"({chosen['kind']}, picked by CV rank, not by test scores): its verdict is the answer; "
         "the other verdicts are descriptive. A verdict says 'beats the baselines' only if the "

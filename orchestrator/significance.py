@@ -342,12 +342,6 @@ def _ratio(mean: float, sd: float) -> float:
     return mean / sd if sd > 0 else math.nan
 
 
-def _edge(up: np.ndarray, called: np.ndarray) -> np.ndarray:
-    """Share of directions called right minus the share expected by chance (``P - P*``)."""
-    pu, pc = up.mean(axis=-1), called.mean(axis=-1)
-    return (up == called).mean(axis=-1) - (pu * pc + (1 - pu) * (1 - pc))
-
-
 def pesaran_timmermann(actual: np.ndarray, forecast: np.ndarray, *, horizon: int = 1) -> TestResult:
     """Does the forecast's direction go with the actual one? ``estimate`` = ``P - P*``, the
     share of directions called right minus the share expected by chance.
