@@ -146,9 +146,12 @@ def fold_set(oof: pd.DataFrame) -> tuple[list[int], list[str]]:
     return best
 
 
-def pbo(oof: pd.DataFrame, task: str, *, n_blocks: int = N_BLOCKS) -> dict:
+def pbo(
+    oof: pd.DataFrame, task: str, *, n_blocks: int = N_BLOCKS, sweep_trials: int | None = None
+) -> dict:
     """The ``pbo`` block of promoted.json: the figure with what it was computed on, or why
-    not."""
+    not (``sweep_trials``: how many trials the sweep ran, to say how many have no
+    out-of-fold predictions)."""
     folds, ids = fold_set(oof)
     total = int(oof["trial_id"].astype(str).nunique()) if not oof.empty else 0
     if len(ids) < MIN_TRIALS:
@@ -170,6 +173,12 @@ def pbo(oof: pd.DataFrame, task: str, *, n_blocks: int = N_BLOCKS) -> dict:
     logits = cscv(stats, task)
     measure = "macro F1" if task == "classification" else "skill vs the naive forecast"
     names = ", ".join(str(f + 1) for f in folds)
+    rest = [f"{total - len(ids)} other trial(s) finished fewer folds"] if total > len(ids) else []
+    if sweep_trials is not None and sweep_trials > total:
+        rest.append(
+            f"{sweep_trials - total} of the sweep's {sweep_trials} have no out-of-fold "
+            "predictions (pruned inside fold 1, or failed)"
+        )
     return {
         "computed": True,
         "pbo": float(np.mean(logits <= 0)),
@@ -183,8 +192,7 @@ def pbo(oof: pd.DataFrame, task: str, *, n_blocks: int = N_BLOCKS) -> dict:
         "median_logit": float(np.median(logits)),
         "measure": measure,
         "computed_on": f"{len(ids)} trials ({pruned} pruned later) that finished CV fold(s) "
-        f"{names}, on those folds' {n:,} evaluation samples; {total - len(ids)} other trial(s) "
-        "with predictions finished fewer folds",
+        f"{names}, on those folds' {n:,} evaluation samples" + "".join(f"; {r}" for r in rest),
         "note": _WHAT,
     }
 
@@ -198,7 +206,12 @@ def pbo_of_sweep(out_dir: Path, task: str) -> dict:
             "note": f"not computed: no out-of-fold predictions ({OOF_FILE} is missing: the "
             "sweep did not keep them)",
         }
-    return pbo(pd.read_parquet(path), task)
+    board = Path(out_dir) / "leaderboard.parquet"
+    trials = None
+    if board.is_file():
+        status = pd.read_parquet(board, columns=["status"])["status"]
+        trials = int((status != "baseline").sum())  # the reference rows are no trials
+    return pbo(pd.read_parquet(path), task, sweep_trials=trials)
 
 
 def cv_vs_test(board: pd.DataFrame, chosen: dict, task: str) -> dict:

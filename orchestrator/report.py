@@ -119,7 +119,7 @@ def optimism_lines(block: dict) -> list[str]:
     folds = block.get("cv_folds") or []
     spread = f" ({len(folds)} folds: {', '.join(f'{v:.3f}' for v in folds)})" if folds else ""
     if folds and "cv_fold_mean" in block:
-        spread = f" pooled over {spread[2:-1]}; their mean {num(block['cv_fold_mean'])})"
+        spread = f" (pooled over {spread[2:-1]}; their mean {num(block['cv_fold_mean'])})"
     lines = [
         f"CV against test ({block['measure']}): rank {block['rank']} (trial "
         f"{block['trial_id']}), the sweep's pick on its CV folds, scored {num(block['cv'])} in "
