@@ -254,6 +254,14 @@ def test_cv_score_and_test_score_side_by_side(promoted):
     assert len(block["cv_folds"]) == 2
     assert not block["pbo"]["computed"] and block["pbo"]["note"].startswith("not computed")
     assert any(line.startswith("CV against test (skill vs the naive forecast)") for line in lines)
+    # CV is pooled over the folds, and says so beside the folds' own mean.
+    assert block["cv_fold_mean"] == pytest.approx(np.mean(block["cv_folds"]))
+    assert any("in CV (pooled over 2 folds:" in line for line in lines)
+    # Where the test part starts, under both of its names: first anchor, first bar read.
+    data = index["data"]
+    head = next(line for line in lines if line.startswith("Test part:"))
+    assert f"anchors {data['test_first_time']} .. " in head
+    assert f"their windows read bars from {data['test_windows_first_time']}, row " in head
 
 
 def test_trading_view_of_the_test_part(promoted):
