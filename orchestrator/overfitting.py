@@ -17,8 +17,8 @@ biased upward. Two views of that bias:
   alone, and the trials pruned inside it have no out-of-fold predictions. The block names
   the folds, the trials and how many of them were pruned. It describes selection among
   these trials on these samples: neither a lower nor an upper bound on the whole sweep's
-  selection (leaving trials out can move it either way; simulated, keeping only the
-  survivors of pruning moved it up in 20 of 20 cases). With fewer than ``MIN_TRIALS``
+  selection (leaving trials out can move it either way; in issue #20's simulations, keeping
+  only the survivors of pruning moved it up in 20 of 20 cases). With fewer than ``MIN_TRIALS``
   trials it is not computed, and the block says why.
 """
 
