@@ -226,9 +226,12 @@ def _difference(net_model: np.ndarray, net_other: np.ndarray, horizon: int) -> d
 
 
 def _best(positions: dict[str, np.ndarray], loss: dict[str, float]) -> str:
-    """The baseline with the lowest test loss among those whose rule ever takes a position
-    (persistence forecasts no move, so trading it says nothing); any, if none does."""
-    trading = [b for b in positions if np.any(positions[b] != 0)] or list(positions)
+    """The baseline with the lowest test loss among those whose rule changes its position
+    (persistence forecasts no move and the training mean always the same sign: their rules
+    are no trade and buy-and-hold or its mirror, which say nothing new); else among those
+    that ever take a position; else any."""
+    changing = [b for b in positions if np.unique(positions[b]).size > 1]
+    trading = changing or [b for b in positions if np.any(positions[b] != 0)] or list(positions)
     return min(trading, key=lambda b: loss[b])
 
 

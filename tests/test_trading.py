@@ -174,6 +174,23 @@ def test_trading_view_executes_one_bar_later_at_the_open_computed_by_hand():
     assert "a test needs at least 30" in block["model_vs_buy_and_hold"]["reason"]
 
 
+def test_a_baseline_whose_rule_never_changes_position_is_not_the_one_traded():
+    # The training mean of a return target has one sign: its rule is buy-and-hold (or its
+    # mirror), already in the view, so the best baseline that changes position is traded.
+    test = _holdout(["close"], CLOSE, OPEN)
+    now = np.array(CLOSE[:-1])[:, None]
+    wiggle = now + np.array([1.0, -1, 1, -1, 1, -1])[:, None]
+    block, _ = trading_view(
+        test,
+        now + 1.0,
+        {"training mean": now + 0.5, "ridge": wiggle},
+        {"training mean": {"mse": 1.0}, "ridge": {"mse": 2.0}},
+        cost_bps=0,
+        periods=(252, "x"),
+    )
+    assert block["best_baseline"]["name"] == "ridge"
+
+
 def test_without_an_open_the_view_trades_close_to_close_one_bar_later():
     test = _holdout(["close"], CLOSE)
     now = np.array(CLOSE[:-1])[:, None]
