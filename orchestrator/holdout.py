@@ -112,6 +112,7 @@ class HoldoutRows:
     first_row: int  # absolute row of features' first row (= test_first_row)
     targets: Targets  # full length; only values[anchors] are read
     close: np.ndarray | None = None  # the bars' close on the rows of ``features`` (trading)
+    open: np.ndarray | None = None  # the bars' open on the same rows (trading executes there)
 
     @property
     def timestamps(self) -> pd.DatetimeIndex:
@@ -147,6 +148,7 @@ class HoldoutData:
     n_train_rows: int  # rows the train+val spans reach: the sweep's rows
     source: str
     close: np.ndarray | None = field(default=None, repr=False)  # the bars' close per row
+    open: np.ndarray | None = field(default=None, repr=False)  # the bars' open per row
 
     def audit(self) -> pd.DataFrame:
         """Two rows: the early-stopping cut (train vs val) and the holdout (train+val vs test)."""
@@ -165,8 +167,11 @@ class HoldoutData:
             "n_early_stopping": len(self.split.val),
             "n_test": len(test),
             "horizon": self.base.horizon,
+            # Two names for where the test part starts: its first anchor (first forecast)
+            # and the first bar its windows read (the sweep's "held out from").
             "test_first_time": str(index[test[0]]),
             "test_last_time": str(index[test[-1]]),
+            "test_windows_first_time": str(index[self.test_first_row]),
         }
 
 
@@ -214,6 +219,7 @@ def load_holdout(
         n_train_rows=n_train_rows,
         source=source,
         close=bars["close"].reindex(features.index).to_numpy(dtype=np.float64),
+        open=bars["open"].reindex(features.index).to_numpy(dtype=np.float64),
     )
 
 
@@ -315,6 +321,7 @@ class HoldoutGuard:
             first_row=d.test_first_row,
             targets=d.targets,
             close=None if d.close is None else d.close[d.test_first_row :],
+            open=None if d.open is None else d.open[d.test_first_row :],
         )
 
     def to_dict(self) -> dict:

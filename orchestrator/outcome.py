@@ -83,9 +83,14 @@ def checkpoints_of(results) -> dict[str, object]:
     return {_trial_id(r): r.checkpoint for r in results if r.checkpoint is not None}
 
 
+OOF_STATUSES = ("completed", "pruned")
+
+
 def oof_frame(records: list[TrialRecord], checkpoints: dict, data: SweepData) -> pd.DataFrame:
-    """Out-of-fold predictions of every completed trial, long format (one row per trial,
-    fold and evaluation anchor; docs/sweeps.md, "Files")."""
+    """Out-of-fold predictions of every completed trial and of every pruned trial's finished
+    folds (a pruned trial checkpoints each fold it finished; one pruned inside its first fold
+    has none), long format: one row per trial, fold and evaluation anchor, with the trial's
+    ``status`` (docs/sweeps.md, "Files"). Promotion's PBO reads them."""
     frames = []
     index = pd.DatetimeIndex(data.index)
     truth = np.asarray(data.targets.values)
@@ -95,14 +100,23 @@ def oof_frame(records: list[TrialRecord], checkpoints: dict, data: SweepData) ->
         now = data.frame()[names].to_numpy(dtype=np.float64)
     for rec in records:
         checkpoint = checkpoints.get(rec.trial_id)
-        if rec.status != "completed" or checkpoint is None:
+        if rec.status not in OOF_STATUSES or checkpoint is None:
             continue
         with checkpoint.as_directory() as d:
-            preds = [
-                np.load(Path(d) / oof_file(k), allow_pickle=False) for k in range(len(data.folds))
-            ]
-        for k, ((fit, _, ev), pred) in enumerate(zip(data.folds, preds, strict=True)):
-            cols: dict = {"trial_id": rec.trial_id, "fold": k, "anchor": ev, "timestamp": index[ev]}
+            preds = {
+                k: np.load(Path(d) / oof_file(k), allow_pickle=False)
+                for k in range(len(data.folds))
+                if (Path(d) / oof_file(k)).is_file()
+            }
+        for k, pred in preds.items():
+            fit, _, ev = data.folds[k]
+            cols: dict = {
+                "trial_id": rec.trial_id,
+                "status": rec.status,
+                "fold": k,
+                "anchor": ev,
+                "timestamp": index[ev],
+            }
             if regression:
                 y = truth.reshape(len(truth), -1)
                 naive = naive_forecast(names, now[ev], np.nanmean(y[fit], axis=0))

@@ -124,13 +124,18 @@ def prepare_sweep_data(
     _check_fold_sizes(folds, source, sequence_length_max)
     audit = _with_inner(audit_frame(splitter.audit(rows, index=index)), inner, index)
     if base.task == "regression":
+        # The one read of the test part's labels a sweep makes: per target, "is every label
+        # equal to its naive forecast?". A yes stops the sweep; a no changes nothing, and
+        # nothing of it reaches a trial, so it cannot choose anything (docs/sweeps.md).
         _check_naive_errors(folds, targets, features, source, split.test)
     cut = _cut_targets(targets, n_rows)
     summary = (
         f"{source}: {len(bars):,} bars -> {len(features):,} feature rows; "
         f"{n_rows:,} rows for the sweep ({cv}, {len(folds)} folds, each holding {inner_val:.0%} of "
         f"its training samples out for early stopping), "
-        f"{len(split.test):,} test samples held out from {features.index[test_first_row]}"
+        f"{len(split.test):,} test samples held out (their windows read bars from "
+        f"{features.index[test_first_row]}, row {test_first_row}; their first anchor, the "
+        f"first forecast, is {features.index[split.test[0]]})"
     )
     if base.task == "classification":
         summary += "; classes " + describe_targets(cut, split.train_val)

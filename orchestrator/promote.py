@@ -235,6 +235,7 @@ def _chosen_entry(chosen: dict) -> dict:
         "test": chosen["ensemble_test"],
         "comparisons": chosen["comparisons"],
         "verdict": chosen["verdict"],
+        "iu_p": chosen["iu_p"],  # the verdict's intersection-union p-value
     }
 
 

@@ -24,7 +24,7 @@ from orchestrator.holdout import read_sweep
 from orchestrator.leaderboard import trial_rows
 from orchestrator.spaces import load_space, to_optuna
 from orchestrator.trading import summary_line as trading_line
-from orchestrator.verdicts import fmt_p
+from orchestrator.verdicts import INTERVAL, fmt_p
 from trainables.errors import UserError
 
 __all__ = [
@@ -82,18 +82,26 @@ def comparison_table(index: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("")
 
 
+def _num(v, spec: str) -> str:
+    return "" if v is None or not np.isfinite(v) else format(v, spec)
+
+
 def tests_table(comparisons: list[dict]) -> pd.DataFrame:
-    """One row per comparison: the test, the effect, the statistic, p, the 95% interval of
-    the effect's measure, the outcome, and whether it is part of the verdict."""
+    """One row per comparison: the test, the effect, the statistic, the one-sided p of
+    "better", the interval of the effect's measure (from the test's own variance), the
+    smallest effect the test could detect, the outcome, and whether it decides the verdict."""
     rows = [
         {
             "against": c["baseline"],
             "test": c["test"],
             "effect": c["effect"],
-            "statistic": "" if c["statistic"] is None else f"{c['statistic']:.3g}",
-            "p-value": fmt_p(c["p_value"]).removeprefix("p = ").removeprefix("p "),
-            "95% interval": f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]",
+            "statistic": _num(c["statistic"], ".3g"),
+            "p (one-sided)": fmt_p(c["p_value"]).removeprefix("p = ").removeprefix("p "),
+            INTERVAL: ""
+            if c.get("reason")
+            else f"[{_num(c['ci_low'], '+.4f')}, {_num(c['ci_high'], '+.4f')}]",
             "of": c["measure"],
+            "could detect": _num(c.get("detectable"), ".2g"),
             "outcome": c["outcome"],
             "verdict": "yes" if c["decides"] else "secondary",
         }
@@ -110,6 +118,8 @@ def optimism_lines(block: dict) -> list[str]:
 
     folds = block.get("cv_folds") or []
     spread = f" ({len(folds)} folds: {', '.join(f'{v:.3f}' for v in folds)})" if folds else ""
+    if folds and "cv_fold_mean" in block:
+        spread = f" (pooled over {spread[2:-1]}; their mean {num(block['cv_fold_mean'])})"
     lines = [
         f"CV against test ({block['measure']}): rank {block['rank']} (trial "
         f"{block['trial_id']}), the sweep's pick on its CV folds, scored {num(block['cv'])} in "
@@ -118,10 +128,10 @@ def optimism_lines(block: dict) -> list[str]:
     ]
     pbo = block.get("pbo", {})
     if pbo.get("computed"):
+        on = pbo.get("computed_on") or f"{pbo['n_trials']} trials that completed every fold"
         lines.append(
-            f"Probability of backtest overfitting: {pbo['pbo']:.2f} ({pbo['n_trials']} trials "
-            f"that completed every fold, {pbo['measure']}, {pbo['n_blocks']} blocks of their "
-            f"{pbo['n_samples']:,} out-of-fold samples, {pbo['n_splits']:,} splits); "
+            f"Probability of backtest overfitting: {pbo['pbo']:.2f} ({pbo['measure']}; "
+            f"computed on {on}; {pbo['n_blocks']} blocks, {pbo['n_splits']:,} splits): "
             f"{pbo['note']}."
         )
     else:
@@ -132,10 +142,14 @@ def optimism_lines(block: dict) -> list[str]:
 def summary_lines(index: dict) -> list[str]:
     """The console summary of a promotion: the table, the verdicts in plain words, the
     chosen model's tests, the CV score's optimism and the trading view."""
+    data = index["data"]
+    windows = data.get("test_windows_first_time")
+    reads = (
+        f"; their windows read bars from {windows}, row {data['test_first_row']}" if windows else ""
+    )
     lines = [
-        f"Test part: {index['data']['n_test']:,} samples "
-        f"({index['data']['test_first_time']} .. {index['data']['test_last_time']}), "
-        "never seen by the sweep or by training:",
+        f"Test part: {data['n_test']:,} samples, anchors {data['test_first_time']} .. "
+        f"{data['test_last_time']}{reads}; never seen by the sweep's trials or by training:",
         comparison_table(index).to_string(index=False),
     ]
     lines += [m["verdict"] for m in index["models"] if "verdict" in m]
@@ -238,12 +252,15 @@ def _test_sections(index: dict) -> list[tuple[str, str, str]]:
         else "each model trained on the train part and early-stopped on the validation part"
     )
     intro = (
-        f"Test part: {index['data']['n_test']:,} samples from "
+        f"Test part: {index['data']['n_test']:,} samples, anchors "
         f"{index['data']['test_first_time']} to {index['data']['test_last_time']}; training "
-        f"read rows 0..{guard['max_training_row']} only (test starts at row "
+        f"read rows 0..{guard['max_training_row']} only (the test windows start at row "
         f"{guard['test_first_row']}): {training}. Chosen model: {chosen['path']} "
-        f"({chosen['kind']}, picked by CV rank, not by test scores). Each verdict says 'beats "
-        "the baselines' only if the model is significantly better (5%) than every baseline."
+        f"({chosen['kind']}, picked by CV rank, not by test scores): its verdict is the answer; "
+        "the other verdicts are descriptive. A verdict says 'beats the baselines' only if the "
+        "model is significantly better than every baseline, each test one-sided at 5% (the "
+        "intersection-union p-value is the largest of their p-values); it is about the "
+        "expected loss of the process that made the data, not only these rows."
     )
     body = f"<p>{html.escape(intro)}</p><ul>{''.join(map(_verdict_html, verdicts))}</ul>"
     md = intro + "\n\n" + "\n".join(f"- {v}" for v in verdicts)

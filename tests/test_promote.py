@@ -7,6 +7,7 @@ tests exercise the guard, the settings check and the failure paths without Ray.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ import ray
 import torch
 from mlflow.tracking import MlflowClient
 
+from orchestrator import evaluation
 from orchestrator.baselines import baseline_forecasts, baseline_scores, fit_baselines, naive_name
 from orchestrator.holdout import HoldoutGuard, load_holdout, read_sweep
 from orchestrator.predict import main as predict_main
@@ -194,12 +196,16 @@ def test_on_the_learnable_signal_the_chosen_model_is_better_than_persistence(pro
     _, index, lines = promoted
     chosen = index["chosen"]
     dm = next(c for c in chosen["comparisons"] if c["baseline"] == "persistence" and c["decides"])
-    assert dm["test"] == "Diebold-Mariano (HLN, HAC)"
+    assert dm["test"] == "Diebold-Mariano (EWC)"
     assert dm["outcome"] == "better" and dm["p_value"] < 0.05 and dm["ci_low"] > 0
     assert dm["estimate"] == pytest.approx(chosen["test"]["skill"])
     assert chosen["verdict"].startswith(f"rank 1 (trial {index['models'][0]['trial_id']}")
-    assert f"better than persistence (skill {dm['estimate']:+.4f}, p = " in chosen["verdict"]
+    said = f"better than persistence (Diebold-Mariano (EWC): skill {dm['estimate']:+.4f}, p "
+    assert said in chosen["verdict"] and "the test could detect skill >= " in chosen["verdict"]
     assert chosen["verdict"] in lines  # printed for the user too
+    # The intersection-union p-value: the largest one-sided p over the deciding tests.
+    deciding = [c["p_value"] for c in chosen["comparisons"] if c["decides"]]
+    assert chosen["iu_p"] == pytest.approx(max(deciding))
 
 
 def test_every_baseline_gets_a_test_and_the_verdict_follows_all_of_them(promoted):
@@ -214,7 +220,7 @@ def test_every_baseline_gets_a_test_and_the_verdict_follows_all_of_them(promoted
     beats = all(c["outcome"] == "better" for c in deciding)
     assert (
         index["chosen"]["verdict"]
-        .split(": ")[0]
+        .split(" (intersection-union p")[0]
         .endswith(
             "beats the baselines on the test part"
             if beats
@@ -225,12 +231,16 @@ def test_every_baseline_gets_a_test_and_the_verdict_follows_all_of_them(promoted
         assert c["ci_low"] <= c["estimate"] <= c["ci_high"]
         assert c["baseline"] in index["chosen"]["verdict"]
     secondary = {c["test"] for c in comparisons if not c["decides"]}
-    assert secondary == {"Clark-West (nested, one-sided, HAC)", "Pesaran-Timmermann"}
+    assert secondary == {"Clark-West (nested, EWC)", "Pesaran-Timmermann"}
     for model in index["models"]:  # every config's seed ensemble is judged the same way
         assert [c["baseline"] for c in model["comparisons"] if c["decides"]] == [
             "persistence",
             "ridge",
         ]
+    # Only the chosen model's verdict is the answer; the others say they are descriptive.
+    assert [m["descriptive"] for m in index["models"]] == [False, True]
+    assert index["models"][1]["verdict"].startswith("Descriptive only, not the chosen model")
+    assert index["ensemble"]["verdict"].startswith("Descriptive only, not the chosen model")
     assert any("Diebold-Mariano" in line for line in lines)  # the tests table is printed
 
 
@@ -244,6 +254,14 @@ def test_cv_score_and_test_score_side_by_side(promoted):
     assert len(block["cv_folds"]) == 2
     assert not block["pbo"]["computed"] and block["pbo"]["note"].startswith("not computed")
     assert any(line.startswith("CV against test (skill vs the naive forecast)") for line in lines)
+    # CV is pooled over the folds, and says so beside the folds' own mean.
+    assert block["cv_fold_mean"] == pytest.approx(np.mean(block["cv_folds"]))
+    assert any("in CV (pooled over 2 folds:" in line for line in lines)
+    # Where the test part starts, under both of its names: first anchor, first bar read.
+    data = index["data"]
+    head = next(line for line in lines if line.startswith("Test part:"))
+    assert f"anchors {data['test_first_time']} .. " in head
+    assert f"their windows read bars from {data['test_windows_first_time']}, row " in head
 
 
 def test_trading_view_of_the_test_part(promoted):
@@ -251,7 +269,10 @@ def test_trading_view_of_the_test_part(promoted):
     results, index, lines = promoted
     trading = index["trading"]
     assert trading["computed"] and trading["target"] == "close" and trading["cost_bps"] == 1.0
-    assert trading["model"]["n_bars"] == index["data"]["n_test"]
+    # Executed one bar later: the last anchor's trade would end past the data.
+    assert trading["model"]["n_bars"] == index["data"]["n_test"] - 1
+    assert trading["price"] == "open" and "one bar later" in trading["execution"]
+    assert "model_vs_buy_and_hold" in trading and "warning" in trading["model"]
     assert trading["best_baseline"]["name"] == "ridge"  # persistence never takes a position
     assert trading["bars_per_year"] == pytest.approx(24 * 365.25)  # hourly bars, no full year
     frame = pd.read_parquet(results / NAME / "trading.parquet")
@@ -317,11 +338,43 @@ def test_chosen_model_is_registered_in_mlflow_without_pickles(promoted):
     assert not any(p.endswith((".pkl", ".pickle")) for p in files)
 
 
+def test_a_nan_forecast_stops_promotion_before_anything_is_written_or_registered(
+    promoted, monkeypatch, capsys
+):
+    # One NaN in a model's test forecasts once gave "beats the baselines, p < 0.0001". Now it
+    # is one line naming the model, its rank and the row, exit 2, and the earlier promotion's
+    # files and registry stay as they were.
+    results, index, _ = promoted
+    out = results / NAME
+    before = (out / "promoted.json").read_text()
+    models = sorted((p, p.stat().st_mtime_ns) for p in (out / "models").rglob("*"))
+    client = MlflowClient(tracking_uri=default_tracking_uri(results))
+    versions = len(client.search_model_versions(f"name='lstm-{NAME}'"))
+    real = evaluation.predict
+
+    def one_nan(run, features):  # the fault: one test forecast becomes NaN
+        frame = real(run, features)
+        column = next(c for c in frame.columns if c.startswith("predicted_"))
+        frame.loc[frame.index[-5], column] = np.nan  # a test anchor near the end
+        return frame
+
+    monkeypatch.setattr(evaluation, "predict", one_nan)
+    argv = ["--name", NAME, "--results-dir", str(results), "--top-k", "1", "--seeds", "1"]
+    assert promote_main([*argv, "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: rank 1 seed 0 (trial ")
+    assert "test forecasts are NaN/inf, the first for table row" in err
+    assert (out / "promoted.json").read_text() == before
+    assert sorted((p, p.stat().st_mtime_ns) for p in (out / "models").rglob("*")) == models
+    assert len(client.search_model_versions(f"name='lstm-{NAME}'")) == versions
+    assert not list(out.glob(".models-partial-*"))
+
+
 def test_report_is_one_self_contained_file(promoted):
     # report.html shows the verdicts, the comparison table and inline PNG plots, no outside files.
     results, index, _ = promoted
     page = (results / NAME / "report.html").read_text()
-    assert index["chosen"]["verdict"] in page.replace("&#x27;", "'")
+    assert index["chosen"]["verdict"] in html.unescape(page)
     assert "baseline: persistence" in page and "Fold audit" in page
     for title in (
         "Tests of the chosen model against each baseline",
