@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from orchestrator.record import checked_record
 from orchestrator.spaces import load_space, space_from_dict
 from orchestrator.spec import SweepSpec, base_config, longest_sequence
 from orchestrator.sweep_data import reload_sweep_bars
@@ -83,7 +84,7 @@ def read_sweep(out_dir: Path) -> dict:
             f"--name {Path(out_dir).name} first, or check --results-dir)"
         )
     try:
-        return json.loads(path.read_text())
+        return checked_record(json.loads(path.read_text()), path)
     except ValueError as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from err
 
@@ -191,7 +192,8 @@ def load_holdout(
     spec = sweep_spec(sweep)
     # The space as the sweep loaded it (an edited YAML file must not move the test part).
     recorded = sweep.get("space_definition")
-    space = space_from_dict(recorded) if recorded else load_space(spec.space)
+    where = str(Path(out_dir) / "sweep.json")
+    space = space_from_dict(recorded, source=where) if recorded else load_space(spec.space)
     base = base_config(spec, space)
     sequence_length_max = longest_sequence(space, base)
     bars, source = reload_sweep_bars(

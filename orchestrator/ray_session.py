@@ -16,7 +16,7 @@ import threading
 import ray
 
 from orchestrator.ray_auth import auth_enabled, login_hint
-from orchestrator.spec import DRIVER_CPU, SweepSpec
+from orchestrator.spec import DRIVER_CPU, SweepSpec, check_resources
 from trainables.errors import ConfigError
 
 __all__ = ["check_fits", "start_ray", "trial_resources"]
@@ -84,20 +84,11 @@ def _init_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
 
 
 def check_fits(spec: SweepSpec) -> None:
-    """One trial must fit on a local Ray, or Tune would wait for it forever."""
+    """One trial must fit on a local Ray, or Tune would wait for it forever (checked before
+    Ray starts too, orchestrator/preflight.py; this is what Ray itself found)."""
     cpus = ray.cluster_resources().get("CPU", 0.0)
     gpus = ray.cluster_resources().get("GPU", 0.0)
-    need_cpu = spec.cpus_per_trial * spec.workers_per_trial
-    need_gpu = spec.gpus_per_trial * spec.workers_per_trial
-    if spec.workers_per_trial > 1:
-        need_cpu += DRIVER_CPU
-    if need_cpu > cpus + 1e-9 or need_gpu > gpus + 1e-9:
-        raise ConfigError(
-            f"one trial needs {need_cpu:g} CPUs and {need_gpu:g} GPUs "
-            f"(--workers-per-trial={spec.workers_per_trial} x --cpus-per-trial="
-            f"{spec.cpus_per_trial:g}, --gpus-per-trial={spec.gpus_per_trial:g}) but this Ray "
-            f"has {cpus:g} CPUs and {gpus:g} GPUs; lower them or add resources"
-        )
+    check_resources(spec, cpus=cpus, gpus=gpus, where="this Ray")
 
 
 def trial_resources(spec: SweepSpec) -> dict:
