@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import traceback
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from orchestrator.spec import SweepSpec, check_resources
 from trainables.disk import check_free_space, check_writable, disk_failure
 from trainables.errors import DiskError
 
-__all__ = ["StartGuard", "check_request", "disk_error", "local_resources"]
+__all__ = ["DiskWatch", "StartGuard", "check_request", "disk_error", "local_resources"]
 
 
 def local_resources(spec: SweepSpec) -> tuple[float, float]:
@@ -101,8 +102,11 @@ def disk_error(err: BaseException, out_dir: Path, *, hint: str, ran: bool) -> Di
 class StartGuard:
     """See the module doc. ``started()`` marks the moment the first trial may run."""
 
-    def __init__(self, out_dir: Path, *, previous_status: str | None, resume_hint: str) -> None:
+    def __init__(
+        self, out_dir: Path, *, lock, previous_status: str | None, resume_hint: str
+    ) -> None:
         self.out_dir = out_dir
+        self.lock = lock  # the folder's FolderLock: only a folder we own is ever removed
         self.previous_status = previous_status  # None: a new sweep
         self.created = not out_dir.exists()
         self.record = None  # the SweepRecord, once written
@@ -132,13 +136,38 @@ class StartGuard:
 
     def _undo(self) -> None:
         try:
+            if not self.ran and self.previous_status is None:
+                if self.created and self.lock.held:  # made by this run, for this run only
+                    shutil.rmtree(self.out_dir, ignore_errors=True)
+                return
             if self.record is None:
                 return
-            if not self.ran and self.previous_status is None and self.created:
-                shutil.rmtree(self.out_dir, ignore_errors=True)
-            elif not self.ran and self.previous_status is not None:
+            if not self.ran:
                 self.record.update(status=self.previous_status)
             elif self.record.data.get("status") == "running":
                 self.record.update(status="interrupted")
         except OSError:
             pass  # a full disk: the free lock tells --resume the sweep was interrupted
+
+
+class DiskWatch:
+    """The first disk failure a Tune callback met while trials ran. Raised there, Tune would
+    log it with its traceback and carry on; ``catch`` keeps it and stops the run the way a
+    spent time budget does (SIGUSR1: Tune saves its state and returns), and ``check``
+    raises it once ``tuner.fit()`` is back, for StartGuard to say in one line."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def catch(self, err: BaseException) -> bool:
+        """True (and the run stopping) when ``err`` is a disk failure."""
+        if disk_failure(err) is None:
+            return False
+        if self.error is None:
+            self.error = err
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return True
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error

@@ -37,7 +37,7 @@ from orchestrator.outcome import (
     print_summary,
     reconcile_study,
 )
-from orchestrator.preflight import StartGuard, check_request
+from orchestrator.preflight import DiskWatch, StartGuard, check_request
 from orchestrator.prepare import SweepData, prepare_sweep_data
 from orchestrator.progress import (
     Heartbeat,
@@ -105,7 +105,9 @@ def _owned_sweep(spec: SweepSpec, out_dir: Path, lock: FolderLock, log) -> Sweep
     if previous and previous.get("status") == "finished":
         return _already_finished(spec, out_dir, previous, log)
     hint = resume_hint(out_dir.name, spec.results_dir, _DEFAULT_RESULTS)
-    with StartGuard(out_dir, previous_status=_status(previous), resume_hint=hint) as guard:
+    with StartGuard(
+        out_dir, lock=lock, previous_status=_status(previous), resume_hint=hint
+    ) as guard:
         return _start(spec, out_dir, previous, lock, guard, log)
 
 
@@ -250,7 +252,7 @@ def _run(
 ) -> SweepOutcome:
     """The Tune run itself, inside a started Ray: callbacks, fit, records, result files."""
     objective, mode = objective_of(base.task)
-    status = StatusCallback(record, n_folds=len(data.folds))
+    status = StatusCallback(record, n_folds=len(data.folds), watch=DiskWatch())
     heartbeat = Heartbeat(
         n_trials=spec.trials,
         n_folds=len(data.folds),
@@ -282,6 +284,7 @@ def _run(
         tuner = _tuner(spec, space, base, data, record, callbacks, log)
         guard.started()  # from here on, trials may have run
         results = run_tuner(tuner, heartbeat)
+        status.watch.check()  # a full disk stopped it: one line (orchestrator/preflight.py)
         records = collect_records(results, status.statuses)
         outcome = _write(spec, base, data, record, records, results, tracker, baselines)
         tracker.close_status = "KILLED" if outcome.interrupted else "FINISHED"
