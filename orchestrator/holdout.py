@@ -39,7 +39,7 @@ from orchestrator.spec import SweepSpec, base_config, longest_sequence
 from orchestrator.sweep_data import reload_sweep_bars
 from trainables.config import ALIASES, DATA_SETTINGS, TrainConfig
 from trainables.dataset import Targets
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, shown
 from trainables.splits import FinalSplit, audit_frame
 from trainables.table import TableArrays, build_table, holdout_split
 
@@ -92,7 +92,16 @@ def read_sweep(out_dir: Path) -> dict:
 def sweep_spec(sweep: dict) -> SweepSpec:
     """The SweepSpec a ``sweep.json`` was written from."""
     names = {f.name for f in fields(SweepSpec)}
-    return SweepSpec(**{k: v for k, v in sweep.items() if k in names})
+    try:
+        spec = SweepSpec(**{k: v for k, v in sweep.items() if k in names})
+        if not isinstance(spec.space, str):
+            raise TypeError(f"space is {shown(spec.space, 40)}, not a space's name")
+        return spec
+    except (TypeError, ValueError, AttributeError) as err:  # an edited record: one line
+        raise ConfigError(
+            f"sweep.json of {sweep.get('name')!r}: a setting has a value of the wrong type "
+            f"({shown(str(err), 120)[1:-1]}); the record was edited or is damaged"
+        ) from None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from orchestrator.spaces import SearchSpace
 from orchestrator.sweep_data import bar_source
 from trainables.config import ALIASES, TrainConfig
 from trainables.data import DEFAULT_MAX_JUMP
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, shown
 from trainables.timestamps import DST_CHOICES
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "cuda_available",
     "longest_sequence",
     "resolve_space",
+    "set_wins",
     "space_note",
 ]
 
@@ -226,6 +227,29 @@ def check_space(space: SearchSpace, base: TrainConfig) -> None:
                 TrainConfig.from_dict({**base.to_dict(), name: value})
             except ConfigError as err:
                 raise ConfigError(f"{space.path}: parameter {name!r}: {err}") from None
+
+
+def set_wins(space: SearchSpace, overrides: dict) -> tuple[SearchSpace, list[str], str]:
+    """``--set`` of a parameter the space samples wins: it leaves the sampled space (every
+    trial trains with the --set value). Returns the space left, the parameters taken out
+    and the line that says so ("" when none)."""
+    given = {ALIASES.get(k, k): v for k, v in overrides.items()}
+    pinned = [name for name in space.params if name in given]
+    if not pinned:
+        return space, [], ""
+    left = {k: v for k, v in space.params.items() if k not in pinned}
+    if not left:
+        raise ConfigError(
+            f"--set {', '.join(pinned)} fixes every parameter space {space.name!r} samples: "
+            f"nothing is left to search; drop a --set, or train one config with "
+            f"python -m trainables.train"
+        )
+    values = ", ".join(f"{k}={shown(given[k], 40)}" for k in pinned)
+    line = (
+        f"--set {values} wins over space {space.name}: fixed for every trial, no longer "
+        f"sampled (the space samples {len(left)} other params: {', '.join(left)})"
+    )
+    return replace(space, params=left), pinned, line
 
 
 def check_resources(spec: SweepSpec, *, cpus: float, gpus: float, where: str) -> None:

@@ -67,6 +67,7 @@ from orchestrator.spec import (  # noqa: F401 - re-exported: the sweep's public 
     cuda_available,
     longest_sequence,
     resolve_space,
+    set_wins,
     space_note,
 )
 from orchestrator.sweep_data import (
@@ -112,12 +113,7 @@ def _owned_sweep(spec: SweepSpec, out_dir: Path, lock: FolderLock, log) -> Sweep
 
 
 def _start(spec, out_dir: Path, previous, lock, guard, log) -> SweepOutcome:
-    if previous:
-        space = space_from_dict(
-            previous.get("space_definition"), source=str(out_dir / "sweep.json")
-        )
-    else:
-        space = load_space(spec.space)
+    space, pinned = _space(spec, out_dir, previous, log)
     base = base_config(spec, space)
     check_space(space, base)
     if previous:  # the rows the sweep started on: its snapshot, or its source up to its end
@@ -129,7 +125,7 @@ def _start(spec, out_dir: Path, previous, lock, guard, log) -> SweepOutcome:
     baselines = cv_baselines(data, base, space)  # a few seconds, before any trial
     log(describe(baselines))
     record = guard.record = _open_record(spec, out_dir, previous, space, base, data, bars, lock)
-    record.update(baselines=[b.to_dict() for b in baselines])
+    record.update(baselines=[b.to_dict() for b in baselines], set_wins=pinned)
     objective, mode = objective_of(base.task)
     metadata = job_metadata(
         name=out_dir.name,
@@ -151,6 +147,19 @@ def _start(spec, out_dir: Path, previous, lock, guard, log) -> SweepOutcome:
     outcome.dashboard_url = dashboard_url
     print_summary(outcome, objective, mode, log)
     return outcome
+
+
+def _space(spec, out_dir: Path, previous: dict | None, log) -> tuple[SearchSpace, list[str]]:
+    """The space as recorded (resume), or loaded; a --set of a parameter it samples wins
+    and takes it out of the space (said first, recorded: the space is saved without it)."""
+    if previous:
+        where = str(out_dir / "sweep.json")
+        space = space_from_dict(previous.get("space_definition"), source=where)
+        return space, list(previous.get("set_wins") or [])
+    space, pinned, wins = set_wins(load_space(spec.space), spec.overrides)
+    if wins:
+        log(wins)
+    return space, pinned
 
 
 def _previous(spec: SweepSpec, out_dir: Path, lock: FolderLock, log) -> dict | None:

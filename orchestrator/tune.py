@@ -350,7 +350,13 @@ def _resume_spec(given: dict) -> SweepSpec:
     names = {f.name for f in fields(SweepSpec)}
     settings = {k: record[k] for k in (*DECIDING, *RUNTIME) if k in record and k in names}
     settings.update({k: v for k, v in given.items() if k in RUNTIME})
-    return SweepSpec(**settings, name=given["name"], resume=True)
+    try:
+        return SweepSpec(**settings, name=given["name"], resume=True)
+    except (TypeError, ValueError, AttributeError) as err:  # an edited record: one line
+        raise ConfigError(
+            f"{Path(results_dir) / given['name'] / 'sweep.json'}: a setting has a value of "
+            f"the wrong type ({err}); the record was edited or is damaged"
+        ) from None
 
 
 _received: list[int] = []
