@@ -107,13 +107,16 @@ def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:
         ray.init(address=address)
     else:
         # "local": our own Ray even where `ray start` runs one (see orchestrator/sweep.py).
-        # Without a dashboard Ray's State API is absent, and Ray Train's placement-group
-        # cleaner warns about it every second: worker logs below ERROR stay in Ray's log
-        # files (our own progress lines are prints, and still reach the terminal).
+        # With its dashboard (on a free port, this machine only): Ray Train's placement-group
+        # cleaner asks Ray's State API, which that dashboard serves; without one, the API's
+        # address is 8265, which may be another Ray's (its token refused: tracebacks).
+        # Worker logs below ERROR stay in Ray's log files (our own progress lines are
+        # prints, and still reach the terminal).
         ray.init(
             address="local",
             num_cpus=spec.num_cpus or os.cpu_count(),
-            include_dashboard=False,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
             logging_level=logging.WARNING,
             logging_config=ray.LoggingConfig(log_level="ERROR"),
         )
