@@ -47,8 +47,9 @@ def check_request(spec: SweepSpec, out_dir: Path) -> None:
         check_existing_name(spec.sweep_name)
     else:
         check_new_name(spec.sweep_name)
-        check_writable(Path(spec.results_dir), what="--results-dir")
-        check_free_space(Path(spec.results_dir), what="--results-dir")
+    where = out_dir if spec.resume and out_dir.is_dir() else Path(spec.results_dir)
+    check_writable(where, what="--results-dir" if where != out_dir else "the sweep's folder")
+    check_free_space(where, what="--results-dir")
     if not spec.address:
         cpus, gpus = local_resources(spec)
         check_resources(
