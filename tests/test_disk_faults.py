@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import ray
 
 import orchestrator.record as record_module
+import orchestrator.sweep as sweep_module
 from orchestrator.folder_lock import effective_status, holder
 from orchestrator.predict import main as predict_main
 from orchestrator.promote import main as promote_main
@@ -24,7 +26,7 @@ from orchestrator.sweep import SweepSpec, run_sweep
 from orchestrator.tune import main as tune_main
 from tests.mounts import fill, read_only, small_fs
 from tests.study_check import assert_study_matches
-from trainables.errors import DiskError
+from trainables.errors import ConfigError, DiskError
 from trainables.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +142,10 @@ class _FullDisk:
         return self.real(path, record)
 
 
+def _no_ray(*args, **kwargs):
+    raise ConfigError("injected: Ray would not start")
+
+
 def test_a_full_disk_before_the_first_trial_leaves_nothing_behind(tmp_path, monkeypatch):
     # The record's first write fails: exit 2, no folder claiming a sweep.
     monkeypatch.setattr(record_module, "_write", _FullDisk(record_module._write, first_trial=False))
@@ -151,7 +157,17 @@ def test_a_full_disk_before_the_first_trial_leaves_nothing_behind(tmp_path, monk
     assert not (tmp_path / "r" / "d").exists()
 
 
-def test_a_disk_full_mid_sweep_is_one_line_exit_1_and_resume_finishes_it(tmp_path, monkeypatch):
+@pytest.fixture
+def one_ray():
+    # One real local Ray for the runs of a test (run_sweep uses it instead of starting one).
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_disk_full_mid_sweep_is_one_line_exit_1_and_resume_finishes_it(
+    tmp_path, monkeypatch, one_ray
+):
     # Fault injected: from the first trial's status on, sweep.json cannot be written (as on a
     # full disk). The sweep stops in one line (exit 1), its record still says running, its
     # lock is free: readers and --resume take it as interrupted; --resume finishes it.
@@ -167,9 +183,16 @@ def test_a_disk_full_mid_sweep_is_one_line_exit_1_and_resume_finishes_it(tmp_pat
     record = json.loads((folder / "sweep.json").read_text())
     assert record["status"] == "running" and holder(folder) is None
     assert effective_status(folder, record["status"]) == "interrupted"
+    # A resume that fails before its first trial (Ray would not start) leaves the record
+    # saying what is true: interrupted, not running.
+    monkeypatch.setattr(sweep_module, "start_ray", _no_ray)
     lines: list[str] = []
-    out = run_sweep(tiny(results, resume=True), log=lines.append)
+    with pytest.raises(ConfigError, match="injected: Ray would not start"):
+        run_sweep(tiny(results, resume=True), log=lines.append)
+    monkeypatch.undo()
     assert "says running, but no process holds its lock" in lines[0]
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "interrupted"
+    out = run_sweep(tiny(results, resume=True), log=lambda *_: None)
     assert json.loads((folder / "sweep.json").read_text())["status"] == "finished"
     assert out.leaderboard.status.tolist() == ["completed", "completed"]
     assert_study_matches(folder)

@@ -38,7 +38,9 @@ def test_a_non_utf8_byte_is_named_at_its_offset_in_the_file(tmp_path, rows, bad,
 def test_too_few_rows_for_the_horizon_names_the_file(tmp_path, capsys):
     path = tmp_path / "two.csv"
     make_bars(40, seed=0).iloc[:2].to_csv(path)
-    code = train_main(["--data", str(path), "--out", str(tmp_path / "run"), "--epochs", "1"])
+    # log_return takes one warm-up row: 2 bars, 1 feature row, no label one bar ahead
+    args = ["--f_cols", "log_return", "--target_col", "log_return", "--epochs", "1"]
+    code = train_main(["--data", str(path), "--out", str(tmp_path / "run"), *args])
     err = capsys.readouterr().err
     assert code == 2
     assert err == f"error: {path}: horizon=1 leaves no labelled rows among 1 feature rows\n"
