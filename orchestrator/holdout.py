@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from orchestrator.record import checked_record
 from orchestrator.spaces import load_space, space_from_dict
 from orchestrator.spec import SweepSpec, base_config, longest_sequence
 from orchestrator.sweep_data import reload_sweep_bars
 from trainables.config import ALIASES, DATA_SETTINGS, TrainConfig
 from trainables.dataset import Targets
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, shown
 from trainables.splits import FinalSplit, audit_frame
 from trainables.table import TableArrays, build_table, holdout_split
 
@@ -83,7 +84,7 @@ def read_sweep(out_dir: Path) -> dict:
             f"--name {Path(out_dir).name} first, or check --results-dir)"
         )
     try:
-        return json.loads(path.read_text())
+        return checked_record(json.loads(path.read_text()), path)
     except ValueError as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from err
 
@@ -91,7 +92,16 @@ def read_sweep(out_dir: Path) -> dict:
 def sweep_spec(sweep: dict) -> SweepSpec:
     """The SweepSpec a ``sweep.json`` was written from."""
     names = {f.name for f in fields(SweepSpec)}
-    return SweepSpec(**{k: v for k, v in sweep.items() if k in names})
+    try:
+        spec = SweepSpec(**{k: v for k, v in sweep.items() if k in names})
+        if not isinstance(spec.space, str):
+            raise TypeError(f"space is {shown(spec.space, 40)}, not a space's name")
+        return spec
+    except (TypeError, ValueError, AttributeError) as err:  # an edited record: one line
+        raise ConfigError(
+            f"sweep.json of {sweep.get('name')!r}: a setting has a value of the wrong type "
+            f"({shown(str(err), 120)[1:-1]}); the record was edited or is damaged"
+        ) from None
 
 
 @dataclass
@@ -191,7 +201,8 @@ def load_holdout(
     spec = sweep_spec(sweep)
     # The space as the sweep loaded it (an edited YAML file must not move the test part).
     recorded = sweep.get("space_definition")
-    space = space_from_dict(recorded) if recorded else load_space(spec.space)
+    where = str(Path(out_dir) / "sweep.json")
+    space = space_from_dict(recorded, source=where) if recorded else load_space(spec.space)
     base = base_config(spec, space)
     sequence_length_max = longest_sequence(space, base)
     bars, source = reload_sweep_bars(

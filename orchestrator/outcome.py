@@ -60,12 +60,16 @@ def _trial_id(result) -> str:
 def collect_records(results, statuses: dict[str, str]) -> list[TrialRecord]:
     """One TrialRecord per trial of a ResultGrid. Status: failed when Tune holds its error;
     else the one decided when it finished (``statuses``, kept in sweep.json); else
-    interrupted (it was running or pending when the run stopped)."""
+    completed when its last result has every fold (it finished, but its status could not be
+    saved: a full disk, a kill at that instant); else interrupted (it was running or
+    pending when the run stopped)."""
     records = []
     for result in results:
         metrics = result.metrics or {}
         tid = _trial_id(result)
-        status = "failed" if result.error is not None else statuses.get(tid, "interrupted")
+        every_fold = metrics.get("folds_done", 0) >= metrics.get("n_folds", math.inf)
+        unsaved = "completed" if every_fold else "interrupted"
+        status = "failed" if result.error is not None else statuses.get(tid, unsaved)
         records.append(
             trial_record(
                 tid,

@@ -107,8 +107,9 @@ def where_stopped(rec: TrialRecord, n_folds: int) -> str:
 class StatusCallback(Callback):
     """Decides each finished trial's status and saves it in sweep.json right away."""
 
-    def __init__(self, record, *, n_folds: int) -> None:
+    def __init__(self, record, *, n_folds: int, watch=None) -> None:
         self.record, self.n_folds = record, n_folds
+        self.watch = watch  # a preflight.DiskWatch: a full disk stops the sweep in one line
         self.statuses: dict[str, str] = record.finished_trials()
 
     def status_of(self, trial) -> str:
@@ -123,7 +124,11 @@ class StatusCallback(Callback):
 
     def _mark(self, trial_id: str, status: str) -> None:
         self.statuses[trial_id] = status
-        self.record.mark_trial(trial_id, status)
+        try:
+            self.record.mark_trial(trial_id, status)
+        except OSError as err:
+            if self.watch is None or not self.watch.catch(err):
+                raise
 
 
 class ProgressCallback(Callback):
@@ -299,6 +304,7 @@ class TrackingCallback(Callback):
 
     def __init__(self, tracker, status: StatusCallback, *, objective: str) -> None:
         self.tracker, self.status, self.objective = tracker, status, objective
+        self.watch = status.watch
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._log(trial, self.status.status_of(trial))
@@ -314,4 +320,8 @@ class TrackingCallback(Callback):
             status=status,
             error=_trial_error(trial) if status == "failed" else None,
         )
-        log_record(self.tracker, rec, objective=self.objective)
+        try:
+            log_record(self.tracker, rec, objective=self.objective)
+        except Exception as err:  # the tracker lets only a full disk through
+            if self.watch is None or not self.watch.catch(err):
+                raise

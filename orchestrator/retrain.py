@@ -29,6 +29,7 @@ from ray.train import Checkpoint, CheckpointConfig, LoggingConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from orchestrator.holdout import Pick, TrainingTable, write_json
+from orchestrator.ray_session import on_this_ray
 from trainables.artifacts import save_run
 from trainables.config import TrainConfig
 from trainables.dataset import prepare_fold_for
@@ -193,13 +194,25 @@ def train_all(
         ),
     )
     try:
-        result = trainer.fit()
-        for checkpoint, _ in result.best_checkpoints or []:
-            rank, seed = Path(checkpoint.path).name.removeprefix("rank").split("-seed")
-            checkpoint.to_directory(str(models_dir / rank / f"seed{seed}"))
-    except ray.train.TrainingFailedError as err:
-        raise TrainingError(f"promotion training failed: {err}") from err
+        # In a task that knows this Ray's address (orchestrator.ray_session.on_this_ray): no
+        # State API tracebacks from Ray Train where another Ray runs on the machine.
+        jobs_done, failure = on_this_ray(_fit_and_copy, trainer, models_dir)
     finally:
         if "://" not in storage:  # a local run folder: only copies of models_dir's runs
             shutil.rmtree(Path(storage) / run_name, ignore_errors=True)
-    return list(result.return_value or [])
+    if failure is not None:
+        raise TrainingError(f"promotion training failed: {failure}")
+    return jobs_done
+
+
+def _fit_and_copy(trainer: TorchTrainer, models_dir: Path) -> tuple[list, str | None]:
+    """(job summaries, None), or ([], why) when training failed; each run is copied to
+    ``models_dir/<rank>/seed<k>/``."""
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        return [], str(err)
+    for checkpoint, _ in result.best_checkpoints or []:
+        rank, seed = Path(checkpoint.path).name.removeprefix("rank").split("-seed")
+        checkpoint.to_directory(str(models_dir / rank / f"seed{seed}"))
+    return list(result.return_value or []), None

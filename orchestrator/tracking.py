@@ -44,6 +44,7 @@ from orchestrator.mlflow_store import (
     trial_id,
     truncate,
 )
+from trainables.disk import disk_failure
 
 __all__ = [
     "TRACKING_ERRORS",
@@ -132,8 +133,10 @@ class SweepTracker:
 
     def __enter__(self) -> SweepTracker:
         # MLflow's store logs its schema set-up at INFO on every new sqlite file: not news.
-        for name in ("mlflow.store.db.utils", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        # ... and every failed write at ERROR with its traceback, which _guard reports (or,
+        # for a full disk, the sweep stops on) in one line.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         try:
             self._create_store_dir()
             client = MlflowClient(tracking_uri=self.uri)
@@ -247,6 +250,8 @@ class SweepTracker:
         try:
             return fn(self._client)
         except TRACKING_ERRORS as err:
+            if disk_failure(err):  # the sweep's own files are next: stop it in one line
+                raise
             self._disable(
                 f"MLflow tracking at {self.uri} failed while {action} ({short_reason(err)})"
             )

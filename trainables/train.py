@@ -39,6 +39,7 @@ from trainables.cli import (
 )
 from trainables.config import ALIASES, SECTIONS, TrainConfig, specs, unknown_parameter
 from trainables.dataset import Targets, prepare_fold_for
+from trainables.disk import as_disk_error, check_writable
 from trainables.errors import ConfigError, DataError, UserError
 from trainables.labels import describe_targets
 from trainables.naive import naive_forecast, naive_kind
@@ -185,6 +186,7 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     out = Path(opts.out or Path("results", "train", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
     if out.exists():
         raise ConfigError(f"--out {out} already exists; choose a new directory")
+    check_writable(out.parent, what="--out")  # before the data are read or a model trains
 
     bars = make_bars() if builtin else read_bars(source)
     source = "built-in synthetic bars" if builtin else source.describe()
@@ -321,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except OSError as err:  # the disk filled up while the run was saved
+            disk = as_disk_error(err, where="--out", exit_code=1)
+            if disk is None:
+                raise
+            print(f"error: {disk}", file=sys.stderr)
+            return disk.exit_code
         except KeyboardInterrupt as err:
             print("interrupted: no run folder was written", file=sys.stderr)
             return interrupt_exit_code(err)
