@@ -47,9 +47,10 @@ from orchestrator.holdout import (
 from orchestrator.leaderboard import read_leaderboard
 from orchestrator.names import check_existing_name
 from orchestrator.overfitting import cv_vs_test, pbo_of_sweep
+from orchestrator.registry import log_final_model, registry_line
 from orchestrator.report import summary_lines, write_report
 from orchestrator.retrain import train_all
-from orchestrator.tracking import default_tracking_uri, log_final_model
+from orchestrator.tracking import default_tracking_uri
 from orchestrator.trading import bars_per_year, trading_view
 from trainables.atomic import replace_folder
 from trainables.cli import ArgumentParser, command_line, interrupt_exit_code, setting
@@ -77,6 +78,7 @@ class PromoteSpec:
     registered_name: str | None = None  # None: lstm-<name>
     cost_bps: float = 1.0  # trading view: cost per unit of turnover, in basis points
     report: bool = True
+    register: bool = True  # False: log the MLflow run and model, skip the model registry
     overrides: dict = field(default_factory=dict)  # training settings for every promoted model
     # The sweep's database again, with credentials (sweep.json keeps the URL without its
     # password); None: the recorded source. Never written anywhere.
@@ -104,14 +106,14 @@ def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:
         return False
     address = spec.address or sweep.get("address")
     if address:
-        ray.init(address=address)
+        ray.init(address=address, log_to_driver=False)  # retrain.py relays our lines
     else:
         # "local": our own Ray even where `ray start` runs one (see orchestrator/sweep.py).
         # With its dashboard (on a free port, this machine only): Ray Train's placement-group
         # cleaner asks Ray's State API, which that dashboard serves; without one, the API's
         # address is 8265, which may be another Ray's (its token refused: tracebacks).
-        # Worker logs below ERROR stay in Ray's log files (our own progress lines are
-        # prints, and still reach the terminal).
+        # No worker output reaches the terminal (their core workers' warnings stay in Ray's
+        # log files); retrain.py relays our own progress lines.
         ray.init(
             address="local",
             num_cpus=spec.num_cpus or os.cpu_count(),
@@ -119,6 +121,7 @@ def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:
             dashboard_host="127.0.0.1",
             logging_level=logging.WARNING,
             logging_config=ray.LoggingConfig(log_level="ERROR"),
+            log_to_driver=False,
         )
     log(f"Ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
     return True
@@ -264,6 +267,8 @@ def _publish(spec: PromoteSpec, sweep: dict, out_dir: Path, index: dict, chosen,
         registered_name=spec.registered_name or f"lstm-{spec.name}",
         model_dir=out_dir / chosen["path"],
         index=index,
+        sweep=sweep,
+        register=spec.register,
         log=log,
     )
     index["timings"]["total_seconds"] = time.perf_counter() - start
@@ -275,6 +280,7 @@ def _publish(spec: PromoteSpec, sweep: dict, out_dir: Path, index: dict, chosen,
     for line in summary_lines(index):
         log(line)
     log(f"Results: {out_dir}/ (models/, promoted.json, report.html, report.md)")
+    log(registry_line(index["chosen"]["mlflow"], index["chosen"]))
     return index
 
 
@@ -353,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(not the data settings: those stay the sweep's)",
     )
     p.add_argument("--no-report", dest="report", action="store_false")
+    p.add_argument(
+        "--no-register",
+        dest="register",
+        action="store_false",
+        help="log the MLflow run and model, but register no version (default: register)",
+    )
     p.add_argument(
         "--data",
         help="the sweep's database URL with its password, when PGPASSWORD/~/.pgpass do not "

@@ -25,13 +25,17 @@ from orchestrator.holdout import HoldoutGuard, load_holdout, read_sweep
 from orchestrator.predict import main as predict_main
 from orchestrator.promote import EXPERIMENT, PromoteSpec, promote
 from orchestrator.promote import main as promote_main
+from orchestrator.registry import log_final_model, registry_line
 from orchestrator.report import write_report
 from orchestrator.sweep import SweepSpec, run_sweep
-from orchestrator.tracking import default_tracking_uri, log_final_model
+from orchestrator.tracking import default_tracking_uri
 from trainables.artifacts import FILES
 from trainables.errors import ConfigError
+from trainables.synthetic import make_bars
 
 NAME = "p"
+# The sweep's parent MLflow run as the sweep left it (the fixture fills it in before promoting).
+PARENT_BEFORE: dict = {}
 
 
 def _hand_sweep(tmp_path: Path, **spec) -> Path:
@@ -72,6 +76,10 @@ def promoted(tmp_path_factory):
             ),
             log=quiet,
         )
+        client = MlflowClient(tracking_uri=default_tracking_uri(results))
+        exp = client.get_experiment_by_name(EXPERIMENT)
+        (parent,) = client.search_runs([exp.experiment_id], f"attributes.run_name = '{NAME}'")
+        PARENT_BEFORE.update(run_id=parent.info.run_id, end_time=parent.info.end_time)
         lines: list[str] = []
         # The smoke space stops after 2 epochs; the final models get 20 and a patience that
         # counts every improvement (the default min_delta is large for scaled losses).
@@ -315,12 +323,13 @@ def test_predict_cli_reproduces_the_saved_test_predictions(promoted, tmp_path):
 
 
 def test_chosen_model_is_registered_in_mlflow_without_pickles(promoted):
-    # The rank-1 ensemble is a child run of the sweep with test metrics, and a registry version.
+    # The rank-1 ensemble is logged in its own run, nested under the sweep's parent run
+    # (which keeps the end time the sweep gave it), with test metrics, and registered.
     results, index, _ = promoted
     info = index["chosen"]["mlflow"]
     client = MlflowClient(tracking_uri=default_tracking_uri(results))
     version = client.get_model_version(info["registered_model"], str(info["version"]))
-    assert version.run_id == info["run_id"] and version.source.endswith("/model")
+    assert version.run_id == info["run_id"] and version.source == info["model_uri"]
     run = client.get_run(info["run_id"])
     assert run.data.metrics["test_mse"] == pytest.approx(index["chosen"]["test"]["mse"])
     assert "persistence_test_mse" in run.data.metrics
@@ -332,10 +341,126 @@ def test_chosen_model_is_registered_in_mlflow_without_pickles(promoted):
         index["trading"]["model"]["sharpe"]
     )
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
-    assert parent.info.run_name == NAME
-    files = [f.path for f in client.list_artifacts(info["run_id"], "model/seed0")]
-    assert "model/seed0/model.pt" in files
-    assert not any(p.endswith((".pkl", ".pickle")) for p in files)
+    assert parent.info.run_name == NAME and parent.info.run_id == PARENT_BEFORE["run_id"]
+    assert parent.info.end_time == PARENT_BEFORE["end_time"]  # promotion did not reopen it
+    assert parent.info.status == "FINISHED"
+    # models-from-code: the model is the code file and its artifacts, never a pickle
+    files = _artifact_files(default_tracking_uri(results), info["model_uri"])
+    assert "pyfunc_model.py" in files and "artifacts/1/seed0/model.pt" in files
+    assert not any(p.endswith((".pkl", ".pickle", "python_model.pkl")) for p in files)
+
+
+def _artifact_files(uri: str, model_uri: str) -> list[str]:
+    client = MlflowClient(tracking_uri=uri)
+    model = client.get_logged_model(model_uri.removeprefix("models:/"))
+    local = Path(model.artifact_location.removeprefix("file://"))
+    return [str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()]
+
+
+def test_the_registered_version_says_what_the_test_part_said(promoted):
+    # Tags and description of the version: the verdict, each baseline's outcome with its
+    # skill and p, the sweep, its data and fingerprint, the test range, the CV score; and
+    # the alias its verdict earns (champion only if it beats every baseline).
+    results, index, lines = promoted
+    info, chosen = index["chosen"]["mlflow"], index["chosen"]
+    client = MlflowClient(tracking_uri=default_tracking_uri(results))
+    version = client.get_model_version(info["registered_model"], str(info["version"]))
+    tags, sweep = version.tags, read_sweep(results / NAME)
+    assert tags["verdict"] == chosen["verdict"]
+    for c in (c for c in chosen["comparisons"] if c["decides"]):
+        assert tags[f"vs_{c['baseline']}"].startswith(f"{c['outcome']}: {c['effect']}, p ")
+    assert tags["sweep"] == NAME and tags["data_source"] == "built-in"
+    assert tags["data_fingerprint"] == sweep["data_fingerprint"].strip()
+    data = index["data"]
+    assert tags["test_range"] == f"{data['test_first_time']} .. {data['test_last_time']}"
+    cv = index["models"][0]["cv_objective"]
+    assert tags["cv_score"].startswith(f"mse_ratio {cv:.5g} (skill {1 - cv:+.4f})")
+    assert chosen["verdict"] in version.description and NAME in version.description
+    beats = all(c["outcome"] == "better" for c in chosen["comparisons"] if c["decides"])
+    alias = "champion" if beats else "candidate"
+    assert info["alias"] == alias and version.aliases == [alias]
+    assert tags["beats_baselines"] == str(beats).lower()
+    # the last line of the promotion says what happened
+    assert lines[-1].startswith(
+        f"MLflow: registered version {info['version']} of 'lstm-{NAME}' as {alias}: "
+    )
+
+
+def test_pyfunc_model_from_the_registry_forecasts_as_predict_does(promoted, tmp_path):
+    # mlflow.pyfunc.load_model("models:/lstm-<sweep>@<alias>").predict(bars) returns the
+    # forecasts of `python -m orchestrator.predict` for the same bars, bar for bar; the
+    # timestamp travels as a column (the signature's first input).
+    import mlflow
+
+    results, index, _ = promoted
+    info = index["chosen"]["mlflow"]
+    bars = make_bars(2000, seed=0)
+    file = tmp_path / "bars.parquet"
+    bars.reset_index().to_parquet(file, index=False)
+    out = tmp_path / "p.parquet"
+    model = results / NAME / "models/1"
+    assert predict_main(["--model", str(model), "--data", str(file), "--out", str(out)]) == 0
+    expected = pd.read_parquet(out).reset_index()
+    mlflow.set_tracking_uri(default_tracking_uri(results))
+    try:
+        loaded = mlflow.pyfunc.load_model(f"models:/lstm-{NAME}@{info['alias']}")
+        got = loaded.predict(bars.reset_index())
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert list(got.columns) == list(expected.columns)
+    assert len(got) == len(expected) > 1000
+    for col in ("timestamp", "target_timestamp"):  # MLflow gives ns, the file holds us
+        expected[col] = expected[col].astype("datetime64[ns]")
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    inputs = loaded.metadata.get_input_schema().input_names()
+    assert inputs == ["timestamp", "open", "high", "low", "close", "volume"]
+
+
+def test_champion_only_for_a_model_that_beats_every_baseline(promoted):
+    # The alias follows the chosen model's verdict: a model better than every baseline
+    # becomes champion (the alias moves to it from the previous champion); one that is not
+    # becomes candidate and the champion stays where it was. --no-register registers nothing.
+    import copy
+
+    results, index, _ = promoted
+    uri = default_tracking_uri(results)
+    client = MlflowClient(tracking_uri=uri)
+    name = "lstm-aliases"
+
+    def judged(outcome: str) -> dict:
+        out = copy.deepcopy(index)
+        for c in out["chosen"]["comparisons"]:
+            if c["decides"]:
+                c["outcome"] = outcome
+        return out
+
+    def log(idx: dict, **kw) -> dict:
+        return log_final_model(
+            uri,
+            experiment=EXPERIMENT,
+            sweep_name=NAME,
+            registered_name=name,
+            model_dir=results / NAME / "models/1",
+            index=idx,
+            log=lambda *_: None,
+            **kw,
+        )
+
+    first, second = log(judged("better")), log(judged("better"))
+    assert first["alias"] == second["alias"] == "champion"
+    assert client.get_model_version_by_alias(name, "champion").version == second["version"]
+    assert client.get_model_version(name, str(first["version"])).aliases == []
+    third = log(judged("no_difference"))
+    assert third["alias"] == "candidate"
+    assert client.get_model_version_by_alias(name, "champion").version == second["version"]
+    assert registry_line(third, judged("no_difference")["chosen"]).startswith(
+        f"MLflow: registered version {third['version']} of '{name}' as candidate: it does "
+        "not beat persistence and ridge"
+    )
+    before = len(client.search_model_versions(f"name = '{name}'"))
+    unregistered = log(judged("better"), register=False)
+    assert "version" not in unregistered and unregistered["model_uri"].startswith("models:/")
+    assert len(client.search_model_versions(f"name = '{name}'")) == before
 
 
 def test_a_nan_forecast_stops_promotion_before_anything_is_written_or_registered(
