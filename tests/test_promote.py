@@ -495,6 +495,19 @@ def test_a_nan_forecast_stops_promotion_before_anything_is_written_or_registered
     assert not list(out.glob(".models-partial-*"))
 
 
+def test_show_of_a_promoted_sweep_gives_its_verdict_and_registered_version(promoted):
+    # Rule: `python -m orchestrator.show --name <sweep>` after promotion ends with the
+    # chosen model's verdict and what the registry holds.
+    from orchestrator.show import describe_sweep
+
+    results, index, _ = promoted
+    text = "\n".join(describe_sweep(results / NAME))
+    assert f"Verdict: {index['chosen']['verdict']}" in text
+    info = index["chosen"]["mlflow"]
+    assert f"Registered: lstm-{NAME} version {info['version']} as {info['alias']}" in text
+    assert "Not promoted yet" not in text and "baseline:ridge" in text
+
+
 def test_report_is_one_self_contained_file(promoted):
     # report.html shows the verdicts, the comparison table and inline PNG plots, no outside files.
     results, index, _ = promoted
