@@ -21,7 +21,8 @@ import pandas as pd
 
 from orchestrator import plots
 from orchestrator.holdout import read_sweep
-from orchestrator.leaderboard import trial_rows
+from orchestrator.leaderboard import BASELINE, trial_rows
+from orchestrator.report_layout import CSS, audit_view, table_html, table_md
 from orchestrator.spaces import load_space, to_optuna
 from orchestrator.trading import summary_line as trading_line
 from orchestrator.verdicts import INTERVAL, fmt_p
@@ -38,12 +39,6 @@ __all__ = [
 ]
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f2f2f2}.bad{color:#b00;font-weight:bold}.good{color:#070}
-img{max-width:100%;border:1px solid #eee}h2{border-bottom:1px solid #ddd;margin-top:1.6em}"""
 
 
 def _metric_cols(task: str) -> list[str]:
@@ -207,27 +202,6 @@ def param_importances(board: pd.DataFrame, space_name: str, mode: str) -> dict[s
 # ---------------------------------------------------------------------- assembling
 
 
-def _table_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.5g}")
-
-
-def _table_md(frame: pd.DataFrame) -> str:
-    """A GitHub-style markdown table (pandas' to_markdown needs an extra package)."""
-
-    def cell(v) -> str:
-        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
-            return ""
-        if isinstance(v, float):
-            return f"{v:.5g}"
-        return str(v).replace("|", "/")
-
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += [
-        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
-    ]
-    return "\n".join(lines)
-
-
 def _verdict_html(text: str) -> str:
     cls = "bad" if "NOT" in text else "good"
     return f'<li class="{cls}">{html.escape(text)}</li>'
@@ -268,16 +242,28 @@ def _test_sections(index: dict) -> list[tuple[str, str, str]]:
     out = [("Verdict", body, md)]
     if "comparisons" in chosen:
         tests = tests_table(chosen["comparisons"])
-        tests_section = (_table_html(tests), _table_md(tests))
+        tests_section = (table_html(tests), table_md(tests))
     else:
         tests_section = _paragraphs([_OLDER])
     out.append(("Tests of the chosen model against each baseline", *tests_section))
-    out.append(("Test part: models against baselines", _table_html(table), _table_md(table)))
+    out.append(("Test part: models against baselines", table_html(table), table_md(table)))
     optimism = optimism_lines(index["cv_optimism"]) if "cv_optimism" in index else [_OLDER]
     out.append(("How optimistic is the CV score?", *_paragraphs(optimism)))
     trading = trading_line(index["trading"]) if "trading" in index else _OLDER
     out.append(("Trading view of the test part", *_paragraphs([trading])))
     return out
+
+
+def _leaderboard(board: pd.DataFrame) -> tuple[str, str]:
+    """The 10 best trials (ranked first, then the others) and the baselines' reference rows."""
+    keep = ["rank", "trial_id", "status", "objective", "objective_std", "skill", "seconds"]
+    keep = [c for c in keep if c in board.columns]
+    keep += [c for c in board.columns if c.startswith("param_")]
+    top = board[board["status"] != BASELINE].head(10)
+    refs = board[board["status"] == BASELINE]
+    shown = pd.concat([top[keep], refs[keep]], ignore_index=True)
+    shown = shown.rename(columns=lambda c: c.removeprefix("param_"))
+    return table_html(shown), table_md(shown)
 
 
 def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
@@ -296,7 +282,7 @@ def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
     def guarded(title: str, make, note: str = "") -> None:
         # A plot that cannot be drawn (too few trials, say) is a note, not a failed report.
         try:
-            body, md = image(make(), title), "(plot in report.html)"
+            body, md = image(plots.png(make()), title), "(plot in report.html)"
             if note:
                 body, md = f"{body}<p>{html.escape(note)}</p>", f"{md} {note}"
             out.append((title, body, md))
@@ -313,6 +299,10 @@ def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
         "Optimization history",
         lambda: plots.history_plot(board, out_dir / "tune", objective, mode),
     )
+    title, body, _ = out[-1]
+    if "data:image/png" in body:  # drawn: say what it shows, as the study's states count
+        caption = plots.history_caption(board, objective)
+        out[-1] = (title, body + f'<p class="caption">{html.escape(caption)}</p>', caption)
     # Pruned trials have no objective over every fold: the importances rest on the others.
     completed = int((board["status"] == "completed").sum())
     guarded(
@@ -322,25 +312,20 @@ def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
         "trial has no objective over every fold; the Optuna study marks it PRUNED).",
     )
     guarded("Per-fold objective of the top trials", lambda: plots.folds_plot(board, objective))
-    keep = ["rank", "trial_id", "status", "objective", "objective_std", "seconds"]
-    refs = full[full["status"] == "baseline"]
-    top = pd.concat([board.head(10), refs], ignore_index=True)
-    top = top[keep + [c for c in board.columns if c.startswith("param_")]]
-    top = top.rename(columns=lambda c: c.removeprefix("param_"))
-    out.append(("Leaderboard (top 10)", _table_html(top), _table_md(top)))
+    out.append(("Leaderboard (top 10)", *_leaderboard(full)))
     audit_path = out_dir / "fold_audit.csv"
     if audit_path.is_file():
-        audit = pd.read_csv(audit_path)
+        audit = audit_view(pd.read_csv(audit_path))
         out.append(
             (
                 "Fold audit: rows purged and embargoed per CV fold",
-                _table_html(audit),
-                _table_md(audit),
+                table_html(audit),
+                table_md(audit),
             )
         )
     if index is not None:
-        final = pd.DataFrame(index["audit"])
-        out.append(("Promotion split audit", _table_html(final), _table_md(final)))
+        final = audit_view(pd.DataFrame(index["audit"]))
+        out.append(("Promotion split audit", table_html(final), table_md(final)))
     facts = {"sweep": sweep, "index": index, "objective": objective, "mode": mode, "board": board}
     return facts, out
 
@@ -350,7 +335,8 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     facts, sections = _sections(out_dir)
     sweep, board = facts["sweep"], facts["board"]
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(board["status"].value_counts().items()))
+    trials = board[board["status"] != BASELINE]["status"]
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(trials.value_counts().items()))
     head = (
         f"Sweep {sweep.get('name')!r}: space {sweep.get('space')}, {sweep.get('cv')} CV with "
         f"{sweep.get('folds')} folds, objective {facts['objective']} ({facts['mode']}); "
@@ -360,7 +346,7 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     body = "".join(f"<h2>{html.escape(t)}</h2>{b}" for t, b, _ in sections)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{html.escape(head)}</p>{body}</body></html>"
     )
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"

@@ -532,6 +532,36 @@ def test_report_is_one_self_contained_file(promoted):
     assert index["chosen"]["verdict"] in md and "not a backtester" in md
 
 
+def test_legends_of_the_promotion_plots_cover_no_curve(promoted):
+    # Rule: the loss curves', equity curves' and predictions' legends sit beside or below
+    # their axes, never on a curve.
+    from orchestrator import plots
+    from tests.test_report import legend_overlaps
+
+    results, index, _ = promoted
+    out = results / NAME
+    for fig in (
+        plots.loss_plot(out, index),
+        plots.equity_plot(out, index),
+        plots.prediction_plot(out, index),
+    ):
+        assert fig.legends or any(ax.get_legend() for ax in fig.axes)
+        assert legend_overlaps(fig) == []
+
+
+@pytest.mark.slow
+def test_promoted_report_in_chromium_has_no_table_wider_than_the_page(promoted, tmp_path):
+    # Rule: the whole report of a promotion (tests, test table, leaderboard, both audits)
+    # fits a 1400 px browser window.
+    from tests.browser import has_browser
+    from tests.test_report import assert_fits_in_chromium
+
+    if not has_browser():
+        pytest.skip("needs chromium and chromedriver (apt-get install -y chromium chromium-driver)")
+    results, _, _ = promoted
+    assert_fits_in_chromium(results / NAME / "report.html", tmp_path)
+
+
 def test_report_of_an_older_promotion_says_what_is_missing(promoted, tmp_path):
     # A promoted.json from before verdict tests (no comparisons, CV optimism or trading view)
     # still gives a report; each missing section says why instead of failing.
