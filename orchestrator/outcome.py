@@ -43,6 +43,7 @@ class SweepOutcome:
     resume_hint: str = ""
     first_failure: str | None = None  # set when every trial failed
     already_finished: bool = False
+    ray_closed: bool = False  # the sweep's own Ray (and its dashboard) ended with it
     checkpoints: dict = field(default_factory=dict, repr=False)
     # The baselines' reference rows on the same folds (leaderboard columns, status baseline).
     baselines: object = None  # pandas DataFrame
@@ -202,13 +203,20 @@ def print_summary(outcome: SweepOutcome, objective: str, mode: str, log) -> None
                     index=False, float_format=lambda v: f"{v:.5g}", na_rep=""
                 )
             )
-    files = ", ".join(sorted(k for k in outcome.files if k != "tune"))
-    log(f"Results: {outcome.out_dir}/ ({files})")
+    names = {k for k in outcome.files if k != "tune"}
+    if (Path(outcome.out_dir) / "optuna.db").is_file():
+        names.add("optuna.db")  # the Optuna study: optuna-dashboard, optuna.load_study
+    log(f"Results: {outcome.out_dir}/ ({', '.join(sorted(names))})")
     if outcome.files.get("tune"):
         log(f"Tune experiment: {outcome.files.get('tune')}")
     log(f"MLflow: {outcome.tracking_uri and _ui_hint(outcome.tracking_uri)}")
-    if outcome.dashboard_url:
-        log(f"Ray dashboard (while Ray runs): {outcome.dashboard_url}")
+    if outcome.ray_closed:
+        log(
+            "Ray dashboard: closed with this sweep's own Ray; for one that outlives sweeps: "
+            "python -m orchestrator.cluster start, then sweeps with --address auto"
+        )
+    elif outcome.dashboard_url:
+        log(f"Ray dashboard: {outcome.dashboard_url}")
     verdict = versus_baseline(board, outcome.baselines, objective, mode)
     if verdict:
         log(verdict)

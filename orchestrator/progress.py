@@ -84,13 +84,13 @@ def trial_record(
 
 
 def log_record(tracker, rec: TrialRecord, *, objective: str) -> None:
-    from orchestrator.leaderboard import trial_summary
+    from orchestrator.leaderboard import fold_metrics, trial_summary
 
-    fold_metrics = [{k: v for k, v in f.items() if isinstance(v, (int, float))} for f in rec.folds]
+    per_fold, chosen = fold_metrics(rec.folds)  # indices and settings are not metrics
     tracker.log_trial(
         rec.trial_id,
-        params=rec.params,
-        fold_metrics=fold_metrics,
+        params={**rec.params, **chosen},
+        fold_metrics=per_fold,
         summary=trial_summary(rec, objective),
         status=rec.status,
         reason=rec.reason,
@@ -242,7 +242,11 @@ class Heartbeat:
     def _best_text(self) -> str:
         ref = f"; {self.reference}" if self.reference else ""
         if self.best is None:
-            return "no complete trial yet" + ref
+            # Trials completed before a --resume whose scores this run cannot know (a
+            # killed driver wrote no leaderboard): not "no complete trial".
+            earlier = self.counts()["completed"]
+            none = "no score known yet" if earlier else "no complete trial yet"
+            return none + ref
         text = f"best {self.objective} {self.best[0]:.5g} ({self.best[1]})"
         if self.objective == "mse_ratio":
             text += f", skill {1 - self.best[0]:+.4f}"

@@ -86,9 +86,7 @@ def audit_view(audit: pd.DataFrame) -> pd.DataFrame:
 
 def table_html(frame: pd.DataFrame) -> str:
     # A header may break after an underscore (objective_<wbr>std), not inside a word.
-    head = "".join(
-        f"<th>{html.escape(str(c)).replace('_', '_<wbr>')}</th>" for c in frame.columns
-    )
+    head = "".join(f"<th>{html.escape(str(c)).replace('_', '_<wbr>')}</th>" for c in frame.columns)
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
         for row in cells(frame).itertuples(index=False)

@@ -23,6 +23,7 @@ from orchestrator.leaderboard import (
     STATUSES,
     TrialRecord,
     build_leaderboard,
+    previous_best,
     read_leaderboard,
     trial_rows,
     with_baselines,
@@ -145,6 +146,7 @@ def _start(spec, out_dir: Path, previous, lock, guard, log) -> SweepOutcome:
         if started:
             ray.shutdown()
     outcome.dashboard_url = dashboard_url
+    outcome.ray_closed = bool(started and dashboard_url and not spec.address)  # shut down above
     print_summary(outcome, objective, mode, log)
     return outcome
 
@@ -271,6 +273,8 @@ def _run(
         done=status.statuses,
         budget=spec.time_budget,
     )
+    for value, trial_id in previous_best(record.path.parent):  # --resume: known so far
+        heartbeat.offer_best(value, trial_id)
     linear = baselines[-1] if baselines else None
     if linear is not None:
         skill = f", skill {linear.skill:+.4f}" if objective == "mse_ratio" else ""

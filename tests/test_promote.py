@@ -717,4 +717,9 @@ def test_the_two_documented_commands_print_progress_without_ray_noise(tmp_path):
     assert "Probability of backtest overfitting" in out
     assert "Failed to query Ray Train Controller" not in out
     assert "Started a local Ray instance" not in out
+    # Ray's core workers' lines stay in Ray's log files (as in a sweep)
+    assert "core_worker.cc" not in out and "PreemptionWatcher" not in out
+    assert (
+        out.strip().splitlines()[-1].startswith("MLflow: registered version 1 of 'lstm-demo' as ")
+    )
     assert (tmp_path / "results" / "demo" / "promoted.json").is_file()

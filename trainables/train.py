@@ -212,7 +212,13 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     log(
         f"Model: {cfg.cell.upper()} hidden={cfg.hidden_size}, layers={cfg.num_layers}, sequence_length={cfg.sequence_length}"
     )
-    result = fit(cfg, fold, log=log)
+    if opts.preset in _GPU_PRESETS and not torch.cuda.is_available():
+        log(
+            f"warning: preset {opts.preset} is sized for a GPU ({cfg.num_layers}x"
+            f"{cfg.hidden_size} {cfg.cell.upper()}, up to {cfg.epochs} epochs); on this CPU "
+            "it is slow (an estimate follows epoch 1); --preset cpu is sized for a CPU"
+        )
+    result = fit(cfg, fold, log=log, on_epoch=_estimate(cfg, log))
 
     summary = _save(
         out,
@@ -228,6 +234,36 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         f"Artifacts: {out}/ (model.pt, config.json, scaler.json, training_metrics.json, predictions.parquet)"
     )
     return out
+
+
+# Presets sized for a GPU (docs/parameters.md, "Presets"): a CPU gets a warning line.
+_GPU_PRESETS = ("guide", "parameters")
+
+
+def _estimate(cfg: TrainConfig, log):
+    """An on_epoch callback that says, after epoch 1, how long the whole run may take."""
+
+    def after(record) -> None:
+        if record.epoch != 1 or cfg.epochs <= 1:
+            return
+        left = (cfg.epochs - 1) * record.seconds
+        stop = (
+            f"; early stopping after {cfg.patience} epochs without improvement may end it sooner"
+            if cfg.patience
+            else ""
+        )
+        log(
+            f"Epoch 1 took {record.seconds:.1f}s: the other {cfg.epochs - 1} epochs take up to "
+            f"~{_duration(left)} at this pace{stop}"
+        )
+
+    return after
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _stem(opts: argparse.Namespace) -> str:
