@@ -44,6 +44,7 @@ class SweepOutcome:
     first_failure: str | None = None  # set when every trial failed
     already_finished: bool = False
     ray_closed: bool = False  # the sweep's own Ray (and its dashboard) ended with it
+    experiment_id: str | None = None  # the MLflow experiment the runs are in
     checkpoints: dict = field(default_factory=dict, repr=False)
     # The baselines' reference rows on the same folds (leaderboard columns, status baseline).
     baselines: object = None  # pandas DataFrame
@@ -209,7 +210,7 @@ def print_summary(outcome: SweepOutcome, objective: str, mode: str, log) -> None
     log(f"Results: {outcome.out_dir}/ ({', '.join(sorted(names))})")
     if outcome.files.get("tune"):
         log(f"Tune experiment: {outcome.files.get('tune')}")
-    log(f"MLflow: {outcome.tracking_uri and _ui_hint(outcome.tracking_uri)}")
+    log(f"MLflow: {outcome.tracking_uri and _ui_hint(outcome.tracking_uri)}{_runs_view(outcome)}")
     if outcome.ray_closed:
         log(
             "Ray dashboard: closed with this sweep's own Ray; for one that outlives sweeps: "
@@ -243,6 +244,15 @@ def versus_baseline(board, baselines, objective: str, mode: str) -> str | None:
     if not beats:
         return "Warning: " + text + ": a linear model on the same windows does as well"
     return text[0].upper() + text[1:] + " (one CV estimate; promotion tests it on the test part)"
+
+
+def _runs_view(outcome: SweepOutcome) -> str:
+    """Where MLflow 3's UI lists the sweep's runs (it opens on a GenAI overview)."""
+    if not outcome.experiment_id or not outcome.tracking_uri:
+        return ""
+    if outcome.tracking_uri.startswith(("http://", "https://")):
+        return f" (runs: {outcome.tracking_uri.rstrip('/')}/#/experiments/{outcome.experiment_id}/runs)"
+    return f", then http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs"
 
 
 def _ui_hint(uri: str) -> str:

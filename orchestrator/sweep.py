@@ -301,7 +301,7 @@ def _run(
         records = collect_records(results, status.statuses)
         outcome = _write(spec, base, data, record, records, results, tracker, baselines)
         tracker.close_status = "KILLED" if outcome.interrupted else "FINISHED"
-    outcome.tracking_uri = tracking_uri
+    outcome.tracking_uri, outcome.experiment_id = tracking_uri, tracker.experiment_id
     outcome.stopped_by_budget = heartbeat.budget_spent and outcome.interrupted
     board = outcome.leaderboard
     record.update(

@@ -91,13 +91,17 @@ def test_the_summary_lists_optuna_db_and_no_dashboard_of_a_closed_ray(tmp_path):
     out.mkdir(parents=True)
     (out / "optuna.db").write_bytes(b"")
     files = {"sweep.json": out / "sweep.json", "tune": out / "tune"}
-    outcome = SweepOutcome("s", out, pd.DataFrame(), None, files, "http://127.0.0.1:8265", "")
-    outcome.ray_closed = True
+    uri = f"sqlite:///{tmp_path}/results/mlflow.db"
+    outcome = SweepOutcome("s", out, pd.DataFrame(), None, files, "http://127.0.0.1:8265", uri)
+    outcome.ray_closed, outcome.experiment_id = True, "7"
     lines: list[str] = []
     print_summary(outcome, "mse_ratio", "min", lines.append)
     results = next(line for line in lines if line.startswith("Results: "))
     assert results == f"Results: {out}/ (optuna.db, sweep.json)"
     assert not any("8265" in line for line in lines)
+    # MLflow 3's UI opens on a GenAI overview: the line links straight to the runs
+    mlflow = next(line for line in lines if line.startswith("MLflow: "))
+    assert mlflow.endswith(", then http://127.0.0.1:5000/#/experiments/7/runs")
     assert "python -m orchestrator.cluster start" in lines[-1]
     outcome.ray_closed = False  # attached to a cluster: its dashboard is still there
     lines.clear()
