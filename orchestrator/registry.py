@@ -80,7 +80,11 @@ def _not_beaten(chosen: dict) -> list[dict]:
 
 def _why_not(c: dict) -> str:
     """'ridge (no significant difference, skill +0.1069, p = 0.061)'."""
-    words = {"worse": "significantly worse", "no_difference": "no significant difference"}
+    words = {
+        "worse": "significantly worse",
+        "no_difference": "no significant difference",
+        "no_test": "no test possible",
+    }
     return (
         f"{c['baseline']} ({words.get(c['outcome'], c['outcome'])}, {c['effect']}, "
         f"{fmt_p(c['p_value'])})"
@@ -111,6 +115,8 @@ def version_tags(index: dict, sweep: dict, *, alias: str) -> dict[str, str]:
     tags = {
         "verdict": chosen["verdict"],
         "beats_baselines": str(beats_every_baseline(chosen)).lower(),
+        # the intersection-union p-value of "better than every baseline" (orchestrator.verdicts)
+        "iu_p": fmt_p(chosen["iu_p"]) if isinstance(chosen.get("iu_p"), float) else "",
         "alias_at_registration": alias,
         "sweep": index["sweep"],
         "rank": str(chosen["rank"]),

@@ -29,6 +29,7 @@ from orchestrator.registry import log_final_model, registry_line
 from orchestrator.report import write_report
 from orchestrator.sweep import SweepSpec, run_sweep
 from orchestrator.tracking import default_tracking_uri
+from orchestrator.verdicts import fmt_p
 from trainables.artifacts import FILES
 from trainables.errors import ConfigError
 from trainables.synthetic import make_bars
@@ -380,6 +381,7 @@ def test_the_registered_version_says_what_the_test_part_said(promoted):
     alias = "champion" if beats else "candidate"
     assert info["alias"] == alias and version.aliases == [alias]
     assert tags["beats_baselines"] == str(beats).lower()
+    assert tags["iu_p"] == fmt_p(chosen["iu_p"])  # the intersection-union p of the verdict
     # the last line of the promotion says what happened
     assert lines[-1].startswith(
         f"MLflow: registered version {info['version']} of 'lstm-{NAME}' as {alias}: "
