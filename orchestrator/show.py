@@ -6,8 +6,9 @@
 
 Pure reading: it opens only the files a sweep and a promotion write (sweep.json,
 leaderboard.parquet, fold_audit.csv, promoted.json and, while a sweep runs, its optuna.db
-read-only), never a lock file and never Ray, so it works while a sweep runs and on a
-machine without one. A folder it cannot read is one line, not a traceback; an unknown sweep
+read-only), never takes a folder's lock (it only asks who holds it, to tell a running sweep
+from one that was killed: orchestrator.folder_lock.holder) and never starts Ray, so it works
+while a sweep runs and on a machine without one. A folder it cannot read is one line, not a traceback; an unknown sweep
 is one line on stderr and exit code 2.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from orchestrator.folder_lock import effective_status, holder
 from orchestrator.leaderboard import BASELINE
 from orchestrator.record import RECORD_FILE
 from trainables.errors import ConfigError, UserError
@@ -73,12 +75,19 @@ def _leaderboard(out_dir: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.is_file() else None
 
 
-def _status(record: dict) -> str:
+def _status(out_dir: Path, record: dict) -> str:
+    """The record's status as it is now: a ``running`` record whose lock nobody holds was
+    left by a sweep that ended without closing it (orchestrator.folder_lock; the lock is
+    looked at, never taken)."""
     status = record.get("status", "unknown")
-    if status == "running":
-        return f"running (last update {_ago(record.get('updated'))})"
-    if status == "interrupted":
-        return f"interrupted (continue: {record.get('resume_command', '--resume')})"
+    now = holder(out_dir)
+    if status == "running" and now is not None:
+        return f"running: {now.describe()}; last update {_ago(record.get('updated'))}"
+    if status in ("running", "interrupted"):
+        ended = " (its process ended without closing it)" if status == "running" else ""
+        return f"interrupted{ended}; continue: {record.get('resume_command', '--resume')}"
+    if now is not None:  # a finished sweep being promoted
+        return f"{status}; now {now.describe()}"
     return status
 
 
@@ -98,7 +107,7 @@ def describe_sweep(out_dir: Path, *, top: int = _TOP) -> list[str]:
         f"folds, objective {objective} ({mode}), scheduler {record.get('scheduler')}, seed "
         f"{record.get('seed')}; created {record.get('created', '?').replace('T', ' ')}",
         f"Data: {record.get('data_summary') or record.get('data_source', '?')}",
-        f"Status: {_status(record)}",
+        f"Status: {_status(out_dir, record)}",
     ]
     try:
         board = _leaderboard(out_dir)
@@ -272,7 +281,7 @@ def _summary_row(out_dir: Path) -> dict:
         promoted = "does NOT beat" if "NOT" in verdict else "beats" if verdict else "?"
     return {
         "sweep": out_dir.name,
-        "status": record.get("status", "?"),
+        "status": effective_status(out_dir, record.get("status")) or "?",
         "trials": f"{sum(counts.values())}/{record.get('trials', '?')}",
         "completed": counts.get("completed", 0),
         "best skill" if record.get("objective") == "mse_ratio" else "best": best,

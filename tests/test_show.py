@@ -20,6 +20,7 @@ import optuna
 import pytest
 
 from orchestrator.cv_baselines import CVBaseline
+from orchestrator.folder_lock import FolderLock
 from orchestrator.leaderboard import TrialRecord, build_leaderboard, with_baselines, write_results
 from orchestrator.show import describe_sweep, list_sweeps, main
 from trainables.splits import PurgedWalkForward, audit_frame
@@ -116,12 +117,19 @@ def test_a_finished_sweep_shows_settings_statuses_top_trials_baselines_and_folds
 
 
 def test_a_running_sweep_shows_its_progress_from_sweep_json_and_the_study(tmp_path):
-    # Rule: while a sweep runs (no leaderboard yet) show reads sweep.json's statuses and
-    # baselines and the completed trials of its Optuna study, read-only.
+    # Rule: while a sweep runs (no leaderboard yet; it holds its folder's lock) show reads
+    # sweep.json's statuses and baselines and the completed trials of its Optuna study,
+    # read-only; the same record without a holder is a sweep that was killed.
     out = running_sweep(tmp_path / "results")
     before = (out / "optuna.db").read_bytes()
-    text = "\n".join(describe_sweep(out))
-    assert "Status: running (last update" in text
+    with FolderLock(out, purpose="sweep"):
+        text = "\n".join(describe_sweep(out))
+        listed = "\n".join(list_sweeps(tmp_path / "results"))
+    assert f"Status: running: a sweep (pid {os.getpid()} on " in text and "; last update" in text
+    assert " running " in listed
+    killed = "\n".join(describe_sweep(out))
+    assert "Status: interrupted (its process ended without closing it); continue: " in killed
+    assert " interrupted " in "\n".join(list_sweeps(tmp_path / "results"))
     assert "Trials: 2 of 4 finished: 1 completed, 1 pruned, 0 failed" in text
     assert (
         "Baseline ridge on the same folds: mse_ratio 0.85, skill +0.1500 (window 8, alpha 10)"
@@ -160,7 +168,7 @@ def test_show_never_waits_for_a_lock_nor_imports_ray(tmp_path):
         for f in held:
             f.close()
     assert done.returncode == 0, done.stderr
-    assert "Status: running" in done.stdout and "live" in done.stdout
+    assert "Status: running: a process that left no note" in done.stdout and "live" in done.stdout
 
 
 def test_the_list_has_one_row_per_sweep_and_one_line_per_odd_folder(tmp_path):
@@ -179,8 +187,8 @@ def test_the_list_has_one_row_per_sweep_and_one_line_per_odd_folder(tmp_path):
     assert header[:3] == ["sweep", "status", "trials"] and "created" in header
     done = next(line for line in lines if line.split()[0] == "done")
     assert "finished" in done and "4/4" in done and "+0.2750" in done
-    live = next(line for line in lines if "live" in line and "running" in line)
-    assert "2/4" in live
+    live = next(line for line in lines if line.split()[0] == "live")
+    assert "interrupted" in live and "2/4" in live  # its record says running; nobody holds it
     assert "mlartifacts" not in table
     assert sum("stray: no sweep.json" in line for line in lines) == 1
     assert sum(line.startswith("broken: unreadable") for line in lines) == 1
@@ -222,7 +230,7 @@ def test_show_reads_a_real_sweep_while_it_runs(tmp_path):
                     timeout=120,
                 )
                 assert shown.returncode == 0, shown.stderr
-                if "Status: running" in shown.stdout:
+                if "Status: running: a sweep (pid " in shown.stdout:
                     seen_running = True
                     break
             time.sleep(0.5)
