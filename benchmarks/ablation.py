@@ -54,7 +54,7 @@ from trainables.trainer import fit  # noqa: E402
 from trainables.windows import sliding_windows  # noqa: E402
 
 OHLCV_R = ("open", "high", "low", "close", "volume", "log_return")
-ALL_COLS = (*OHLCV_R, "volume_ratio", "log_volume", "hl_range")
+ALL_COLS = (*OHLCV_R, "volume_ratio", "log_volume", "hl_range", "volatility", "sma_gap")
 SEQ_MAX = 40
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 
@@ -124,7 +124,20 @@ ROWS = {
         ("epochs 40, patience 8", {"epochs": 40, "patience": 8}),
     ],
 }
-BASES = {"today": TODAY, "new": NEW}
+# Further single changes from the candidate, looked at before freezing the defaults.
+ROWS["more"] = [
+    ("new", {}),
+    ("inputs + volatility", {"f_cols": (*LR_INPUTS, "volatility")}),
+    ("inputs + sma_gap", {"f_cols": (*LR_INPUTS, "sma_gap")}),
+    ("inputs + volatility, sma_gap", {"f_cols": (*LR_INPUTS, "volatility", "sma_gap")}),
+    ("inputs + log_volume", {"f_cols": (*LR_INPUTS, "log_volume")}),
+    ("window 10", {"sequence_length": 10}),
+    ("dropout 0", {"dropout": 0.0}),
+    ("batch 64", {"batch_size": 64}),
+    ("weight decay 0", {"weight_decay": 0.0}),
+    ("epochs 30, patience 8", {"epochs": 30, "patience": 8}),
+]
+BASES = {"today": TODAY, "new": NEW, "more": NEW}
 
 
 def sweep_data(target: str, data_seed: int, n_bars: int, folds: int) -> SweepData:
@@ -228,7 +241,7 @@ def mean_se(by_seed: list[list[float]]) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--block", choices=["today", "new", "both"], default="both")
+    p.add_argument("--block", choices=["today", "new", "more", "both"], default="both")
     p.add_argument("--rows", default=None, help="comma-separated row names (default: all)")
     p.add_argument("--data-seeds", default="0,1,2")
     p.add_argument("--model-seeds", default="0,1")

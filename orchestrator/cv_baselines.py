@@ -188,9 +188,9 @@ def _linear(data: SweepData, cfg: TrainConfig) -> CVBaseline:
         settings.append(next(iter(model.setting.values())))
         stop_scores.append(model.stop_score)
     key = "alpha" if regression else "C"
-    chosen = ", ".join(f"{v:g}" for v in settings)
-    setting = f"window {cfg.sequence_length}, {key} {chosen}"
+    setting = f"window {cfg.sequence_length}, {key} {settings[0]:g}"
     if len(set(settings)) > 1:
+        chosen = ", ".join(f"{v:g}" for v in settings)
         setting = f"window {cfg.sequence_length}, {key} per fold {chosen}"
     name = "ridge" if regression else "logistic"
     score = float(np.mean(stop_scores))

@@ -35,6 +35,7 @@ class PromoteSpec:
     registered_name: str | None = None  # None: lstm-<name>
     cost_bps: float = 1.0  # trading view: cost per unit of turnover, in basis points
     report: bool = True
+    register: bool = True  # False: log the MLflow run and model, skip the model registry
     overrides: dict = field(default_factory=dict)  # training settings for every promoted model
     # The sweep's database again, with credentials (sweep.json keeps the URL without its
     # password); None: the recorded source. Never written anywhere.

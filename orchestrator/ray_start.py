@@ -10,12 +10,16 @@ Two rules make the overlap safe:
 
 * The starting thread stays alive until Ray is shut down: the processes it started would
   be killed when it ended (that same PR_SET_PDEATHSIG).
-* Ray starts its processes with ``fork`` plus a Python ``preexec_fn``, which can deadlock
-  when another thread is importing a module at that moment (seen here: a fork waiting on
-  the import lock while the main thread imported torch). So the modules the data path
-  needs are imported before Ray starts, and any other import the main thread makes
-  meanwhile waits until Ray is up (``_WaitForRay``, on ``sys.meta_path``). A database source
-  loads a driver library as it connects: it is read before Ray starts, not beside it.
+* Ray starts its processes with ``fork`` plus a Python ``preexec_fn``; a child forked while
+  another thread holds a module's import lock would hang if its ``preexec_fn`` imported that
+  module. Ray's ``preexec_fn`` imports only modules loaded before the thread starts, and the
+  modules the data path loads lazily (Parquet, Arrow) are imported up front, so the main
+  thread goes on reading meanwhile with nothing to wait for. (An earlier version made the
+  main thread's imports wait for Ray in a ``sys.meta_path`` finder: Python calls finders
+  under its global import lock, which every import and every ``fork`` with a
+  ``preexec_fn`` takes, so Ray's own start waited for that finder: a 120 s stall.) A
+  database source loads a driver library as it connects: it is read before Ray starts,
+  not beside it.
 """
 
 from __future__ import annotations
@@ -24,33 +28,26 @@ import contextlib
 import importlib
 import logging
 import signal
-import sys
 import threading
 
 from orchestrator.ray_session import init_ray
 
 __all__ = ["BackgroundRay", "abandoned"]
 
-# Imported lazily by pandas and pyarrow when they read a Parquet file: loaded up front.
-_DATA_MODULES = ("pyarrow.parquet", "pyarrow.dataset", "pandas.core.arrays.arrow.extension_types")
+# Imported lazily by pandas and pyarrow when they read a Parquet file, and by Ray's check
+# that its children can die with it (before their preexec_fn runs): loaded up front.
+_DATA_MODULES = (
+    "ctypes",
+    "pyarrow.parquet",
+    "pyarrow.dataset",
+    "pandas.core.arrays.arrow.extension_types",
+)
 _ABANDONED = threading.Event()  # a start given up on: the process exits without shutting down
 
 
 def abandoned() -> bool:
     """Whether a background start was given up on (the command then exits at once)."""
     return _ABANDONED.is_set()
-
-
-class _WaitForRay:
-    """A ``sys.meta_path`` entry: the main thread's imports wait until Ray is up (module doc)."""
-
-    def __init__(self, ready: threading.Event) -> None:
-        self.ready = ready
-
-    def find_spec(self, name, path=None, target=None):
-        if threading.current_thread() is threading.main_thread():
-            self.ready.wait(timeout=120)  # a bound, not a deadlock, if anything goes wrong
-        return None  # then the usual finders
 
 
 class _Held(logging.Filter):
@@ -82,7 +79,6 @@ class BackgroundRay:
         self.lines: list[str] = []  # what starting Ray says, printed by wait() in order
         self.result: tuple[bool, str | None] = (False, None)
         self.error: BaseException | None = None
-        self.guard = _WaitForRay(self.ready)
         self.thread: threading.Thread | None = None
 
     def start(self) -> BackgroundRay:
@@ -90,7 +86,6 @@ class BackgroundRay:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
         self.sigterm = signal.getsignal(signal.SIGTERM)
-        sys.meta_path.insert(0, self.guard)
         self.thread = threading.Thread(target=self._run, name="ray-start", daemon=True)
         self.thread.start()
         return self
@@ -113,7 +108,6 @@ class BackgroundRay:
     def wait(self, log) -> tuple[bool, str | None]:
         """Ray up (or its error raised), its lines printed, the CLI's SIGTERM handler back."""
         self.ready.wait()
-        self._unguard()
         if callable(self.sigterm):  # Ray's core replaced it while starting
             signal.signal(signal.SIGTERM, self.sigterm)
         for line in self.lines:
@@ -126,12 +120,7 @@ class BackgroundRay:
     def abandon(self) -> None:
         """The data failed: the command exits now; Ray's processes end with it."""
         _ABANDONED.set()
-        self._unguard()
 
     def stop(self) -> None:
         """After ``ray.shutdown()``: let the starting thread end."""
         self.release.set()
-
-    def _unguard(self) -> None:
-        with contextlib.suppress(ValueError):
-            sys.meta_path.remove(self.guard)

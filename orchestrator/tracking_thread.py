@@ -31,11 +31,16 @@ class BackgroundTracker:
         self._thread: threading.Thread | None = None
         self.close_status: str | None = None  # as SweepTracker's: the parent's final status
         self.uri: str | None = None  # the store's, once the tracker is built
+        self.experiment_id: str | None = None  # the experiment's, once the store is open
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks (and so this) into the experiment state; a resumed run
         # brings its own tracker, so a copy keeps no thread, queue or store.
-        return {"close_status": self.close_status, "uri": self.uri}
+        return {
+            "close_status": self.close_status,
+            "uri": self.uri,
+            "experiment_id": self.experiment_id,
+        }
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(lambda: None)
@@ -66,6 +71,7 @@ class BackgroundTracker:
             tracker = self._make()
             self.uri = tracker.uri
             tracker = tracker.__enter__()
+            self.experiment_id = tracker.experiment_id
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
             self._error = err
         while True:

@@ -35,6 +35,10 @@ SEQ_LEN = 12
 
 _COMMON = dict(
     f_cols=F_COLS,
+    # The data settings the goldens were recorded with, written out so that a change of
+    # TrainConfig's defaults (issue #19) does not move what these fits guard: the trainer.
+    target_col="close",
+    scaler="minmax",
     sequence_length=SEQ_LEN,
     hidden_size=16,
     num_layers=2,
@@ -49,7 +53,7 @@ _COMMON = dict(
 # name -> (task, horizon, threshold, config settings)
 CASES: dict[str, tuple[str, int, float, dict]] = {
     # Regression, LSTM, cosine with warmup, MSE, AdamW, residual head.
-    "lstm": ("regression", 1, 0.001, dict(cell="lstm", dropout=0.2, warmup_epochs=1)),
+    "lstm": ("regression", 1, 0.001, dict(cell="lstm", dropout=0.2, warmup_epochs=1, loss="mse")),
     # Classification, GRU, per-batch one-cycle LR, focal loss, balanced class weights, SGD.
     "gru": (
         "classification",

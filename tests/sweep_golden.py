@@ -99,9 +99,13 @@ def main() -> None:
         ray.shutdown()
     closest = min((tie_margin(d) for d in board["decisions"]), default=float("inf"))
     if closest <= 10 * GOLDEN_RTOL:
-        sys.exit(f"a decision sits {closest:.2g} from a tie: float noise could flip it; change the seed")
+        sys.exit(
+            f"a decision sits {closest:.2g} from a tie: float noise could flip it; change the seed"
+        )
     GOLDEN.write_text(json.dumps({"platform": platform(), **board}) + "\n")
-    print(f"wrote {GOLDEN} ({len(board['rows'])} trials, closest decision {closest:.2g} from a tie)")
+    print(
+        f"wrote {GOLDEN} ({len(board['rows'])} trials, closest decision {closest:.2g} from a tie)"
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def _trained(task: str, tmp_path, **settings):
         horizon=3 if task == "classification" else 1,
         threshold=0.003,
         f_cols=["close", "volume", "log_return"],
-        **settings,
+        **{"target_col": "close", **settings},
     )
     built = make_fold(cfg, make_bars(500))
     fold, features, split = built.fold, built.features, built.split

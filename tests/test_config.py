@@ -13,16 +13,28 @@ from trainables.presets import PRESETS
 
 
 def test_defaults_follow_the_guide():
-    # Rule: the defaults are the LSTM guide's default configuration (docs/parameters.md).
+    # Rule: the network and training recipe default to the LSTM guide's configuration
+    # (docs/parameters.md).
     cfg = TrainConfig()
     assert (cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.sequence_length) == (256, 2, 0.3, 60)
     assert (cfg.learning_rate, cfg.weight_decay, cfg.grad_clip) == (1e-3, 1e-4, 1.0)
     assert (cfg.optimizer, cfg.scheduler, cfg.warmup_epochs) == ("adamw", "cosine", 5)
     assert (cfg.batch_size, cfg.epochs, cfg.patience, cfg.min_delta) == (512, 100, 15, 1e-4)
-    assert cfg.f_cols == ("open", "high", "low", "close", "volume", "log_return")
-    assert (cfg.target_col, cfg.horizon, cfg.train_split, cfg.val_split) == ("close", 1, 0.70, 0.15)
+    assert (cfg.horizon, cfg.train_split, cfg.val_split) == (1, 0.70, 0.15)
     assert cfg.test_split == pytest.approx(0.15)
     assert PRESETS["guide"] == cfg
+
+
+def test_data_defaults_are_the_ablations_choice():
+    # Rule: inputs, target, scaling and loss default to what benchmarks/ablation.py chose on CV
+    # folds (the return and the volume surprise, the next log return, standard scaling, Huber).
+    cfg = TrainConfig()
+    assert cfg.f_cols == ("log_return", "volume_ratio")
+    assert (cfg.target_col, cfg.scaler, cfg.resolved_loss) == ("log_return", "standard", "huber")
+    assert TrainConfig(task="classification").resolved_loss == "cross_entropy"
+    cpu = PRESETS["cpu"]
+    assert (cpu.f_cols, cpu.target_col, cpu.scaler) == (cfg.f_cols, cfg.target_col, cfg.scaler)
+    assert (cpu.hidden_size, cpu.num_layers, cpu.batch_size) == (64, 1, 32)
 
 
 def test_parameters_preset_is_the_single_ticker_trainer():
@@ -37,6 +49,7 @@ def test_parameters_preset_is_the_single_ticker_trainer():
     )
     assert (cfg.sequence_length, cfg.train_split, cfg.patience) == (10, 0.8, 15)
     assert "sma_value" in cfg.f_cols and cfg.target_col is None
+    assert (cfg.scaler, cfg.resolved_loss) == ("minmax", "mse")  # its MinMaxScaler, MSELoss
 
 
 @pytest.mark.parametrize(
@@ -133,7 +146,7 @@ def test_replace_validates_and_accepts_aliases():
 
 def test_resolved_defaults():
     # Rule: loss='auto' and gamma=None resolve per task and scheduler.
-    assert TrainConfig().resolved_loss == "mse"
+    assert TrainConfig().resolved_loss == "huber"
     assert TrainConfig(task="classification").resolved_loss == "cross_entropy"
     assert TrainConfig(scheduler="step").resolved_gamma == 0.1
     assert TrainConfig(scheduler="exponential").resolved_gamma == 0.95

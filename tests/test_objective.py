@@ -95,6 +95,7 @@ def test_early_stopping_uses_the_stop_block_and_eval_is_predicted_once(bars):
         warmup_epochs=0,
         scheduler="none",
         patience=0,
+        loss="mse",  # the validation loss below is the plain mean of squares
     )
     seen: list[int] = []
     result = fit(cfg, fold, log=None, on_epoch=lambda rec: seen.append(rec.epoch))
@@ -146,7 +147,9 @@ def test_sweep_data_folds_keep_an_inner_block_out_of_training_and_audit_it():
 
 def test_a_fold_too_short_after_the_inner_block_is_refused_before_ray():
     cfg = TrainConfig(sequence_length=120)
-    with pytest.raises(DataError, match=r"fold 0 keeps [0-9,]+ training"):
+    # One line: the bars these settings need, and what would fit (#25: said once)
+    too_few = r"1,500 bars are too few for 8 walk-forward folds with sequence_length=120 .*need at least [0-9,]+; try --folds \d"
+    with pytest.raises(DataError, match=too_few):
         prepare_sweep_data(
             cfg,
             data=None,
@@ -160,7 +163,7 @@ def test_a_fold_too_short_after_the_inner_block_is_refused_before_ray():
 
 def test_a_flat_stretch_of_prices_over_a_fold_is_a_data_error_naming_the_rows(bars):
     # Persistence is exact where close never changes: no ratio exists; say so up front.
-    cfg = TrainConfig(sequence_length=8)
+    cfg = TrainConfig(sequence_length=8, target_col="close")
     flat = bars.copy()
     flat.iloc[600:, flat.columns.get_loc("close")] = 100.0  # a halted stock
     with pytest.raises(DataError, match=r"'close' never changes over .* \(rows \d+\.\.\d+, 2020"):

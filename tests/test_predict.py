@@ -83,7 +83,8 @@ def test_seed_folder_reproduces_its_saved_predictions(models, tmp_path):
     saved = pd.read_parquet(models / "1" / "seed0" / "predictions.parquet").set_index("timestamp")
     assert set(saved.split) == {"val", "test"}
     assert np.array_equal(
-        fresh.loc[saved.index, "predicted_close"].to_numpy(), saved.predicted_close.to_numpy()
+        fresh.loc[saved.index, "predicted_log_return"].to_numpy(),
+        saved.predicted_log_return.to_numpy(),
     )
     target = fresh.loc[saved.index, "target_timestamp"]
     assert (target.to_numpy() == saved.target_timestamp.to_numpy()).all()
@@ -93,9 +94,10 @@ def test_rank_folder_averages_its_seeds(models, tmp_path):
     # A rank folder's forecast is the mean of its seeds', with their spread alongside.
     both = _predict(["--model", str(models / "1")], tmp_path)
     seeds = [_predict(["--model", str(models / "1" / f"seed{k}")], tmp_path) for k in (0, 1)]
-    values = np.stack([s.predicted_close.to_numpy() for s in seeds])
-    assert np.allclose(both.predicted_close, values.mean(axis=0), rtol=0, atol=1e-12)
-    assert np.allclose(both.predicted_close_std, values.std(axis=0, ddof=1), rtol=0, atol=1e-12)
+    values = np.stack([s.predicted_log_return.to_numpy() for s in seeds])
+    assert np.allclose(both.predicted_log_return, values.mean(axis=0), rtol=0, atol=1e-12)
+    std = values.std(axis=0, ddof=1)
+    assert np.allclose(both.predicted_log_return_std, std, rtol=0, atol=1e-12)
 
 
 def test_classification_rank_folder_is_a_soft_vote(models, tmp_path):
@@ -142,7 +144,7 @@ def test_without_out_predictions_go_to_stdout_as_csv(models, capsys):
     # No --out: CSV on stdout, so the command can be piped.
     assert main(["--model", str(models / "1" / "seed1")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "timestamp,target_timestamp,predicted_close"
+    assert lines[0] == "timestamp,target_timestamp,predicted_log_return"
     assert len(lines) > 100
 
 
@@ -250,11 +252,11 @@ def test_absurd_value_in_new_data_is_one_line(models, tmp_path, write_bars, caps
 
 def test_too_few_bars_names_the_file(models, write_bars, capsys):
     # Fewer bars than one window (after the warm-up) is one line naming the file.
-    path = write_bars(make_bars(7, seed=7), "short.csv")
+    path = write_bars(make_bars(15, seed=7), "short.csv")
     assert main(["--model", str(models / "1"), "--data", str(path)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"error: {path}: 7 bars give 6 feature rows after the 1-row warm-up, fewer than one"
-        " window of sequence_length=8; the model needs at least 9 bars"
+        f"error: {path}: 15 bars give 6 feature rows after the 9-row warm-up, fewer than one"
+        " window of sequence_length=8; the model needs at least 17 bars"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,7 +110,13 @@ def test_sweep_writes_every_result_file_and_mlflow_runs(tmp_path):
     naive = full.set_index("trial_id").loc["baseline:naive"]
     assert naive.objective == pytest.approx(1.0) and naive.skill == pytest.approx(0.0)
     assert ridge.skill == pytest.approx(1 - ridge.objective)
-    assert ridge.baseline_setting.startswith("window ") and "alpha" in ridge.baseline_setting
+    # one alpha when every fold chose the same, else "per fold" and one per fold
+    number = r"[0-9.e+-]+"
+    one, per_fold = (
+        rf"window \d+, alpha {number}",
+        rf"window \d+, alpha per fold {number}(, {number})+",
+    )
+    assert re.fullmatch(f"{one}|{per_fold}", ridge.baseline_setting), ridge.baseline_setting
     pooled = (ridge.fold0_mse + ridge.fold1_mse) / (ridge.fold0_naive_mse + ridge.fold1_naive_mse)
     assert ridge.objective == pytest.approx(pooled)
     assert pd.read_csv(d / "leaderboard.csv").trial_id.tolist()[-2:] == [
@@ -167,7 +174,9 @@ def test_diverging_trial_is_marked_failed_and_sweep_finishes(tmp_path):
     # A trial whose loss blows up is failed with the reason; the other trials complete.
     space = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
     space["name"] = "diverge"
-    space["fixed"].update({"optimizer": "sgd", "grad_clip": 0.0})
+    space["fixed"].update(
+        {"optimizer": "sgd", "grad_clip": 0.0, "loss": "mse"}
+    )  # huber stays finite
     space["params"] = {"learning_rate": {"type": "categorical", "choices": [1.0e-3, 10.0]}}
     path = tmp_path / "diverge.yaml"
     path.write_text("# python -m orchestrator.tune --space diverge.yaml\n" + yaml.safe_dump(space))
@@ -349,12 +358,12 @@ def test_a_sweep_keeps_out_of_fold_predictions_that_promotion_turns_into_pbo(tmp
     assert sorted(oof.trial_id.unique()) == sorted(out.leaderboard.trial_id)
     per_trial = oof.groupby("trial_id").size()
     assert (per_trial == audit.n_eval.sum()).all()  # every evaluation row of every fold
-    assert {"pred_close", "true_close", "naive_close"} <= set(oof.columns)
+    assert {"pred_log_return", "true_log_return", "naive_log_return"} <= set(oof.columns)
     # the fold scores are these predictions' MSE over the naive forecast's
     one = oof[(oof.trial_id == oof.trial_id.iloc[0]) & (oof.fold == 0)]
     row = out.leaderboard.set_index("trial_id").loc[oof.trial_id.iloc[0]]
-    mse = ((one.pred_close - one.true_close) ** 2).mean()
-    naive = ((one.naive_close - one.true_close) ** 2).mean()
+    mse = ((one.pred_log_return - one.true_log_return) ** 2).mean()
+    naive = ((one.naive_log_return - one.true_log_return) ** 2).mean()
     assert mse / naive == pytest.approx(row.fold0_mse_ratio, rel=1e-9)
     pbo = pbo_of_sweep(out.out_dir, "regression")
     assert pbo["computed"] and 0.0 <= pbo["pbo"] <= 1.0

@@ -54,6 +54,23 @@ def test_cli_writes_every_artifact(preset, tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert "Epoch 1/2 - Train Loss: " in stdout and "Test: " in stdout
     assert f"Artifacts: {out}/" in stdout
+    # the skill is named against the naive forecast it was computed from, with that one's MSE
+    test = json.loads((out / "training_metrics.json").read_text())["test_metrics"]
+    if preset == "guide":  # the default target, the next log return: the training mean
+        naive = f"training mean mse {test['naive_mse']:.6g} (skill {test['skill']:+.4f})"
+        assert naive in stdout
+    # After epoch 1, how long the rest may take; on a CPU, one line: this preset needs a GPU.
+    lines = stdout.splitlines()
+    first = next(k for k, line in enumerate(lines) if line.startswith("Epoch 1/2 - "))
+    assert (
+        lines[first + 1].startswith("Epoch 1 took ")
+        and "the other 1 epochs take up to ~" in lines[first + 1]
+    )
+    warned = [
+        line for line in lines if line.startswith(f"warning: preset {preset} is sized for a GPU")
+    ]
+    assert len(warned) == (0 if torch.cuda.is_available() else 1)
+    assert not warned or "--preset cpu is sized for a CPU" in warned[0]
 
 
 def test_config_file_then_flags(tmp_path, bars_csv, capsys):
@@ -246,7 +263,8 @@ def test_test_part_without_any_price_move_is_refused(tmp_path, capsys):
     bars.iloc[480:, bars.columns.get_loc("close")] = bars["close"].iloc[479]
     path = tmp_path / "flat_end.csv"
     bars.to_csv(path)
-    assert train_cli.main(["--data", str(path), *TINY, "--out", str(tmp_path / "run")]) == 2
+    argv = ["--data", str(path), *TINY, "--target_col", "close", "--out", str(tmp_path / "run")]
+    assert train_cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("warning: ") and "stays at" in err[0]
     assert len(err) == 2 and err[1].startswith(f"error: {path}: the test part (")
@@ -261,5 +279,5 @@ def test_too_few_rows_names_the_file(tmp_path, capsys):
     assert train_cli.main(["--data", str(path), *TINY, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(
-        f"error: {path}: 40 bars (39 feature rows after the warm-up) are too few for the split: "
+        f"error: {path}: 40 bars (31 feature rows after the warm-up) are too few for the split: "
     )

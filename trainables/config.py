@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, shown
 from trainables.params import (
     Spec,
     check,
@@ -40,7 +40,10 @@ __all__ = [
     "unknown_parameter",
 ]
 
-DEFAULT_F_COLS = ("open", "high", "low", "close", "volume", "log_return")
+# The inputs and target benchmarks/ablation.py chose on the built-in data's CV folds: the
+# return and the volume surprise beat raw OHLCV levels for the LSTM and for ridge alike
+# (docs/parameters.md, "Where the defaults come from").
+DEFAULT_F_COLS = ("log_return", "volume_ratio")
 
 # docs/parameters.md's sections, in its order; every parameter belongs to one.
 DATA, MODEL, LOSS, OPTIM, LOOP, SPLIT = SECTIONS = (
@@ -55,8 +58,9 @@ DATA, MODEL, LOSS, OPTIM, LOOP, SPLIT = SECTIONS = (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every training parameter; the defaults are the LSTM guide's default configuration
-    (docs/parameters.md, "Where the defaults come from")."""
+    """Every training parameter. The network and the training recipe default to the LSTM
+    guide's configuration; the inputs, target, scaling and loss to what benchmarks/ablation.py
+    chose on CV folds (docs/parameters.md, "Where the defaults come from")."""
 
     # data and target
     f_cols: tuple[str, ...] = param(
@@ -68,7 +72,7 @@ class TrainConfig:
         allowed="non-empty list, no repeats",
     )
     target_col: str | None = param(
-        "close",
+        "log_return",
         DATA,
         "the column regression predicts, horizon bars ahead",
         data=True,
@@ -89,7 +93,7 @@ class TrainConfig:
         10, DATA, "window of the rolling features (sma_value, volatility, ...)", data=True, low=1
     )
     scaler: str = param(
-        "minmax",
+        "standard",
         DATA,
         "per-column scaling, fit on training rows only",
         choices=("minmax", "standard"),
@@ -135,7 +139,7 @@ class TrainConfig:
     loss: str = param(
         "auto",
         LOSS,
-        "auto: mse for regression, cross_entropy for classification",
+        "auto: huber for regression, cross_entropy for classification",
         choices=("auto", "mse", "mae", "huber", "cross_entropy", "focal"),
         aliases=("loss_function",),
     )
@@ -296,10 +300,11 @@ class TrainConfig:
 
     @property
     def resolved_loss(self) -> str:
-        """``loss='auto'``: mse for regression, cross_entropy for classification."""
+        """``loss='auto'``: huber for regression (fat-tailed returns: benchmarks/ablation.py),
+        cross_entropy for classification."""
         if self.loss != "auto":
             return self.loss
-        return "cross_entropy" if self.task == "classification" else "mse"
+        return "cross_entropy" if self.task == "classification" else "huber"
 
     @property
     def resolved_gamma(self) -> float:
@@ -379,7 +384,7 @@ def _canonical(d: dict[str, Any]) -> dict[str, Any]:
             value = "auto"
         if name in out and out[name] != value:
             raise ConfigError(
-                f"{name} is given twice with different values: {out[name]!r} and {key}={value!r}"
+                f"{name} is given twice with different values: {shown(out[name])} and {key}={shown(value)}"
             )
         out[name] = value
     return out
@@ -389,7 +394,7 @@ def unknown_parameter(key: Any) -> str:
     """The error text of a name that is no parameter, with the closest one."""
     close = difflib.get_close_matches(str(key), [*specs(), *ALIASES], n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown training parameter {key!r}{hint}"
+    return f"unknown training parameter {shown(key)}{hint}"
 
 
 def _bool_alias(key: str, value: Any, yes: Any, no: Any) -> Any:
@@ -397,7 +402,7 @@ def _bool_alias(key: str, value: Any, yes: Any, no: Any) -> Any:
         return yes if value else no
     if key == "mixed_precision" and value in choices_of("amp"):
         return value  # already one of amp's own values
-    raise ConfigError(f"{key} must be true or false, but got {key}={value!r}")
+    raise ConfigError(f"{key} must be true or false, but got {key}={shown(value)}")
 
 
 def _check_consistency(cfg: TrainConfig) -> None:
