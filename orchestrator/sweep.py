@@ -88,7 +88,7 @@ from orchestrator.tuner import (
     run_tuner,
     study_storage,
 )
-from trainables.config import TrainConfig
+from trainables.config import ALIASES, TrainConfig
 
 __all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
 
@@ -253,6 +253,7 @@ def _sweep_data(spec: SweepSpec, space: SearchSpace, base: TrainConfig, bars) ->
         timezone=spec.timezone,
         dst=spec.dst,
         max_jump=spec.max_jump,
+        window_set="sequence_length" in {ALIASES.get(k, k) for k in spec.overrides},
     )
 
 
