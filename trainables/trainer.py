@@ -263,8 +263,8 @@ class _Trainer:
 
     def validate(self, epoch: int) -> _Validation:
         """Loss (and F1 or per-target MSE) of the current weights on the stop anchors."""
-        out = predict_scaled(
-            self.core, self.x, self.stop_idx, self.fold.sequence_length, amp=self.amp
+        out = predict_scaled(  # unpadded: it decides early stopping only (inference.py)
+            self.core, self.x, self.stop_idx, self.fold.sequence_length, amp=self.amp, pad=False
         )
         y = self.y[self.stop_idx]
         loss_sum, weight = self.criterion(out, y)
