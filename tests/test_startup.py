@@ -24,6 +24,10 @@ PROMOTION_ONLY = (
     "orchestrator.report",
     "orchestrator.significance",
     "orchestrator.retrain",
+    "orchestrator.registry",  # since #25: the promoted model's run and registry entry
+    "orchestrator.pyfunc_model",
+    "orchestrator.report_layout",
+    "orchestrator.show",
 )
 
 _SWEEP_PATH = """
