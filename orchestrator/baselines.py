@@ -20,12 +20,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression, Ridge
 from threadpoolctl import threadpool_limits
 
 from orchestrator.holdout import HoldoutRows, TrainingTable
+from orchestrator.ridge import RidgeGram
 from trainables.config import TrainConfig
-from trainables.dataset import FoldData, prepare_fold_for
+from trainables.dataset import FoldData, prepare_fold_for, scaled_columns
 from trainables.metrics import (
     CLASS_NAMES,
     classification_metrics,
@@ -109,19 +109,40 @@ class LinearBaseline:
             return self._fit(table)
 
     def _fit(self, table: TrainingTable) -> LinearBaseline:
-        best, best_value = None, -math.inf
         fold = self._fold_of(table, table.fit_idx)
+        if self.task == "classification":
+            return self._fit_logistic(table, fold)
+        # Ridge: one Gram matrix per set of training anchors, every alpha a small solve.
+        gram = self._gram(fold)
+        y_stop = self._y(fold, fold.stop_idx)
+        best, best_value = None, -math.inf
+        for alpha in _RIDGE_ALPHAS:
+            pred = gram.solve(alpha).predict(fold.x, fold.stop_idx).reshape(y_stop.shape)
+            value = -float(np.mean((pred - y_stop) ** 2))
+            if value > best_value:
+                best, best_value = alpha, value
+        self.setting, self.stop_score = {"alpha": best}, best_value  # -MSE in scaled units
+        if not np.array_equal(table.refit_idx, table.fit_idx):  # else the same rows again
+            fold, gram = self._refit_fold(table), None
+        self._fold = fold
+        self._model = (gram or self._gram(fold)).solve(best)
+        return self
+
+    def _fit_logistic(self, table: TrainingTable, fold: FoldData) -> LinearBaseline:
+        # scikit-learn loads only for a classification baseline (a second of start-up).
+        from sklearn.linear_model import LogisticRegression
+
+        best, best_value = None, -math.inf
         x_fit, x_stop = self._windows(fold.x, fold.train_idx), self._windows(fold.x, fold.stop_idx)
         y_fit, y_stop = self._y(fold, fold.train_idx), self._y(fold, fold.stop_idx)
-        for setting in _RIDGE_ALPHAS if self.task == "regression" else _LOGISTIC_CS:
-            model = self._make(setting).fit(x_fit, y_fit)
-            value = self._tail_score(model, x_stop, y_stop)
+        for c in _LOGISTIC_CS:
+            model = LogisticRegression(C=c, max_iter=2000).fit(x_fit, y_fit)
+            value = classification_metrics(y_stop, model.predict(x_stop))["macro_f1"]
             if value > best_value:
-                best, best_value = setting, value
-        self.setting = {"alpha" if self.task == "regression" else "C": best}
-        self.stop_score = best_value  # -MSE in scaled units, or macro-F1
-        self._fold = fold = self._fold_of(table, table.refit_idx)
-        self._model = self._make(best).fit(
+                best, best_value = c, value
+        self.setting, self.stop_score = {"C": best}, best_value
+        self._fold = fold = self._refit_fold(table)
+        self._model = LogisticRegression(C=best, max_iter=2000).fit(
             self._windows(fold.x, fold.train_idx), self._y(fold, fold.train_idx)
         )
         return self
@@ -130,15 +151,14 @@ class LinearBaseline:
         fold, model = self._fold, self._model
         if fold is None or model is None:
             raise RuntimeError("LinearBaseline.predict before fit")
-        x = fold.scaler.transform(
-            test.features[fold.feature_names].to_numpy(dtype=np.float64), fold.feature_names
-        )
-        windows = self._windows(x, test.anchors - test.first_row)
+        x = scaled_columns(fold.scaler, test.features, fold.feature_names)
+        local = test.anchors - test.first_row
         if self.task == "classification":
+            windows = self._windows(x, local)
             proba = np.zeros((len(windows), len(CLASS_NAMES)))
             proba[:, model.classes_] = model.predict_proba(windows)
             return proba
-        out = model.predict(windows).reshape(len(windows), -1)  # [n, T] scaled
+        out = model.predict(x, local)  # [n, T] scaled
         if self._residual:
             names = fold.target_names
             raw_now = test.features[names].to_numpy(dtype=np.float64)
@@ -148,7 +168,9 @@ class LinearBaseline:
     # -- internals ---------------------------------------------------------------------
 
     def _fold_of(self, table: TrainingTable, train_idx: np.ndarray) -> FoldData:
-        fold = prepare_fold_for(self.cfg, table.frame(), table.targets, train_idx, table.stop_idx)
+        fold = prepare_fold_for(
+            self.cfg, table.frame(), table.targets, train_idx, table.stop_idx, only_rows_read=True
+        )
         self._residual = self.task == "regression" and residual_applies(
             fold.feature_names, fold.target_names
         )
@@ -164,15 +186,16 @@ class LinearBaseline:
             return fold.y[anchors]
         return fold.y[anchors] - fold.y_now[anchors] if self._residual else fold.y[anchors]
 
-    def _make(self, setting: float):
-        if self.task == "classification":
-            return LogisticRegression(C=setting, max_iter=2000)
-        return Ridge(alpha=setting)
+    def _gram(self, fold: FoldData) -> RidgeGram:
+        return RidgeGram(
+            fold.x,
+            fold.train_idx,
+            self._y(fold, fold.train_idx),
+            sequence_length=self.cfg.sequence_length,
+        )
 
-    def _tail_score(self, model, x: np.ndarray, y: np.ndarray) -> float:
-        if self.task == "classification":
-            return classification_metrics(y, model.predict(x))["macro_f1"]
-        return -float(np.mean((model.predict(x).reshape(y.shape) - y) ** 2))
+    def _refit_fold(self, table: TrainingTable) -> FoldData:
+        return self._fold_of(table, table.refit_idx)
 
 
 @dataclass

@@ -127,7 +127,7 @@ def _truth(data: SweepData) -> np.ndarray:
     values = np.asarray(data.targets.values)
     if data.targets.task == "classification":
         return values.astype(np.int64)
-    return values.astype(np.float64).reshape(len(values), -1)
+    return np.asarray(values, dtype=np.float64).reshape(len(values), -1)  # no copy
 
 
 def _naive(data: SweepData) -> CVBaseline:
@@ -171,8 +171,13 @@ def _linear(data: SweepData, cfg: TrainConfig) -> CVBaseline:
             refit_idx=fit,  # scored as a trial is: trained on the fold's fit anchors only
         )
         model = LinearBaseline(cfg).fit(table)
+        # The rows the evaluation windows read only (a view): not the whole table per fold.
+        first = max(0, int(np.min(ev)) - cfg.sequence_length + 1)
         rows = HoldoutRows(
-            features=frame, anchors=np.asarray(ev), first_row=0, targets=data.targets
+            features=frame.iloc[first : int(np.max(ev)) + 1],
+            anchors=np.asarray(ev),
+            first_row=first,
+            targets=data.targets,
         )
         pred = model.predict(rows)
         if regression:

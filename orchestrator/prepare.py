@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from trainables.config import TrainConfig
-from trainables.data import DEFAULT_MAX_JUMP, check_enough_rows
+from trainables.data import DEFAULT_MAX_JUMP, check_enough_rows, release_memory
 from trainables.dataset import Targets
 from trainables.errors import ConfigError, DataError
 from trainables.labels import describe_targets
@@ -50,6 +50,14 @@ class SweepData(TableArrays):
     audit: pd.DataFrame = field(repr=False)
     summary: str = ""
     timestamps: str = ""  # how the data's times were read (UTC conversion), for sweep.json
+
+    def compact(self) -> None:
+        """Keep one contiguous copy of the sweep's rows in place of the view of the whole
+        feature table: column-major (a fold reads columns), and contiguous so Ray's object
+        store takes it as it is, without a pickled copy. Called once the bars are gone, so
+        the copy never sits beside them (the driver's peak memory, #23)."""
+        if not self.values.flags.f_contiguous:
+            self.values = np.asfortranarray(self.values)
 
 
 def make_splitter(
@@ -133,8 +141,10 @@ def prepare_sweep_data(
     )
     if base.task == "classification":
         summary += "; classes " + describe_targets(cut, split.train_val)
+    release_memory()  # the features' and the checks' temporaries
     return SweepData(
-        values=features.to_numpy(dtype=np.float64)[:n_rows].copy(),
+        # A view of the features' float64 block, no copy yet (see SweepData.compact).
+        values=features.iloc[:n_rows].to_numpy(dtype=np.float64),
         columns=list(features.columns),
         index=index.to_numpy(dtype="datetime64[ns]"),
         targets=cut,

@@ -33,8 +33,10 @@ __all__ = [
     "ProgressCallback",
     "StatusCallback",
     "TrackingCallback",
+    "duration",
     "error_line",
     "log_record",
+    "progress_line",
     "trial_record",
 ]
 
@@ -104,6 +106,27 @@ def where_stopped(rec: TrialRecord, n_folds: int) -> str:
     return f"after fold {rec.folds_done} of {n_folds}"
 
 
+def progress_line(trial_id: str, result: dict, n_folds: int) -> str:
+    """'trial ab12 fold 1/5 epoch 1/20 (38%): 12,345 samples/s, fold ETA <= 2.1 min': a
+    long fold's progress (its ETA assumes every epoch runs; early stopping ends it sooner)."""
+    eta = result.get("fold_eta_s", math.nan)
+    return (
+        f"trial {trial_id} fold {result.get('fold', 0) + 1}/{n_folds} epoch "
+        f"{result.get('epoch', 0)}/{result.get('epochs', 0)} "
+        f"({result.get('epoch_done', 0.0):.0%}): {result.get('samples_per_s', 0.0):,.0f} "
+        f"samples/s, fold ETA <= {duration(eta)}"
+    )
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '2.1 min', '1.5 h'."""
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 class StatusCallback(Callback):
     """Decides each finished trial's status and saves it in sweep.json right away."""
 
@@ -145,6 +168,9 @@ class ProgressCallback(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.tally.running.add(trial.trial_id)
+        if result.get("heartbeat"):  # orchestrator/trial_reports.py: how a long fold is doing
+            self.tally.say(progress_line(trial.trial_id, result, self.tally.n_folds))
+            return
         if "fold_objective" not in result:
             return  # a mid-fold estimate (for the scheduler), not a finished fold
         folds = result.get("folds_done", 0)

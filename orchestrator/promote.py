@@ -25,10 +25,8 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import ray
 
@@ -37,7 +35,6 @@ from orchestrator.evaluation import evaluate_runs
 from orchestrator.folder_lock import FolderLock
 from orchestrator.holdout import (
     HoldoutGuard,
-    check_settings,
     jsonable,
     load_holdout,
     read_sweep,
@@ -47,6 +44,7 @@ from orchestrator.holdout import (
 from orchestrator.leaderboard import read_leaderboard
 from orchestrator.names import check_existing_name
 from orchestrator.overfitting import cv_vs_test, pbo_of_sweep
+from orchestrator.promote_spec import PromoteSpec
 from orchestrator.registry import log_final_model, registry_line
 from orchestrator.report import summary_lines, write_report
 from orchestrator.retrain import train_all
@@ -54,51 +52,10 @@ from orchestrator.tracking import default_tracking_uri
 from orchestrator.trading import bars_per_year, trading_view
 from trainables.atomic import replace_folder
 from trainables.cli import ArgumentParser, command_line, interrupt_exit_code, setting
-from trainables.config import TrainConfig
 from trainables.disk import as_disk_error, check_writable
 from trainables.errors import ConfigError, TrainingError, UserError
 
 __all__ = ["EXPERIMENT", "PromoteSpec", "main", "promote"]
-
-
-@dataclass(frozen=True)
-class PromoteSpec:
-    """Everything a promotion needs, defaults written once (the CLI reads them from here)."""
-
-    name: str
-    results_dir: str = "results"
-    top_k: int = 3
-    seeds: int = 3
-    workers: int = 1
-    cpus_per_worker: int = 1
-    epochs: int | None = None  # None: each trial's own epochs (early stopping still applies)
-    num_cpus: int | None = None  # local Ray only; None = all cores
-    address: str | None = None  # None: the sweep's
-    mlflow_uri: str | None = None  # None: the sweep's
-    registered_name: str | None = None  # None: lstm-<name>
-    cost_bps: float = 1.0  # trading view: cost per unit of turnover, in basis points
-    report: bool = True
-    register: bool = True  # False: log the MLflow run and model, skip the model registry
-    overrides: dict = field(default_factory=dict)  # training settings for every promoted model
-    # The sweep's database again, with credentials (sweep.json keeps the URL without its
-    # password); None: the recorded source. Never written anywhere.
-    data: str | None = field(default=None, repr=False)
-    data_env: str | None = None
-
-    def __post_init__(self) -> None:
-        check_settings(self.overrides)
-        TrainConfig().replace(**self.overrides)  # unknown names / bad values fail here, early
-        for flag, value, low in (
-            ("--top-k", self.top_k, 1),
-            ("--seeds", self.seeds, 1),
-            ("--workers", self.workers, 1),
-            ("--cpus-per-worker", self.cpus_per_worker, 1),
-            ("--epochs", self.epochs, 1),
-        ):
-            if value is not None and value < low:
-                raise ConfigError(f"{flag} must be >= {low}, but got {value}")
-        if not np.isfinite(self.cost_bps) or self.cost_bps < 0:
-            raise ConfigError(f"--cost-bps must be a number >= 0, but got {self.cost_bps}")
 
 
 def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:

@@ -27,17 +27,73 @@ import json
 import math
 
 import numpy as np
-from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, MedianStoppingRule, TrialScheduler
 
 from orchestrator.objective import objective_of, running_objective
 
-__all__ = ["FoldRaceASHA", "asha_milestones"]
+__all__ = [
+    "HEARTBEAT",
+    "FoldMedianStoppingRule",
+    "FoldRaceASHA",
+    "RungPlan",
+    "asha_milestones",
+    "rung_matches",
+]
+
+
+# A result with this key set only says how a trial is doing (its fold, epoch, samples/s):
+# for the progress lines, never for a scheduler or the searcher.
+HEARTBEAT = "heartbeat"
 
 
 def asha_milestones(grace_period: float, max_t: float, reduction_factor: float) -> list[float]:
     """The rungs of ASHA's single bracket, ascending (the formula of Ray's ``_Bracket``)."""
     n = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
     return [grace_period * reduction_factor**k for k in range(n)]
+
+
+def rung_matches(milestones: list[float], progress: float, fold_end: bool) -> bool:
+    """Whether ASHA would record this report at a rung of its own kind (module doc)."""
+    reached = [m for m in milestones if m <= progress]
+    if not reached:
+        return True  # below the first rung: ASHA records nothing
+    rung = reached[-1]
+    if fold_end:
+        return rung == progress
+    return rung > math.floor(progress)
+
+
+class RungPlan:
+    """Which of a trial's mid-fold estimates ``FoldRaceASHA`` would act on, decided in the
+    trial, so it reports only those (a report is a round trip to the driver).
+
+    ASHA records a shown report at the highest rung at or below its progress where the
+    trial has no value yet, and ignores it when there is none; this mirrors that for the
+    reports ``rung_matches`` shows it, fold ends included (always reported: they carry the
+    fold's score and checkpoint). ``milestones=None``: every estimate (a scheduler that
+    reads them all, the median rule).
+    """
+
+    def __init__(self, milestones: list[float] | None) -> None:
+        self.milestones = None if milestones is None else sorted(milestones)
+        self.recorded: set[float] = set()
+
+    def wants(self, progress: float) -> bool:
+        """A mid-fold estimate at ``progress``: True if ASHA would record it (noted)."""
+        if self.milestones is None:
+            return True
+        return rung_matches(self.milestones, progress, False) and self._record(progress)
+
+    def fold_end(self, progress: float) -> None:
+        """A fold-end report at ``progress`` was sent: note what ASHA records of it."""
+        if self.milestones is not None and rung_matches(self.milestones, progress, True):
+            self._record(progress)
+
+    def _record(self, progress: float) -> bool:
+        free = [m for m in self.milestones if m <= progress and m not in self.recorded]
+        if free:
+            self.recorded.add(free[-1])
+        return bool(free)
 
 
 class FoldRaceASHA(AsyncHyperBandScheduler):
@@ -72,9 +128,11 @@ class FoldRaceASHA(AsyncHyperBandScheduler):
         return accepted
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if result.get(HEARTBEAT):
+            return TrialScheduler.CONTINUE  # a progress line's numbers, nothing to decide on
         fold_end = "fold_objective" in result and "folds_json" in result
         action = TrialScheduler.CONTINUE
-        if self._rung_matches(result.get("progress", math.nan), fold_end):
+        if rung_matches(self.milestones, result.get("progress", math.nan), fold_end):
             self._mirror_rung(trial.trial_id, result, decide=True)
             action = super().on_trial_result(tune_controller, trial, result)
             if self.decisions and self.decisions[-1].get("pending"):
@@ -133,16 +191,6 @@ class FoldRaceASHA(AsyncHyperBandScheduler):
             recorded[trial_id] = sign * float(value)
             return
 
-    def _rung_matches(self, progress: float, fold_end: bool) -> bool:
-        """Whether ASHA would record this report at a rung of its own kind (see above)."""
-        reached = [m for m in self.milestones if m <= progress]
-        if not reached:
-            return True  # below the first rung: ASHA records nothing
-        rung = reached[-1]
-        if fold_end:
-            return rung == progress
-        return rung > math.floor(progress)
-
     def _better(self, a: float, b: float) -> bool:
         return a > b if self.mode == "max" else a < b
 
@@ -189,3 +237,12 @@ class FoldRaceASHA(AsyncHyperBandScheduler):
 
     def debug_string(self) -> str:
         return f"{super().debug_string()}\nFold race: {self.raced_out} stopped behind the best"
+
+
+class FoldMedianStoppingRule(MedianStoppingRule):
+    """Ray's median stopping rule, which reads every estimate, blind to progress lines."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if result.get(HEARTBEAT):
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)

@@ -6,6 +6,8 @@ without starting or importing Ray; ``orchestrator.sweep`` runs one.
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -175,9 +177,28 @@ AUTO_GPU_SHARE = 0.25
 
 
 def cuda_available() -> bool:
+    """torch.cuda.is_available(), without importing torch (seconds) where no GPU driver is
+    installed: then there is no GPU for torch to use, whatever its build."""
+    if not gpu_driver_present():
+        return False
     import torch
 
     return torch.cuda.is_available()
+
+
+def gpu_driver_present() -> bool:
+    """Whether the NVIDIA driver's library loads, or a ROCm device exists (torch.cuda covers
+    AMD GPUs too): without either, torch.cuda.is_available() is False."""
+    if Path("/dev/kfd").exists():
+        return True
+    names = ("nvcuda.dll",) if sys.platform == "win32" else ("libcuda.so.1", "libcuda.so")
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            continue
+        return True
+    return False
 
 
 def resolve_space(spec: SweepSpec) -> SweepSpec:

@@ -48,6 +48,7 @@ from orchestrator.progress import (
     log_record,
 )
 from orchestrator.ray_session import check_fits, start_ray, trial_resources
+from orchestrator.ray_start import BackgroundRay
 from orchestrator.record import (
     DECIDING,
     RUNTIME,
@@ -78,9 +79,15 @@ from orchestrator.sweep_data import (
     source_name,
     write_snapshot,
 )
-from orchestrator.tracking import SweepTracker, default_tracking_uri
+from orchestrator.tracking_thread import BackgroundTracker
 from orchestrator.trial import run_trial
-from orchestrator.tuner import experiment_path, make_tuner, run_tuner, study_storage
+from orchestrator.tuner import (
+    experiment_path,
+    make_tuner,
+    report_rungs,
+    run_tuner,
+    study_storage,
+)
 from trainables.config import ALIASES, TrainConfig
 
 __all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
@@ -89,20 +96,27 @@ _DEFAULT_RESULTS = "results"
 EXPERIMENT = "lstm-sweeps"  # the MLflow experiment of every sweep (and its promotions)
 
 
-def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
+def run_sweep(spec: SweepSpec, *, log=print, fast_start: bool = False) -> SweepOutcome:
     """Run (or, with ``spec.resume``, continue) a sweep; closes what it opens. The sweep owns
-    its folder while it runs (orchestrator/folder_lock.py)."""
+    its folder while it runs (orchestrator/folder_lock.py).
+
+    ``fast_start`` (the command line's): a local Ray starts on a thread of its own while the
+    data are read and checked (orchestrator/ray_start.py); after a data error the command
+    exits at once and that Ray ends with it.
+    """
     spec = resolve_space(spec)
     out_dir = Path(spec.results_dir) / spec.sweep_name
     check_request(spec, out_dir)  # name, writable folder, free space, resources: no work yet
     lock = FolderLock(out_dir, purpose="resume" if spec.resume else "sweep")
     try:
-        return _owned_sweep(spec, out_dir, lock, log)
+        return _owned_sweep(spec, out_dir, lock, log, fast_start=fast_start)
     finally:
         lock.release()
 
 
-def _owned_sweep(spec: SweepSpec, out_dir: Path, lock: FolderLock, log) -> SweepOutcome:
+def _owned_sweep(
+    spec: SweepSpec, out_dir: Path, lock: FolderLock, log, *, fast_start: bool
+) -> SweepOutcome:
     previous = _previous(spec, out_dir, lock, log)
     if previous and previous.get("status") == "finished":
         return _already_finished(spec, out_dir, previous, log)
@@ -110,23 +124,13 @@ def _owned_sweep(spec: SweepSpec, out_dir: Path, lock: FolderLock, log) -> Sweep
     with StartGuard(
         out_dir, lock=lock, previous_status=_status(previous), resume_hint=hint
     ) as guard:
-        return _start(spec, out_dir, previous, lock, guard, log)
+        return _start(spec, out_dir, previous, guard, log, fast_start=fast_start)
 
 
-def _start(spec, out_dir: Path, previous, lock, guard, log) -> SweepOutcome:
+def _start(spec, out_dir: Path, previous, guard, log, *, fast_start: bool) -> SweepOutcome:
     space, pinned = _space(spec, out_dir, previous, log)
     base = base_config(spec, space)
     check_space(space, base)
-    if previous:  # the rows the sweep started on: its snapshot, or its source up to its end
-        bars, _ = reload_sweep_bars(out_dir, previous, spec, space, base, purpose="resume")
-    else:
-        bars = load_sweep_bars(spec, space, base)
-    data = _sweep_data(spec, space, base, bars)
-    _announce(spec, space, base, data, resumed=previous is not None, log=log)
-    baselines = cv_baselines(data, base, space)  # a few seconds, before any trial
-    log(describe(baselines))
-    record = guard.record = _open_record(spec, out_dir, previous, space, base, data, bars, lock)
-    record.update(baselines=[b.to_dict() for b in baselines], set_wins=pinned)
     objective, mode = objective_of(base.task)
     metadata = job_metadata(
         name=out_dir.name,
@@ -135,20 +139,64 @@ def _start(spec, out_dir: Path, previous, lock, guard, log) -> SweepOutcome:
         objective=f"{objective} ({mode})",
         results=out_dir,
     )
-    started, dashboard_url = start_ray(spec, log, metadata)
+    early = _start_early(spec, metadata) if fast_start else None
+    try:
+        data, record, baselines = _data_and_record(
+            spec, out_dir, previous, space, base, guard, pinned, log
+        )
+    except BaseException:
+        if early is not None:
+            early.abandon()
+        raise
+    started, dashboard_url = early.wait(log) if early else start_ray(spec, log, metadata)
     try:
         if not spec.address:
             check_fits(spec)
-        if spec.snapshot and not previous:  # a resumed sweep keeps the rows it started on
-            log(f"Snapshot of the rows read: {write_snapshot(bars, out_dir)}")
         outcome = _run(spec, space, base, data, record, baselines, log=log, guard=guard)
+        outcome.dashboard_url = dashboard_url
+        outcome.ray_closed = bool(started and dashboard_url and not spec.address)  # below
+        # The answer first: Ray's shutdown (a second or more) need not hold it back.
+        print_summary(outcome, objective, mode, log)
     finally:
         if started:
             ray.shutdown()
-    outcome.dashboard_url = dashboard_url
-    outcome.ray_closed = bool(started and dashboard_url and not spec.address)  # shut down above
-    print_summary(outcome, objective, mode, log)
+        if early is not None:
+            early.stop()
     return outcome
+
+
+def _start_early(spec: SweepSpec, metadata: dict) -> BackgroundRay | None:
+    """A local Ray starting beside the data, for a file or the built-in data; a database
+    source loads its driver as it connects, so its rows are read first (ray_start.py)."""
+    if ray.is_initialized() or "://" in (spec.data or "") or spec.data_env:
+        return None
+    return BackgroundRay(spec, metadata).start()
+
+
+def _data_and_record(spec, out_dir, previous, space, base, guard, pinned, log):
+    """(the sweep's arrays, its sweep.json, the CV baselines): everything before Ray is used.
+    The record is written last, under the folder's lock (guard.lock), once the data passed."""
+    if previous:  # the rows the sweep started on: its snapshot, or its source up to its end
+        bars, _ = reload_sweep_bars(out_dir, previous, spec, space, base, purpose="resume")
+    else:
+        bars = load_sweep_bars(spec, space, base)
+    data = _sweep_data(spec, space, base, bars)
+    kept = None if previous else data_record(spec, bars)  # the rows' fingerprint
+    # Trials read the sweep's arrays from here on: the bars (a copy of every row) stay in
+    # memory only for a snapshot, not for the sweep's hours.
+    snapshot = bars if spec.snapshot and not previous else None  # (a resumed sweep has one)
+    del bars
+    data.compact()
+    _announce(spec, space, base, data, resumed=previous is not None, log=log)
+    baselines = cv_baselines(data, base, space)  # a few seconds, before any trial
+    log(describe(baselines))
+    record = guard.record = _open_record(
+        spec, out_dir, previous, space, base, data, kept, guard.lock
+    )
+    record.update(baselines=[b.to_dict() for b in baselines], set_wins=pinned)
+    if snapshot is not None:
+        log(f"Snapshot of the rows read: {write_snapshot(snapshot, out_dir)}")
+    return data, record, baselines
 
 
 def _space(spec, out_dir: Path, previous: dict | None, log) -> tuple[SearchSpace, list[str]]:
@@ -221,7 +269,9 @@ def _announce(spec, space, base, data: SweepData, *, resumed: bool, log) -> None
     log(data.summary)
 
 
-def _open_record(spec, out_dir, previous, space, base, data, bars, lock) -> SweepRecord:
+def _open_record(
+    spec, out_dir, previous, space, base, data, kept: dict | None, lock
+) -> SweepRecord:
     """sweep.json, written before Ray starts: created for a new sweep (data recorded without
     a password, the last bar read, the rows' hash), marked running again for a resumed one.
     A new sweep takes its folder's lock here, its first write."""
@@ -234,7 +284,6 @@ def _open_record(spec, out_dir, previous, space, base, data, bars, lock) -> Swee
     lock.acquire()
     refuse_existing(out_dir, out_dir.name)  # again, now that no other sweep can start here
     objective, mode = objective_of(base.task)
-    kept = data_record(spec, bars)
     return SweepRecord.create(
         out_dir,
         replace(spec, name=out_dir.name, data=absolute_data(kept["data"]), end=kept["end"]),
@@ -280,16 +329,8 @@ def _run(
     if linear is not None:
         skill = f", skill {linear.skill:+.4f}" if objective == "mse_ratio" else ""
         heartbeat.reference = f"{linear.name} {objective} {linear.objective:.5g}{skill}"
-    tracking_uri = spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir))
     start = time.perf_counter()
-    with SweepTracker(
-        tracking_uri,
-        experiment=EXPERIMENT,
-        run_name=record.data["name"],
-        params=_spec_params(spec, space, base),
-        resume=spec.resume,
-        log=log,
-    ) as tracker:
+    with _tracker(spec, space, base, record, log) as tracker:
         callbacks = [
             status,
             ProgressCallback(heartbeat, log=log),
@@ -302,7 +343,8 @@ def _run(
         records = collect_records(results, status.statuses)
         outcome = _write(spec, base, data, record, records, results, tracker, baselines)
         tracker.close_status = "KILLED" if outcome.interrupted else "FINISHED"
-    outcome.tracking_uri, outcome.experiment_id = tracking_uri, tracker.experiment_id
+    outcome.tracking_uri = tracker.uri or spec.mlflow_uri or ""
+    outcome.experiment_id = tracker.experiment_id
     outcome.stopped_by_budget = heartbeat.budget_spent and outcome.interrupted
     board = outcome.leaderboard
     record.update(
@@ -314,6 +356,26 @@ def _run(
     return outcome
 
 
+def _tracker(spec, space, base, record: SweepRecord, log) -> BackgroundTracker:
+    """The sweep's MLflow runs, opened on a thread of their own while the Tuner starts;
+    each write is queued there (orchestrator/tracking_thread.py)."""
+
+    def make():
+        # MLflow itself loads here, on the tracker's thread: seconds off the start-up.
+        from orchestrator.tracking import SweepTracker, default_tracking_uri
+
+        return SweepTracker(
+            spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir)),
+            experiment=EXPERIMENT,
+            run_name=record.data["name"],
+            params=_spec_params(spec, space, base),
+            resume=spec.resume,
+            log=log,
+        )
+
+    return BackgroundTracker(make)
+
+
 def _tuner(spec, space, base, data: SweepData, record: SweepRecord, callbacks, log):
     trainable = tune.with_parameters(
         run_trial,
@@ -323,6 +385,7 @@ def _tuner(spec, space, base, data: SweepData, record: SweepRecord, callbacks, l
         cpus=spec.cpus_per_trial,
         gpus=spec.gpus_per_trial,
         fail_at_fold=spec.fail_at_fold,
+        rungs=report_rungs(spec, len(data.folds)),
     )
     trainable = tune.with_resources(trainable, trial_resources(spec))
     objective, mode = objective_of(base.task)
@@ -414,13 +477,19 @@ def _already_finished(spec: SweepSpec, out_dir: Path, record: dict, log) -> Swee
         yaml.safe_load(best.read_text()) if best.exists() else None,
         files,
         None,
-        spec.mlflow_uri or record.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir)),
+        spec.mlflow_uri or record.get("mlflow_uri") or _default_uri(spec),
         len(pd.read_csv(out_dir / "fold_audit.csv")),
         already_finished=True,
         baselines=full[full["status"] == "baseline"].reset_index(drop=True),
     )
     print_summary(outcome, record["objective"], record["mode"], log)
     return outcome
+
+
+def _default_uri(spec: SweepSpec) -> str:
+    from orchestrator.tracking import default_tracking_uri  # MLflow: only where it is used
+
+    return default_tracking_uri(Path(spec.results_dir))
 
 
 def _spec_params(spec: SweepSpec, space: SearchSpace, base: TrainConfig) -> dict:

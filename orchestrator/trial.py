@@ -24,16 +24,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from ray import tune
 
 from orchestrator.objective import objective_of, running_objective
 from orchestrator.prepare import SweepData
+from orchestrator.schedulers import RungPlan
+from orchestrator.trial_reports import FoldReporter, ReportClock
 from trainables.config import TrainConfig
 from trainables.dataset import FoldData, prepare_fold_for
 from trainables.errors import TrainingError
-from trainables.naive import naive_forecast
-from trainables.trainer import fit
 
 __all__ = [
     "FOLDS_FILE",
@@ -86,11 +85,14 @@ def _load_done(checkpoint) -> tuple[dict, list[np.ndarray]]:
     return done, oof
 
 
-def _report(done: dict, task: str, n_folds: int, extra: dict, *, oof=None, partial=None) -> None:
+def _report(
+    done: dict, task: str, n_folds: int, extra: dict, *, oof=None, partial=None, mid_fold=False
+) -> None:
     """Report to Tune. After a fold: the objective so far, with a checkpoint of the done folds.
 
-    Mid-fold (``partial``: the current fold's early-stopping score): the estimate over the
-    done folds and the partial one, no checkpoint, so ASHA can stop a bad trial in a fold.
+    Mid-fold (orchestrator/trial_reports.py; ``partial``: the current fold's best
+    early-stopping score, if any): the estimate over the done folds and the partial one, no
+    checkpoint, so ASHA can stop a bad trial in a fold, or a progress report.
     """
     name, _ = objective_of(task)
     scores = [f[name] for f in done["folds"]]
@@ -107,7 +109,7 @@ def _report(done: dict, task: str, n_folds: int, extra: dict, *, oof=None, parti
         "progress": float(len(scores)),
         **extra,
     }
-    if partial is not None:
+    if mid_fold:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
@@ -122,12 +124,24 @@ def _report(done: dict, task: str, n_folds: int, extra: dict, *, oof=None, parti
 
 def _fold_data(cfg: TrainConfig, data: SweepData, k: int) -> FoldData:
     fit_idx, stop_idx, eval_idx = data.folds[k]
-    return prepare_fold_for(cfg, data.frame(), data.targets, fit_idx, stop_idx, eval_idx)
+    # Only the rows fold k reads, once: walk-forward fold 0 reads the first third.
+    return prepare_fold_for(
+        cfg, data.frame(), data.targets, fit_idx, stop_idx, eval_idx, only_rows_read=True
+    )
 
 
-def _train_fold(cfg: TrainConfig, fold: FoldData, workers: int, cpus: float, gpus: float, on_epoch):
+def _train_fold(cfg: TrainConfig, fold: FoldData, workers: int, cpus: float, gpus: float, reporter):
     if workers <= 1:
-        return fit(cfg, fold, log=None, gpu_share=gpus or None, on_epoch=on_epoch)
+        from trainables.trainer import fit  # torch: in the trial's process, not the driver's
+
+        return fit(
+            cfg,
+            fold,
+            log=None,
+            gpu_share=gpus or None,
+            on_epoch=reporter.on_epoch,
+            on_batch=reporter.on_batch,
+        )
     from orchestrator.distributed import fit_distributed
 
     return fit_distributed(cfg, fold, workers=workers, cpus=cpus, gpus=gpus)
@@ -142,8 +156,15 @@ def run_trial(
     cpus: float = 1.0,
     gpus: float = 0.0,
     fail_at_fold: int | None = None,
+    rungs: list[float] | None = None,
 ) -> None:
-    """Tune function trainable. ``base`` is the full default config; ``config`` the sample."""
+    """Tune function trainable. ``base`` is the full default config; ``config`` the sample;
+    ``rungs``: the scheduler's, for the mid-fold estimates it acts on (None: every epoch's;
+    orchestrator/trial_reports.py)."""
+    # torch loads in the trial's process only: the sweep's driver, which pickles this
+    # function by reference, never needs it (a second or more of its start-up).
+    import torch
+
     torch.set_num_threads(max(1, int(cpus)))
     cfg = TrainConfig.from_dict({**base, **config})
     done, oof = _load_done(tune.get_checkpoint())
@@ -151,13 +172,19 @@ def run_trial(
         raise TrialDiverged(done["diverged"])
     name, _ = objective_of(cfg.task)
     n_folds = len(data.folds)
+    plan, clock = RungPlan(rungs), ReportClock()
+
+    def send(extra: dict, partial) -> None:
+        _report(done, cfg.task, n_folds, extra, partial=partial, mid_fold=True)
+
     for k in range(len(done["folds"]), n_folds):
         _maybe_inject_fault(fail_at_fold, k)
         start = time.perf_counter()
         fold = _fold_data(cfg, data, k)
-        on_epoch = _epoch_reporter(cfg, fold, done, k, n_folds)
+        prep_seconds = time.perf_counter() - start
+        reporter = FoldReporter(cfg, fold, k, send=send, plan=plan, clock=clock)
         try:
-            result = _train_fold(cfg, fold, workers, cpus, gpus, on_epoch)
+            result = _train_fold(cfg, fold, workers, cpus, gpus, reporter)
         except TrainingError as err:
             _diverged(done, cfg.task, n_folds, k, str(err))
         scores = fold_score(cfg.task, result.metrics)
@@ -171,12 +198,15 @@ def run_trial(
                 "epochs": len(result.history),
                 "seconds": float(result.seconds),
                 "wall_seconds": time.perf_counter() - start,
+                "prep_seconds": prep_seconds,  # building the fold's arrays
                 "batch_size": int(result.batch_size),
             }
         )
         oof.append(np.asarray(result.predictions, dtype=np.float64))
         extra = {"fold": k, "fold_objective": scores[name]}
         _report(done, cfg.task, n_folds, extra, oof=oof)
+        plan.fold_end(float(k + 1))
+        clock.sent(time.perf_counter())
 
 
 def _diverged(done: dict, task: str, n_folds: int, k: int, reason: str) -> None:
@@ -189,48 +219,6 @@ def _diverged(done: dict, task: str, n_folds: int, k: int, reason: str) -> None:
         {"fold": k, "fold_objective": float("nan"), "failure": done["diverged"]},
     )
     raise TrialDiverged(done["diverged"])
-
-
-def _stop_naive(fold: FoldData) -> list[float]:
-    """[T] the naive forecast's MSE on the fold's early-stopping block, original units."""
-    stop = fold.stop_idx
-    mean = np.nanmean(fold.y_raw[fold.train_idx], axis=0)
-    naive = naive_forecast(fold.target_names, fold.now_raw[stop], mean)
-    return [float(v) for v in np.mean((naive - fold.y_raw[stop]) ** 2, axis=0)]
-
-
-def _epoch_reporter(cfg: TrainConfig, fold: FoldData, done: dict, k: int, n_folds: int):
-    """Per-epoch estimates inside fold ``k``, measured on its early-stopping block with the
-    same measure as the objective (never on the evaluation anchors)."""
-    classification = cfg.task == "classification"
-    if not classification:
-        scale2 = fold.scaler.scale_of(fold.target_names) ** 2
-        naive = _stop_naive(fold)
-    best: list = [None, None]  # (score for comparing, the partial to report)
-
-    def on_epoch(rec) -> None:
-        if classification:
-            if rec.val_f1 is None or not math.isfinite(rec.val_f1):
-                return
-            key, partial = -rec.val_f1, rec.val_f1
-        else:
-            if rec.val_mse is None or not all(math.isfinite(v) for v in rec.val_mse):
-                return
-            mse = [float(v) for v in np.asarray(rec.val_mse) * scale2]
-            key, partial = running_objective([], cfg.task, (mse, naive)), (mse, naive)
-        if best[0] is None or key < best[0]:
-            best[0], best[1] = key, partial
-        _report(
-            done,
-            cfg.task,
-            n_folds,
-            # Strictly below k + 1: a fold's end (and, for the last fold, the scheduler's
-            # max_t) is reached only by the fold-end report that records the fold's score.
-            {"progress": k + rec.epoch / (cfg.epochs + 1), "epoch": rec.epoch},
-            partial=best[1],
-        )
-
-    return on_epoch
 
 
 def _maybe_inject_fault(fail_at_fold: int | None, k: int) -> None:

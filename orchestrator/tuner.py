@@ -15,15 +15,22 @@ from pathlib import Path
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import MedianStoppingRule
+from ray.tune.logger import JsonLoggerCallback
 
 from orchestrator.ray_compat import use_callbacks_after_restore
-from orchestrator.schedulers import FoldRaceASHA
+from orchestrator.schedulers import FoldMedianStoppingRule, FoldRaceASHA, asha_milestones
 from orchestrator.spaces import to_optuna
 from orchestrator.spec import SweepSpec
 from orchestrator.study_search import FoldOptunaSearch
 
-__all__ = ["experiment_path", "make_tuner", "run_tuner", "study_storage"]
+__all__ = [
+    "experiment_path",
+    "make_tuner",
+    "report_rungs",
+    "run_tuner",
+    "study_storage",
+    "with_json_logger",
+]
 
 
 def run_tuner(tuner, heartbeat):
@@ -60,8 +67,17 @@ def scheduler(spec: SweepSpec, n_folds: int, objective: str):
             reduction_factor=spec.asha_eta,
         )
     if spec.scheduler == "median":
-        return MedianStoppingRule(time_attr="progress", grace_period=1, min_samples_required=3)
+        return FoldMedianStoppingRule(time_attr="progress", grace_period=1, min_samples_required=3)
     return None
+
+
+def report_rungs(spec: SweepSpec, n_folds: int) -> list[float] | None:
+    """The rungs a trial reports its mid-fold estimates for (orchestrator.schedulers.RungPlan):
+    ASHA's, none without a scheduler, None (every epoch) for the median rule, which reads
+    them all."""
+    if spec.scheduler == "asha":
+        return asha_milestones(spec.asha_grace, n_folds, spec.asha_eta)
+    return None if spec.scheduler == "median" else []
 
 
 def experiment_path(spec: SweepSpec, out_dir: Path, name: str) -> tuple[str, str]:
@@ -74,6 +90,20 @@ def experiment_path(spec: SweepSpec, out_dir: Path, name: str) -> tuple[str, str
             storage = str(Path(storage).expanduser().resolve())
         return f"{storage.rstrip('/')}/{name}", "tune"
     return str(out_dir.resolve()), "tune"
+
+
+def with_json_logger(callbacks: list) -> list:
+    """``callbacks`` plus Tune's JSON logger, and none of its CSV and TensorBoard loggers.
+
+    Tune adds all three to every run unless TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1; each
+    writes a line per result on the driver. Tune's own results (``ResultGrid``, a restored
+    run) and our tests read ``result.json``; nothing reads ``progress.csv`` or the
+    TensorBoard events.
+    """
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if any(isinstance(c, JsonLoggerCallback) for c in callbacks):
+        return list(callbacks)
+    return [*callbacks, JsonLoggerCallback()]
 
 
 def study_storage(out_dir: Path) -> str:
@@ -92,6 +122,7 @@ def make_tuner(
     # Our own progress lines say what a user needs; Tune's new output engine would add its
     # configuration box and a TensorBoard hint for files this project does not write.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    callbacks = with_json_logger(callbacks)
     if spec.resume and tune.Tuner.can_restore(exp_path):
         log(f"Resuming sweep from {exp_path}: finished trials are kept, unfinished ones go on")
         tuner = tune.Tuner.restore(

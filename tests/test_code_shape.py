@@ -34,6 +34,8 @@ def test_no_function_is_longer_than_a_screen_or_two():
 # the OptunaSearch subclass that tells Optuna each trial's true state (its parent's study and
 # trial maps are private).
 FENCED = {"ray_compat.py", "fast_paths.py", "study_search.py"}
+# Public despite the underscore: the standard library documents it (exit without cleanup).
+PUBLIC = {"os._exit"}
 
 
 def test_no_private_attribute_of_another_object_outside_the_fenced_modules():
@@ -45,7 +47,7 @@ def test_no_private_attribute_of_another_object_outside_the_fenced_modules():
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
                 own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
-                if not own and not node.attr.startswith("__"):
+                if not own and not node.attr.startswith("__") and ast.unparse(node) not in PUBLIC:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
             is_getattr = (
                 isinstance(node, ast.Call)

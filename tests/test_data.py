@@ -249,3 +249,24 @@ def test_fingerprint_is_the_same_for_the_same_rows_and_changes_with_any_value(wr
     changed.iloc[100, changed.columns.get_loc("close")] *= 1.0001
     assert bars_fingerprint(load_bars(write_bars(changed, "c.csv"))) != bars_fingerprint(a)
     assert bars_fingerprint(a.iloc[:-1]) != bars_fingerprint(a)
+
+
+def test_the_fingerprint_hashes_every_row_whatever_the_block_size(monkeypatch):
+    # Hashed a block of rows at a time (#23: no copies of all rows), the digest is the
+    # sha256 of the timestamps, column names and the whole [n, C] float64 array's bytes.
+    import hashlib
+
+    import numpy as np
+
+    from trainables import data as data_module
+    from trainables.data import bars_fingerprint
+    from trainables.synthetic import make_bars
+
+    bars = make_bars(1000)
+    h = hashlib.sha256()
+    h.update(bars.index.as_unit("ns").asi8.tobytes())
+    h.update("\x1f".join(map(str, bars.columns)).encode())
+    h.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
+    for rows in (7, 1000, 65_536):
+        monkeypatch.setattr(data_module, "_HASH_ROWS", rows)
+        assert bars_fingerprint(bars) == f"sha256:{h.hexdigest()}"

@@ -170,3 +170,75 @@ def test_plain_path_trains_with_torch_own_dropout():
     torch.manual_seed(3)
     want, _ = model.rnn(x)
     assert torch.equal(got, want)
+
+
+# ---------------------------------------------------------------------- no compiler
+
+
+def test_a_fit_in_a_fresh_process_loads_no_compiler_only_with_fast_paths_on():
+    # Rule: switched on, a fit never imports torch._dynamo or torch._inductor (1-3.5 s in
+    # every fresh Ray worker); the plain path is torch's own, which imports them.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; from tests.test_trainer import bars_fold, tiny; "
+        "from trainables.trainer import fit; "
+        "fit(tiny(epochs=2, num_layers=2, dropout=0.2), bars_fold(300), log=None); "
+        "print(sorted(m for m in ('torch._dynamo', 'torch._inductor') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    seen = {}
+    for switch in ("1", "0"):
+        env = {**os.environ, "PYTHONPATH": str(root), fast_paths.ENV: switch}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        seen[switch] = out.stdout.strip().splitlines()[-1]
+    assert seen == {"1": "[]", "0": "['torch._dynamo', 'torch._inductor']"}
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_eager_optimizer_steps_like_torch_and_runs_its_hooks(name, fused):
+    # Rule: the optimizer without compiler guards makes the same updates as torch's, bit for
+    # bit, keeps torch's step hooks and state_dict round trip.
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
+    extra = {"momentum": 0.9} if name == "sgd" else {}
+    weights, hooks = [], []
+    for make in (cls, fast_paths.eager_optimizer(cls)):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(5, 3)
+        opt = make(model.parameters(), lr=0.01, weight_decay=0.01, fused=fused, **extra)
+        opt.register_step_post_hook(lambda o, a, k: hooks.append(type(o).__name__))
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 5)).square().mean().backward()
+            opt.step()
+        opt.load_state_dict(opt.state_dict())
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert fast_paths.eager_optimizer(cls) is not cls and issubclass(
+        fast_paths.eager_optimizer(cls), cls
+    )
+    for a, b in zip(*weights, strict=True):
+        assert torch.equal(a, b)
+    assert len(hooks) == 6
+    with use_fast_paths(False):
+        assert fast_paths.eager_optimizer(cls) is cls
+
+
+def test_deterministic_mode_is_set_and_restored_alike_on_both_paths():
+    # Rule: Deterministic sets torch's deterministic flags (warn only) inside the block and
+    # puts the caller's back after it, with or without the fast path.
+    from trainables.devices import Deterministic
+
+    for on in (True, False):
+        with use_fast_paths(on):
+            before = torch.are_deterministic_algorithms_enabled()
+            with Deterministic(torch.device("cpu")):
+                assert torch.are_deterministic_algorithms_enabled()
+                assert torch.is_deterministic_algorithms_warn_only_enabled()
+            assert torch.are_deterministic_algorithms_enabled() == before

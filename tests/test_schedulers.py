@@ -222,3 +222,82 @@ def test_every_decision_is_recorded_with_what_it_compared_and_mirrors_ray_rungs(
         if d["kind"] == "rung" and d["threshold"] is not None:
             # a minimised objective stops when above the cutoff
             assert (d["action"] == STOP) == (d["value"] > d["threshold"])
+
+
+@pytest.mark.parametrize(
+    ("grace", "eta", "n_folds", "epochs"),
+    [(0.25, 2, 5, 20), (0.25, 2, 2, 2), (0.1, 3, 4, 7), (1.0, 2, 5, 10), (1.5, 2, 5, 3)],
+)
+def test_a_trial_reports_exactly_the_estimates_asha_acts_on(grace, eta, n_folds, epochs):
+    # Rule (#23): a trial sends only the mid-fold estimates RungPlan picks; a scheduler fed
+    # only those (and every fold end) records the same rung values and makes the same
+    # decisions as one fed every epoch's estimate.
+    import random
+
+    from orchestrator.schedulers import RungPlan
+
+    rng = random.Random(grace * 100 + eta + n_folds + epochs)
+
+    def new():
+        s = FoldRaceASHA(
+            task="regression",
+            n_folds=n_folds,
+            race_margin=0.02,
+            time_attr="progress",
+            max_t=n_folds,
+            grace_period=grace,
+            reduction_factor=eta,
+        )
+        s.set_search_properties("objective", "min")
+        return s
+
+    every, planned = new(), new()
+    for k in range(40):
+        plan = RungPlan(planned.milestones)
+        t_every, t_planned = trial(every, f"t{k}"), trial(planned, f"t{k}")
+        done: list[dict] = []
+        stopped = False
+        for f in range(n_folds):
+            for e in range(1, epochs + 1):
+                progress = f + e / (epochs + 1)
+                result = {"objective": rng.uniform(0.5, 1.5), "progress": progress}
+                recorded = len(every.decisions)
+                action = every.on_trial_result(None, t_every, result)
+                acted = len(every.decisions) > recorded
+                assert plan.wants(progress) == acted, (k, f, e)
+                if acted:
+                    assert planned.on_trial_result(None, t_planned, result) == action
+                if action == STOP:
+                    stopped = True
+                    break
+            if stopped:
+                break
+            done.append(fold(f, rng.uniform(0.5, 1.5), "regression"))
+            end = {
+                "objective": sum(scores_of(done)) / len(done),
+                "progress": float(f + 1),
+                "fold_objective": scores_of(done)[-1],
+                "folds_json": json.dumps(done),
+            }
+            action = every.on_trial_result(None, t_every, end)
+            assert planned.on_trial_result(None, t_planned, end) == action
+            plan.fold_end(float(f + 1))
+            if action == STOP:
+                break
+    assert every.decisions == planned.decisions
+    assert every.rung_values == planned.rung_values
+
+
+def test_progress_reports_are_never_decided_on():
+    # A progress report (orchestrator/trial_reports.py) past a rung, with a hopeless
+    # estimate, is neither recorded at the rung nor stops the trial.
+    from orchestrator.schedulers import HEARTBEAT, FoldMedianStoppingRule
+
+    sched = asha()
+    t = trial(sched, "a")
+    beat = {HEARTBEAT: True, "objective": 1e9, "progress": 0.3, "folds_json": "[]"}
+    assert sched.on_trial_result(None, t, beat) == CONTINUE
+    assert sched.decisions == [] and all(not v for v in sched.rung_values.values())
+    median = FoldMedianStoppingRule(time_attr="progress", grace_period=0, min_samples_required=1)
+    median.set_search_properties("objective", "min")
+    assert median.on_trial_result(None, t, {**beat, "progress": 3.0}) == CONTINUE

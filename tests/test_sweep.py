@@ -69,6 +69,13 @@ def test_sweep_writes_every_result_file_and_mlflow_runs(tmp_path):
     ):
         assert (d / name).is_file(), name
     assert (d / "tune").is_dir()
+    # Tune's JSON results (which Tune itself reads back) in every trial folder, and none of
+    # its CSV and TensorBoard logs, which nothing reads (#23).
+    trial_dirs = [p for p in (d / "tune").iterdir() if p.is_dir()]
+    assert len(trial_dirs) == 3
+    assert all((t / "result.json").stat().st_size > 0 for t in trial_dirs)
+    assert not list((d / "tune").rglob("progress.csv"))
+    assert not list((d / "tune").rglob("events.out.tfevents*"))
     board = read_leaderboard(d)
     assert len(board) == 3
     assert set(board.status) == {"completed"}

@@ -251,6 +251,45 @@ def test_a_store_failure_mid_sweep_warns_once_and_stops_tracking(uri: str) -> No
     assert lines.lines[0].startswith(f"MLflow tracking at {uri} failed while logging the sweep")
 
 
+def test_background_tracker_writes_every_call_in_order_on_its_own_thread(uri):
+    # The sweep's tracker (orchestrator/tracking_thread.py): opened on its own thread, each
+    # call queued and written there in order; leaving the block waits for every write and
+    # closes the parent run as SweepTracker does (KILLED after Ctrl-C).
+    import pickle
+    import threading
+
+    from orchestrator.tracking_thread import BackgroundTracker
+
+    threads = []
+
+    def make():
+        threads.append(threading.current_thread().name)
+        return SweepTracker(uri, experiment=EXPERIMENT, run_name=SWEEP, params=SPEC, log=Lines())
+
+    with BackgroundTracker(make) as tracker:
+        for k in range(3):
+            _trial(tracker, f"t{k}")
+        _trial(tracker, "t1")  # a second call for a logged trial is skipped, as SweepTracker does
+        pickle.loads(pickle.dumps(tracker))  # Tune pickles callbacks: a copy without a thread
+    assert threads == ["mlflow-tracker"] and tracker.uri == uri
+    # the sweep's MLflow link names its experiment (orchestrator/outcome.py)
+    experiment = MlflowClient(tracking_uri=uri).get_experiment_by_name(EXPERIMENT)
+    assert tracker.experiment_id == experiment.experiment_id
+    runs = find_child_runs(uri, EXPERIMENT, SWEEP)
+    assert sorted(r.info.run_name for r in runs) == ["t0", "t1", "t2"]
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "FINISHED"
+    with pytest.raises(KeyboardInterrupt), BackgroundTracker(make):
+        raise KeyboardInterrupt
+    parents = client.search_runs(
+        [client.get_experiment_by_name(EXPERIMENT).experiment_id],
+        filter_string=f"tags.mlflow.runName = '{SWEEP}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    assert parents[0].info.status == "KILLED"
+
+
 def test_fold_indices_and_settings_are_not_metrics(uri: str) -> None:
     # Rule: a fold's index (the step says it) and the batch size a fold used are not
     # measurements: no fold0_fold, fold_fold or fold0_batch_size metric; the batch size is

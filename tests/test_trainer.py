@@ -516,3 +516,20 @@ def test_distributed_ranks_agree(tmp_path):
     assert a == b
     single = fit(tiny(epochs=3, dropout=0.1, num_layers=2), bars_fold(400), log=None)
     assert a["train"] != [r.train_loss for r in single.history]  # each rank trained on half
+
+
+def test_unpadded_prediction_gives_the_padded_outputs():
+    # Rule: the per-epoch validation runs its last batch at its own size (pad=False, the
+    # early-stopping block's cost), and its outputs are the padded run's: every row, in
+    # order, within float32 rounding (the recorded val_loss and restore-best rest on them).
+    from trainables.inference import PREDICT_BATCH
+
+    torch.manual_seed(0)
+    model = SequenceModel(tiny(hidden_size=8), 4, 2)
+    x = torch.randn(PREDICT_BATCH + 400, 4)
+    for n in (37, PREDICT_BATCH + 300):  # one short batch; a full one and a short one
+        anchors = torch.arange(10, 10 + n)
+        padded = predict_scaled(model, x, anchors, 8)
+        unpadded = predict_scaled(model, x, anchors, 8, pad=False)
+        assert unpadded.shape == padded.shape == (n, 2)
+        torch.testing.assert_close(unpadded, padded, rtol=1e-5, atol=1e-6)

@@ -18,7 +18,7 @@ from trainables.scaling import make_scaler, rows_covered
 if TYPE_CHECKING:
     from trainables.config import TrainConfig
 
-__all__ = ["FoldData", "Targets", "prepare_fold", "prepare_fold_for"]
+__all__ = ["FoldData", "Targets", "prepare_fold", "prepare_fold_for", "scaled_columns"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,10 @@ class FoldData:
     # regression, original units (float64, exact: scoring never round-trips the scaler):
     y_raw: np.ndarray | None = None  # [n, T] targets (NaN where undefined)
     now_raw: np.ndarray | None = None  # [n, T] the target columns at the anchor row
+    # The table's row that row 0 of these arrays is: 0 unless built with only_rows_read,
+    # when the arrays hold only the rows the fold reads and every anchor above is counted
+    # from here (table row = anchor + first_row).
+    first_row: int = 0
 
     @property
     def n_features(self) -> int:
@@ -109,11 +113,17 @@ def prepare_fold(
     f_cols: list[str],
     sequence_length: int,
     scaler: str = "minmax",
+    only_rows_read: bool = False,
 ) -> FoldData:
     """Fit the scaler on rows inside training spans only and scale inputs and targets.
 
     ``stop_idx``: the early-stopping anchors; ``eval_idx``: anchors scored once after
-    training (optional). Neither is seen by the scaler.
+    training (optional). Neither is seen by the scaler. ``only_rows_read``: build only the
+    rows the fold's windows, targets and scaler read, from the first window's first row to
+    the last anchor's target, with the anchors counted from there (``FoldData.first_row``):
+    a sweep's walk-forward fold 0 then builds a third of the table, not all of it. Without
+    it the arrays cover every row (what ``trainables.train`` needs to score its test part
+    with the same arrays).
     """
     train_idx, stop_idx, eval_idx = _anchors(train_idx), _anchors(stop_idx), _anchors(eval_idx)
     if len(train_idx) == 0 or len(stop_idx) == 0:
@@ -133,21 +143,25 @@ def prepare_fold(
         raise ConfigError(f"target column(s) {missing} are not among the built features")
 
     n = len(features)
-    raw = features[columns].to_numpy(dtype=np.float64)
-    fit_rows = rows_covered(train_idx, sequence_length, targets.horizon, n)
-    fitted = make_scaler(scaler, columns).fit(raw[fit_rows])
+    lo, hi = 0, n
+    if only_rows_read:
+        lo, hi = _rows_read(train_idx, stop_idx, eval_idx, sequence_length, targets.horizon, n)
+        train_idx, stop_idx, eval_idx = train_idx - lo, stop_idx - lo, eval_idx - lo
+    raw = {c: _column(features, c, lo, hi) for c in columns}  # the fold's rows only
+    fit_rows = rows_covered(train_idx, sequence_length, targets.horizon, hi - lo)
+    fitted = make_scaler(scaler, columns).fit(np.column_stack([raw[c][fit_rows] for c in columns]))
 
-    x = fitted.transform(raw[:, [columns.index(c) for c in f_cols]], f_cols)
+    x = scaled_columns(fitted, raw, f_cols)
     y_raw = now_raw = None
     if regression:
-        y_raw = np.asarray(targets.values, dtype=np.float64).reshape(n, -1)
-        now_raw = raw[:, [columns.index(c) for c in target_cols]]
+        y_raw = np.asarray(targets.values, dtype=np.float64).reshape(n, -1)[lo:hi]
+        now_raw = np.column_stack([raw[c] for c in target_cols])
         y = fitted.transform(np.nan_to_num(y_raw), target_cols)
         y_now = fitted.transform(now_raw, target_cols)
     else:
-        y, y_now = targets.values.astype(np.int64), None
+        y, y_now = targets.values[lo:hi].astype(np.int64), None
     return FoldData(
-        x=np.ascontiguousarray(x),
+        x=x,
         y=np.ascontiguousarray(y),
         y_now=y_now,
         train_idx=train_idx,
@@ -161,7 +175,35 @@ def prepare_fold(
         scaler=fitted,
         y_raw=y_raw,
         now_raw=now_raw,
+        first_row=lo,
     )
+
+
+def _column(features: pd.DataFrame, name: str, lo: int, hi: int) -> np.ndarray:
+    """Rows [lo, hi) of one column as float64: a view of a sweep's shared table (a frame over
+    one float64 array), a copy of those rows only otherwise."""
+    return np.asarray(features[name].to_numpy()[lo:hi], dtype=np.float64)
+
+
+def scaled_columns(fitted, columns, names: list[str]) -> np.ndarray:
+    """[rows, F] float32: ``columns[name]`` (a frame's columns, or arrays) scaled a column at
+    a time: the same arithmetic, element by element, as ``fitted.transform`` of the
+    [rows, F] float64 block, without that block's float64 copies."""
+    first = np.asarray(columns[names[0]])
+    x = np.empty((len(first), len(names)), dtype=np.float32)
+    for j, c in enumerate(names):
+        column = np.asarray(columns[c], dtype=np.float64)
+        x[:, j] = fitted.transform(column[:, None], [c])[:, 0]
+    return x
+
+
+def _rows_read(train_idx, stop_idx, eval_idx, sequence_length: int, horizon: int, n: int):
+    """[lo, hi): from the first anchor's window start to the last anchor's target row (the
+    scaler reads the training anchors' targets; a window reads sequence_length rows)."""
+    anchors = np.concatenate([train_idx, stop_idx, eval_idx])
+    lo = max(0, int(anchors.min()) - sequence_length + 1)
+    hi = min(n, int(anchors.max()) + horizon + 1)
+    return lo, hi
 
 
 def prepare_fold_for(
@@ -171,6 +213,8 @@ def prepare_fold_for(
     train_idx: np.ndarray,
     stop_idx: np.ndarray,
     eval_idx: np.ndarray | None = None,
+    *,
+    only_rows_read: bool = False,
 ) -> FoldData:
     """:func:`prepare_fold` with the config's ``f_cols``, ``sequence_length`` and ``scaler``:
     how every entry point (trial, promotion, baselines, the train CLI) builds a fold."""
@@ -183,4 +227,5 @@ def prepare_fold_for(
         f_cols=list(cfg.f_cols),
         sequence_length=cfg.sequence_length,
         scaler=cfg.scaler,
+        only_rows_read=only_rows_read,
     )

@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from trainables import fast_paths
 from trainables.errors import ConfigError
 
 __all__ = ["Deterministic", "autocast", "resolve_amp", "resolve_device"]
@@ -83,9 +84,11 @@ class Deterministic:
             # cuBLAS needs this for deterministic matmuls; it only counts before cuBLAS starts.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # As torch.use_deterministic_algorithms, without loading torch's compiler in every
+        # fresh process (trainables/fast_paths.py, 4).
+        fast_paths.deterministic_algorithms(True, warn_only=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        torch.use_deterministic_algorithms(self.prev[0], warn_only=self.prev[1])
+        fast_paths.deterministic_algorithms(self.prev[0], warn_only=self.prev[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = self.cudnn

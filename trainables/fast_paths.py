@@ -13,12 +13,23 @@ a chain of small ops, and three of them cost more than they need to:
    process only: under DDP the reducer owns the gradients.
 3. ``unfilled_memory``: deterministic mode fills every new uninitialised tensor with NaN,
    a debugging aid of ~90 ``fill_`` calls per step (~6%); it changes no result.
+4. ``deterministic_algorithms`` and ``eager_optimizer``: torch's compiler
+   (``torch._dynamo``, 1-3.5 s to import) is loaded by the first fit of every fresh
+   process, a sweep's Ray workers included, though nothing here compiles:
+   ``torch.use_deterministic_algorithms`` imports ``torch._inductor.config`` to set a flag
+   only compiled code reads, and every optimizer's ``step`` imports ``torch._dynamo`` for a
+   ``graph_break()`` (a no-op in eager mode), as do the first calls of the guards
+   ``torch._disable_dynamo`` puts around ``add_param_group`` (the constructor),
+   ``state_dict``, ``load_state_dict`` and ``zero_grad``. Set the eager flag alone
+   (``torch._C``, private; the compiler's too if something else loaded it), and train with
+   a subclass of the optimizer whose methods are torch's own without those wrappers
+   (``__wrapped__``). The same kernels and updates run either way.
 
 The switch: ``LSTM_ORCH_FAST_PATHS=0`` (or off, false, no) in the environment, or
-``with use_fast_paths(False):`` in code (for the calling thread), turns all three off; the
+``with use_fast_paths(False):`` in code (for the calling thread), turns all four off; the
 default is on. The plain path
 is torch's own ``nn.LSTM``/``nn.GRU`` forward, ``.grad = None`` + ``clip_grad_norm_`` and
-deterministic mode as torch sets it. It gives the same numbers (tests/test_fast_paths.py):
+deterministic mode as torch sets it (``torch.use_deterministic_algorithms``). It gives the same numbers (tests/test_fast_paths.py):
 bit for bit, except that (1) draws other dropout masks than torch's kernel (a different
 random stream, not a different computation: tested against a hand-written
 "layer, inverted dropout, layer") and (2) sums the gradient norm in another order, so a
@@ -27,8 +38,10 @@ clipped step can differ in the last bits.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +52,8 @@ from torch import _VF, nn
 __all__ = [
     "ENV",
     "FlatGrads",
+    "deterministic_algorithms",
+    "eager_optimizer",
     "enabled",
     "flat_gradients",
     "rnn_layer_by_layer",
@@ -170,3 +185,45 @@ def unfilled_memory() -> Iterator[None]:
         yield
     finally:
         flags.fill_uninitialized_memory = before
+
+
+# ---------------------------------------------------------------------- 4. determinism
+
+
+def deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
+    """``torch.use_deterministic_algorithms(mode, warn_only=warn_only)``; switched on, without
+    importing the compiler (``torch._inductor``) just to set its flag."""
+    if not enabled():
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:  # loaded by someone else: keep it in step, as torch does
+        inductor.deterministic = mode
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+
+
+# Methods of torch.optim.Optimizer that torch wraps in torch._disable_dynamo.
+_GUARDED = ("add_param_group", "state_dict", "load_state_dict", "zero_grad")
+_EAGER: dict[type, type] = {}
+
+
+def eager_optimizer(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """``cls``, or (switched on) a subclass whose ``step`` and the ``_GUARDED`` methods run
+    torch's own code without its compiler guards, which import ``torch._dynamo`` on first
+    use (``step``: on every call) for a ``graph_break()`` that does nothing without
+    ``torch.compile``. The same update, the same hooks (torch wraps this ``step`` in its
+    profiling and hook wrapper like any other)."""
+    if not enabled():
+        return cls
+    if cls not in _EAGER:
+        raw_step = inspect.unwrap(cls.step)  # under its grad-mode and graph-break wrappers
+
+        def step(self, closure=None):
+            # What torch's wrapper does in eager mode: the step runs with grad mode set to
+            # the optimizer's ``differentiable`` (off by default).
+            with torch.set_grad_enabled(self.defaults["differentiable"]):
+                return raw_step(self, closure)
+
+        methods = {name: inspect.unwrap(getattr(cls, name)) for name in _GUARDED}
+        _EAGER[cls] = type(f"Eager{cls.__name__}", (cls,), {"step": step, **methods})
+    return _EAGER[cls]

@@ -117,7 +117,7 @@ def build_features(
             _require_columns(bars, reads, name)
             columns[name] = compute(bars, int(sma_window)).astype(np.float64)
         else:
-            columns[name] = bars[name].astype(np.float64)
+            columns[name] = bars[name].astype(np.float64, copy=False)  # copied once, below
     frame = pd.DataFrame(columns, index=bars.index)
 
     start = warmup_rows(names, sma_window=int(sma_window))
@@ -165,13 +165,17 @@ def _require_columns(bars: pd.DataFrame, reads: tuple[str, ...], name: str) -> N
 def _check_finite(frame: pd.DataFrame, bars: pd.DataFrame) -> None:
     """A NaN/inf or an overflowing value after the warm-up is a data problem: say where."""
     values = frame.to_numpy()
-    bad = ~np.isfinite(values) | (np.abs(values) > MAX_ABS)
-    bad_rows, bad_cols = np.nonzero(bad)
-    if len(bad_rows):
-        row, k = int(bad_rows[0]), int(bad_cols[0])
+    first = None  # (row, column) of the first bad value, row by row as np.nonzero reads it
+    for k in range(values.shape[1]):  # a column at a time: no [n, F] temporaries
+        column = values[:, k]
+        bad = np.flatnonzero(~np.isfinite(column) | (np.abs(column) > MAX_ABS))
+        if len(bad) and (first is None or bad[0] < first[0]):
+            first = (int(bad[0]), k, len(bad))
+    if first is not None:
+        row, k, count = first
         col = frame.columns[k]
         raise DataError(
             f"{_prefix(bars)}feature {col!r} is NaN/inf or beyond {MAX_ABS:.0e} in"
-            f" {int(bad[:, k].sum()):,} row(s) after the warm-up, first at {at_row(frame, row)}:"
+            f" {count:,} row(s) after the warm-up, first at {at_row(frame, row)}:"
             f" {float(values[row, k])!r}; check the bars there (zero volume or price?)"
         )

@@ -28,9 +28,11 @@ def check_fold(cfg: TrainConfig, fold: FoldData) -> None:
     anchors = np.concatenate([fold.train_idx, fold.stop_idx, fold.eval_idx])
     lo, hi = int(anchors.min()), int(anchors.max())
     if lo < fold.sequence_length - 1 or hi >= len(fold.x):
+        first = fold.first_row  # the table's row numbers in the message, as the caller's
         raise DataError(
-            f"anchor rows must lie in [{fold.sequence_length - 1}, {len(fold.x) - 1}] for sequence_length={fold.sequence_length} "
-            f"and {len(fold.x)} rows, but got {lo}..{hi}"
+            f"anchor rows must lie in [{fold.sequence_length - 1 + first}, "
+            f"{len(fold.x) - 1 + first}] for sequence_length={fold.sequence_length} and "
+            f"{len(fold.x)} rows, but got {lo + first}..{hi + first}"
         )
     _check_finite(fold, anchors)
 
@@ -41,7 +43,8 @@ def _check_finite(fold: FoldData, anchors: np.ndarray) -> None:
     if len(bad):
         col = fold.feature_names[int(np.nonzero(~np.isfinite(fold.x[bad[0]]))[0][0])]
         raise DataError(
-            f"feature {col!r} is NaN/inf at row {int(bad[0])}, inside a training or evaluation window"
+            f"feature {col!r} is NaN/inf at row {int(bad[0]) + fold.first_row}, inside a "
+            "training or evaluation window"
         )
     labels = fold.y[anchors]
     ok = labels >= 0 if fold.task == "classification" else np.isfinite(labels).all(axis=1)

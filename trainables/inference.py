@@ -28,14 +28,22 @@ def predict_scaled(
     sequence_length: int,
     *,
     amp: str = "off",
+    pad: bool = True,
 ) -> torch.Tensor:
-    """Model outputs for ``anchors``: ``[n] -> [n, n_outputs]`` float32 on x's device."""
+    """Model outputs for ``anchors``: ``[n] -> [n, n_outputs]`` float32 on x's device.
+
+    ``pad=False``: the last batch runs at its own size instead of a padded PREDICT_BATCH,
+    for the trainer's per-epoch validation, which only decides early stopping: on a small
+    early-stopping block (a few hundred anchors, every epoch) the padding was most of its
+    cost, a fifth of a daily-space trial's time. Predictions that leave the trainer keep
+    the padding, so ``artifacts.predict`` still gives them bit for bit.
+    """
     model.eval()
     outs = []
     for b in range(0, len(anchors), PREDICT_BATCH):
         idx = anchors[b : b + PREDICT_BATCH]
         xb = gather_windows(x, idx, sequence_length)  # [b, L, F]
-        if len(idx) < PREDICT_BATCH:
+        if pad and len(idx) < PREDICT_BATCH:
             xb = torch.cat([xb, xb.new_zeros(PREDICT_BATCH - len(idx), *xb.shape[1:])])
         with autocast(x.device, amp):
             outs.append(model(xb)[: len(idx)].float())

@@ -99,12 +99,15 @@ def fit(
     device: str | torch.device | None = None,
     log: Callable[[str], None] | None = print,
     gpu_share: float | None = None,
+    on_batch: Callable[[int, int, int], None] | None = None,
 ) -> FitResult:
     """Train on ``fold.train_idx``, validate and early-stop on ``fold.stop_idx``, then
     predict ``fold.eval_idx`` once with the restored best epoch (``fold.stop_idx`` when
     ``eval_idx`` is empty).
 
     ``on_epoch(record)`` runs after every epoch; returning True stops training.
+    ``on_batch(epoch, samples, samples_per_epoch)`` runs after every training batch with the
+    samples this rank trained so far in the epoch (progress within long epochs).
     ``device`` overrides ``cfg.device``; ``log=None`` is silent. ``gpu_share`` (0-1] is the
     part of the GPU this run may use (a sweep's fractional ``--gpus-per-trial``): the batch
     probe of ``batch_size='auto'`` keeps within it.
@@ -115,6 +118,7 @@ def fit(
     amp = resolve_amp(cfg.amp, dev)
     with Deterministic(dev), fast_paths.unfilled_memory():
         trainer = _Trainer(cfg, fold, dev, amp, log=log, budget=_memory_budget(dev, gpu_share))
+        trainer.on_batch = on_batch
         reason = trainer.run(on_epoch)
         return trainer.result(reason, start)
 
@@ -172,6 +176,7 @@ class _Trainer:
             memory_budget_bytes=budget,
         )
         self.history: list[EpochRecord] = []
+        self.on_batch: Callable[[int, int, int], None] | None = None
         self.say(self._start_line())
         if residual is not None:
             self.say(
@@ -238,6 +243,8 @@ class _Trainer:
             sums.append(loss_sum)
             weights.append(weight)
             norms.append(norm)
+            if self.on_batch is not None:
+                self.on_batch(epoch, min((k + 1) * batch, len(order)), len(order))
         return (*self._epoch_means(epoch, sums, weights, norms), first_lr)
 
     def train_step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -256,8 +263,8 @@ class _Trainer:
 
     def validate(self, epoch: int) -> _Validation:
         """Loss (and F1 or per-target MSE) of the current weights on the stop anchors."""
-        out = predict_scaled(
-            self.core, self.x, self.stop_idx, self.fold.sequence_length, amp=self.amp
+        out = predict_scaled(  # unpadded: it decides early stopping only (inference.py)
+            self.core, self.x, self.stop_idx, self.fold.sequence_length, amp=self.amp, pad=False
         )
         y = self.y[self.stop_idx]
         loss_sum, weight = self.criterion(out, y)

@@ -6,8 +6,12 @@ strided view (no copy); ``gather_windows`` materialises only the windows of one 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # no torch import for numpy callers (a sweep's driver never loads torch)
+    import torch
 
 __all__ = ["gather_windows", "sliding_windows"]
 
@@ -17,7 +21,7 @@ def sliding_windows(series: np.ndarray | torch.Tensor, sequence_length: int):
 
     Window ``k`` ends at row ``k + sequence_length - 1``, so anchor ``i`` is window ``i - sequence_length + 1``.
     """
-    if isinstance(series, torch.Tensor):
+    if hasattr(series, "unfold"):  # a torch.Tensor (checked without importing torch)
         # unfold gives [n - L + 1, F, L]; transpose back to time-major. Both are views.
         return series.unfold(0, sequence_length, 1).transpose(1, 2)
     return np.lib.stride_tricks.sliding_window_view(series, sequence_length, axis=0).transpose(
