@@ -8,7 +8,15 @@ as one ``warning: ...`` line on stderr and go on.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "DataWarning", "UserError", "TrainingError"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DataWarning",
+    "DiskError",
+    "TrainingError",
+    "UserError",
+    "shown",
+]
 
 
 class UserError(Exception):
@@ -29,3 +37,20 @@ class TrainingError(UserError):
 
 class DataWarning(UserWarning):
     """The bar data load, but something in them deserves a look (see docs/data.md)."""
+
+
+class DiskError(UserError):
+    """An output cannot be written: a full disk, a read-only folder, no permission.
+
+    ``exit_code`` is 2 when nothing had run yet, 1 when the failure cut a run short."""
+
+    def __init__(self, message: str, *, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters with an ellipsis: an error line quotes
+    what the user typed without echoing 100,000 characters of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
