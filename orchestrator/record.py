@@ -52,6 +52,7 @@ DECIDING = (
     "dst",
     "max_jump",
     "ticker",
+    "tickers",
     "space",
     "trials",
     "task",
