@@ -16,12 +16,16 @@ import pandas as pd
 import pytest
 import ray
 
+from orchestrator.fdr import adjust, iu_p_of
 from orchestrator.leaderboard import read_leaderboard
+from orchestrator.predict import run as predict_run
+from orchestrator.promote import PromoteSpec
 from orchestrator.sweep import SweepSpec, run_sweep
 from orchestrator.tickers import parse_tickers, ticker_dir, ticker_seed
 from orchestrator.tracking import default_tracking_uri, find_child_runs
 from orchestrator.tune import main as tune_main
 from orchestrator.universe import run_universe
+from orchestrator.universe_promote import promote_universe
 from tests.bars_db import users_bars
 from tests.study_check import assert_study_matches
 from trainables.errors import ConfigError
@@ -65,9 +69,17 @@ def tiny(tmp_path: Path, data: Path, **kw) -> SweepSpec:
     return SweepSpec(**{**base, **kw})
 
 
-def test_each_ticker_is_its_own_sweep_in_one_run(tmp_path, bars_file):
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, bars_file):
+    """One universe of the three tickers, swept once for the tests that read it."""
+    root = tmp_path_factory.mktemp("swept")
     lines: list[str] = []
-    out = run_universe(tiny(tmp_path, bars_file), log=lines.append)
+    out = run_universe(tiny(root, bars_file), log=lines.append)
+    return root, out, lines
+
+
+def test_each_ticker_is_its_own_sweep_in_one_run(swept):
+    tmp_path, out, lines = swept
     u = out.out_dir
     record = json.loads((u / "universe.json").read_text())
     assert record["status"] == "finished" and record["tickers"] == "all"
@@ -109,6 +121,53 @@ def test_each_ticker_is_its_own_sweep_in_one_run(tmp_path, bars_file):
         read_leaderboard(ticker_dir(u, "BRK.B")).trial_id
     )
     assert all("ticker" not in r.data.params for r in trials)
+
+
+def test_a_universe_promotes_each_ticker_then_controls_the_fdr_and_predicts(swept, bars_file):
+    # promote --name <universe>: every ticker on its own test part, then the universe's
+    # verdict (Benjamini-Yekutieli over the tickers' intersection-union p-values) and its
+    # report; predict --name: each ticker's model on its own bars, one long table.
+    root, out, _ = swept
+    lines: list[str] = []
+    spec = PromoteSpec(name="u", results_dir=str(root / "results"), top_k=1, seeds=1, epochs=2)
+    verdict = promote_universe(spec, log=lines.append)
+    assert verdict["fdr"]["family"] == 2 and verdict["fdr"]["method"] == "Benjamini-Yekutieli"
+    assert "TINY" in verdict["refused"] and "TINY" not in verdict["tickers"]
+    iu = {}
+    for ticker in TICKERS:
+        promoted = json.loads((ticker_dir(out.out_dir, ticker) / "promoted.json").read_text())
+        assert promoted["holdout_guard"]["test_read_after_training"]
+        iu[ticker] = iu_p_of(promoted)
+        assert verdict["tickers"][ticker]["iu_p"] == pytest.approx(iu[ticker])
+    adjusted = adjust(iu)
+    for ticker in TICKERS:
+        assert verdict["tickers"][ticker]["adjusted_p"] == pytest.approx(
+            adjusted[ticker]["adjusted_p"]
+        )
+    winners = [t for t in TICKERS if adjusted[t]["winner"]]
+    assert verdict["fdr"]["winners"] == winners
+    headline = f"{len(winners)} of 2 tickers beat the baselines at FDR 10%"
+    assert any(line.startswith(headline) for line in lines)
+    page = (out.out_dir / "universe_report.html").read_text()
+    assert headline in page and "data:image/png;base64," in page and "BRK.B" in page
+    assert (out.out_dir / "universe_report.md").read_text().count("\n| ") == 3  # header, a row each
+    # Each ticker's model registered under its own name, its run below its ticker's sweep.
+    uri = default_tracking_uri(root / "results")
+    runs = find_child_runs(uri, "lstm-sweeps", "u/BRK.B")
+    assert any(r.info.run_name.startswith("promoted-") for r in runs)
+    # predict --name: the universe's models on the long file, per ticker what --model gives.
+    preds = predict_run(
+        ["--name", "u", "--results-dir", str(root / "results"), "--data", str(bars_file)],
+        log=lambda *_: None,
+    )
+    assert sorted(set(preds.ticker)) == sorted(TICKERS)
+    for ticker in TICKERS:
+        model = ticker_dir(out.out_dir, ticker) / "models" / "1"
+        one = predict_run(
+            ["--model", str(model), "--data", str(bars_file), "--ticker", ticker],
+            log=lambda *_: None,
+        )
+        pd.testing.assert_frame_equal(preds[preds.ticker == ticker].drop(columns="ticker"), one)
 
 
 def test_one_ticker_equals_its_single_ticker_sweep_with_its_seed(tmp_path, bars_file):
@@ -154,6 +213,7 @@ def test_every_ticker_refused_stops_before_any_work(tmp_path, bars_file, capsys)
     assert not (results / "none").exists()  # nothing half-written
 
 
+@pytest.mark.slow
 def test_time_budget_leaves_tickers_not_started_and_resume_finishes_them(tmp_path, bars_file):
     # A budget spent during the first ticker (long trials, one at a time): the other ticker is
     # listed as not started; --resume leaves finished trials alone and runs the rest.
