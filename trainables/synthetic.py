@@ -39,18 +39,28 @@ returns recovers about 21% out of sample (15-26% over seeds 0-9, 4,000 bars, 70/
 Lag-1 autocorrelation is about 0.32, below the 0.5 at which "next return = this return"
 would beat "next return = 0", so naive baselines (persistence, zero, historical mean) do
 not beat a fitted model. ``docs/data.md`` has the measured numbers and how to reproduce them.
+
+Sample bars in a file, for the README's examples or your own tries::
+
+    python -m trainables.synthetic --out bars.parquet --bars 4000          # the built-in series
+    python -m trainables.synthetic --out universe.parquet --tickers 4      # 4 tickers, long format
+
+``make_universe`` writes several tickers as one long frame (a ``ticker`` column), each the
+built-in series with its own seed (``seed + k``).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, UserError
 
-__all__ = ["Simulation", "make_bars", "simulate"]
+__all__ = ["Simulation", "main", "make_bars", "make_universe", "simulate", "ticker_names"]
 
 # Regimes: bull, bear, quiet. Rows of _TRANSITION sum to 1; the diagonal keeps a regime
 # for 1 / (1 - p) bars on average.
@@ -208,3 +218,111 @@ def _returns_and_volume(
         surprise = (log_volume[t] - ema_volume) / _VOLUME_NOISE
         ema_volume += _VOLUME_EMA * (log_volume[t] - ema_volume)
     return signal, log_close, log_volume
+
+
+# ---------------------------------------------------------------------- several tickers
+
+
+def ticker_names(n_tickers: int) -> list[str]:
+    """The universe's ticker names: SYN0, SYN1, ..."""
+    return [f"SYN{k}" for k in range(n_tickers)]
+
+
+def make_universe(
+    n_tickers: int,
+    n_bars: int = 4000,
+    *,
+    seed: int = 0,
+    freq: str = "1h",
+    start: str = "2020-01-01",
+) -> pd.DataFrame:
+    """``n_tickers`` learnable series as one long frame: columns ``timestamp, ticker, open,
+    high, low, close, volume``, ticker ``SYN<k>`` drawn with seed ``seed + k`` (so SYN0 is
+    ``make_bars(n_bars, seed=seed)``), every ticker on the same timestamps."""
+    if isinstance(n_tickers, bool) or not isinstance(n_tickers, (int, np.integer)) or n_tickers < 1:
+        raise ConfigError(f"n_tickers must be an integer >= 1, but got n_tickers={n_tickers!r}")
+    frames = []
+    for k, name in enumerate(ticker_names(int(n_tickers))):
+        bars = make_bars(n_bars, seed=seed + k, freq=freq, start=start).reset_index()
+        bars.insert(1, "ticker", name)
+        frames.append(bars)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _parser():
+    from trainables.cli import ArgumentParser
+
+    p = ArgumentParser(
+        prog="python -m trainables.synthetic",
+        description="Write sample bars from the built-in generator (a known, learnable "
+        "signal; docs/data.md) to a Parquet or CSV file.",
+    )
+    p.add_argument("--out", required=True, help="a .parquet, .pq or .csv file (not there yet)")
+    p.add_argument("--bars", type=int, default=4000, help="bars per ticker (default: %(default)s)")
+    p.add_argument(
+        "--tickers",
+        type=int,
+        default=1,
+        help="1: one series, no ticker column; more: a long frame with a ticker column "
+        "(SYN0, SYN1, ...; pick one with --ticker) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of SYN0; SYN<k> uses seed + k (default: %(default)s)",
+    )
+    p.add_argument(
+        "--freq", default="1h", help="bar spacing, a pandas frequency (default: %(default)s)"
+    )
+    p.add_argument("--start", default="2020-01-01", help="first timestamp (default: %(default)s)")
+    return p
+
+
+def write_sample(argv: list[str] | None = None, *, log=print) -> Path:
+    """Everything ``main`` does, raising UserError instead of exiting."""
+    from trainables.atomic import write_file
+
+    args = _parser().parse_args(argv)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
+        raise ConfigError(f"--out {out}: use a .parquet, .pq or .csv file name")
+    if out.exists():
+        raise ConfigError(f"--out {out} already exists; choose another name or remove it")
+    for flag, value, low in (("--bars", args.bars, 3), ("--tickers", args.tickers, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} must be >= {low}, but got {value}")
+    kw = {"seed": args.seed, "freq": args.freq, "start": args.start}
+    frame = (
+        make_bars(args.bars, **kw).reset_index()
+        if args.tickers == 1
+        else make_universe(args.tickers, args.bars, **kw)
+    )
+    if out.suffix.lower() == ".csv":
+        write_file(out, lambda tmp: frame.to_csv(tmp, index=False))
+    else:
+        write_file(out, lambda tmp: frame.to_parquet(tmp, index=False))
+    span = f"{frame['timestamp'].iloc[0]} .. {frame['timestamp'].iloc[-1]}"
+    if args.tickers == 1:
+        log(f"Wrote {args.bars:,} bars ({span}, seed {args.seed}) to {out}")
+    else:
+        names = ticker_names(args.tickers)
+        log(
+            f"Wrote {args.tickers} tickers x {args.bars:,} bars ({names[0]}..{names[-1]}, seeds "
+            f"{args.seed}..{args.seed + args.tickers - 1}, {span}) to {out}: pick one with "
+            f"--ticker {names[0]}"
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        write_sample(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
