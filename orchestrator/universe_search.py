@@ -94,6 +94,8 @@ class UniverseSearch(Searcher):
             del self.open[ticker]
             self.live.pop(ticker, None)
             self.closed.append(ticker)
+            # its trials are done: the state Tune snapshots keeps the open tickers' only
+            self.ticker_of = {t: k for t, k in self.ticker_of.items() if k != ticker}
 
     def save(self, checkpoint_path: str) -> None:
         state = {k: v for k, v in self.__dict__.items() if k != "_storage"}
@@ -114,7 +116,7 @@ class UniverseSearch(Searcher):
     def _ticker(self, trial_id: str, result: dict | None) -> str | None:
         if trial_id in self.ticker_of:
             return self.ticker_of[trial_id]
-        return ((result or {}).get("config") or {}).get("ticker")
+        return ((result or {}).get("config") or {}).get("ticker")  # (a closed ticker's)
 
     def _searcher(self, ticker: str) -> FoldOptunaSearch:
         if ticker not in self.open:
