@@ -135,7 +135,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--out", help="also write every ticker's row here (.csv)")
+    p.add_argument(
+        "--out", help="also write every ticker's row here (.csv, appended universe by universe)"
+    )
+    p.add_argument("--report-only", action="store_true", help="report the rows of --out only")
     args = p.parse_args()
     cfg = PRESETS["cpu"].replace(epochs=args.epochs, hidden_size=args.hidden)
     start = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -63,3 +64,24 @@ def test_a_database_view_is_read_in_one_query_with_the_same_bars(tmp_path, frame
     # SQLite keeps the times as text without a zone: they read back naive
     assert list(cut.bars) == ["AAA"] and cut.bars["AAA"].index[-1] <= pd.Timestamp("2020-01-05")
     assert "NOPE" in cut.refused
+
+
+def test_a_synthetic_universe_has_random_walks_beside_the_learnable_tickers(tmp_path):
+    # make_universe(random_walks=k): learnable SYN<k> and RW<k> whose returns nothing in
+    # their past predicts; the long frame reads back as a universe, every ticker valid.
+    from trainables.synthetic import make_universe
+
+    frame = make_universe(2, 3000, seed=3, random_walks=2)
+    path = tmp_path / "s.parquet"
+    frame.to_parquet(path, index=False)
+    got = read_universe(BarSource(data=str(path)), None)
+    assert list(got.bars) == ["RW0", "RW1", "SYN0", "SYN1"] and got.refused == {}
+    for ticker, bars in got.bars.items():
+        r = np.diff(np.log(bars.close.to_numpy()))
+        rho = np.corrcoef(r[1:], r[:-1])[0, 1]
+        if ticker.startswith("RW"):
+            assert abs(rho) < 3 / np.sqrt(len(r))  # no serial dependence to learn
+        else:
+            assert rho > 0.2  # the built-in signal (docs/data.md: about 0.32)
+    again = make_universe(2, 3000, seed=3, random_walks=2)
+    pd.testing.assert_frame_equal(frame, again)  # seeded
