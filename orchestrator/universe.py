@@ -113,6 +113,9 @@ def _owned(spec: SweepSpec, out_dir: Path, lock: FolderLock, log) -> UniverseOut
     check_space(space, base)
     tracking_uri = spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir))
     members, refused = prepare_members(spec, space, base, out_dir, previous, tracking_uri)
+    if previous and not members:  # every ticker had run all its trials: close the record
+        UniverseRecord(out_dir, previous).update(status="finished")
+        return already_finished(spec, out_dir, read_universe_record(out_dir), log)
     _refuse_if_empty(members, refused)
     _announce(spec, space, members, refused, resumed=previous is not None, log=log)
     objective, mode = objective_of(base.task)

@@ -51,7 +51,9 @@ from trainables.errors import ConfigError, UserError
 from trainables.sources import public_url
 from trainables.universe_bars import read_universe
 
-__all__ = ["Baselines", "Member", "open_records", "prepare_members", "ticker_spec"]
+__all__ = ["DONE", "Baselines", "Member", "open_records", "prepare_members", "ticker_spec"]
+
+DONE = ("finished", "failed")  # a ticker in one of these has run every trial
 
 
 @dataclass
@@ -101,10 +103,13 @@ def prepare_members(
     else:
         kept = previous["members"]
         refused = {t: m.get("reason", "") for t, m in kept.items() if m["status"] == "refused"}
-        wanted = [t for t in kept if t not in refused]
+        # finished tickers are left alone: not read, not prepared, their files untouched
+        wanted = [t for t, m in kept.items() if m["status"] not in ("refused", *DONE)]
         ends = [pd.Timestamp(kept[t]["end"]) for t in wanted if kept[t].get("end")]
         if ends and source is not None:  # the rows the tickers started on, none later
             source = replace(source, end=max(ends).isoformat())
+    if not wanted:
+        return {}, refused
     read = read_universe(source, wanted)
     refused.update(read.refused)
     members = {}

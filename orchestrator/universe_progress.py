@@ -84,12 +84,17 @@ class TickerCallbacks(Callback):
         self.statuses, self.trackers, self.objective = statuses, trackers, objective
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        status = self.statuses[ticker_of(trial)]
+        status = self.statuses.get(ticker_of(trial))
+        if status is None:  # a ticker that finished in an earlier run: nothing of it runs
+            return
         status.on_trial_complete(iteration, trials, trial, **info)
         self._log(trial, status.status_of(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.statuses[ticker_of(trial)].on_trial_error(iteration, trials, trial, **info)
+        status = self.statuses.get(ticker_of(trial))
+        if status is None:
+            return
+        status.on_trial_error(iteration, trials, trial, **info)
         self._log(trial, "failed")
 
     def _log(self, trial, status: str) -> None:
