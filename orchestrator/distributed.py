@@ -19,6 +19,7 @@ import ray.train.torch
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from orchestrator.ray_session import on_this_ray
 from trainables.config import TrainConfig
 from trainables.dataset import FoldData
 from trainables.trainer import fit
@@ -59,6 +60,11 @@ def _worker_loop(loop_config: dict) -> None:
         ray.train.report({}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
+def _fit_payload(trainer: TorchTrainer) -> dict:
+    with trainer.fit().checkpoint.as_directory() as d:
+        return json.loads((Path(d) / RESULT_FILE).read_text())
+
+
 def fit_distributed(
     cfg: TrainConfig,
     fold: FoldData,
@@ -81,8 +87,8 @@ def fit_distributed(
         ),
         run_config=RunConfig(storage_path=storage_path),
     )
-    with trainer.fit().checkpoint.as_directory() as d:
-        payload = json.loads((Path(d) / RESULT_FILE).read_text())
+    # In a task that knows this Ray's address: no State API tracebacks where another Ray runs.
+    payload = on_this_ray(_fit_payload, trainer)
     return SimpleNamespace(
         metrics=payload["metrics"],
         predictions=np.asarray(payload["predictions"], dtype=np.float64),

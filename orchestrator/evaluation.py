@@ -3,7 +3,13 @@
 Each saved run predicts the test anchors through ``artifacts.predict`` (the path
 ``python -m orchestrator.predict`` takes); each rank's seeds are averaged into its seed
 ensemble, the ranks' ensembles into the top-k ensemble; each ensemble is scored, compared
-with every baseline (``orchestrator.verdicts``) and given its verdict.
+with every baseline (``orchestrator.verdicts``) and given its verdict. The chosen model's
+(the lowest rank with a model: picked by CV rank before the test part opened) is the answer;
+the other ranks' and the top-k ensemble's are labelled descriptive.
+
+A forecast (the model's or a baseline's) that is NaN or infinite on a test row stops the
+promotion (``TrainingError``: one line naming the model and the row) before any verdict is
+formed: a test statistic built on it would be meaningless.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from orchestrator.verdicts import (
     verdict,
 )
 from trainables.artifacts import load_run, predict
+from trainables.errors import TrainingError
 from trainables.metrics import CLASS_NAMES
 
 __all__ = [
     "add_test_results",
+    "check_finite",
     "evaluate_runs",
     "judge",
     "mean_outputs",
@@ -54,13 +62,13 @@ def seed_stats(per_seed: list[dict]) -> tuple[dict[str, float], dict[str, float]
 
 
 def judge(
-    pred: np.ndarray, test: HoldoutRows, baselines: dict[str, np.ndarray], *, seed: int = 0
+    pred: np.ndarray, test: HoldoutRows, baselines: dict[str, np.ndarray]
 ) -> list[Comparison]:
     """Every comparison of ``pred`` with the baselines on the test part (the first baseline
     is the naive forecast, or the majority class)."""
     truth, horizon = test.truth(), test.targets.horizon
     if test.targets.task == "classification":
-        return classification_comparisons(truth, pred, baselines, horizon=horizon, seed=seed)
+        return classification_comparisons(truth, pred, baselines, horizon=horizon)
     return regression_comparisons(
         truth,
         pred,
@@ -69,7 +77,23 @@ def judge(
         now=test.now(),
         naive=next(iter(baselines)),
         horizon=horizon,
-        seed=seed,
+    )
+
+
+def check_finite(pred: np.ndarray, test: HoldoutRows, who: str) -> None:
+    """TrainingError naming ``who``, the first test row and its time when ``pred`` holds a
+    NaN or an infinity: no verdict may rest on it."""
+    bad = ~np.isfinite(np.asarray(pred, dtype=np.float64).reshape(len(pred), -1))
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad.any(axis=1))
+    first = int(rows[0])
+    value = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)[first]
+    raise TrainingError(
+        f"{who}: {len(rows):,} of {len(pred):,} test forecasts are NaN/inf, the first for "
+        f"table row {int(test.anchors[first])} ({test.timestamps[first]}): {value.tolist()}; "
+        "no verdict can rest on them, so promotion stopped before writing or registering "
+        "anything (are the model's weights, or the bars there, broken?)"
     )
 
 
@@ -122,14 +146,20 @@ def add_test_results(run_dir: Path, test: HoldoutRows, pred: np.ndarray, metrics
     write_json(metrics_path, info)
 
 
-def _judged(label: str, pred: np.ndarray, test: HoldoutRows, baselines: dict) -> dict:
-    """Test metrics, comparisons and verdict of one ensemble."""
+def _judged(
+    label: str, pred: np.ndarray, test: HoldoutRows, baselines: dict, *, descriptive: bool
+) -> dict:
+    """Test metrics, comparisons and verdict of one ensemble (``verdict``: the sentence;
+    ``iu_p``: its intersection-union p-value; ``descriptive``: not the chosen model)."""
     naive = None if test.targets.task == "classification" else next(iter(baselines.values()))
     comparisons = judge(pred, test, baselines)
+    said = verdict(label, comparisons, descriptive=descriptive)
     return {
         "test": score(pred, test, naive),
         "comparisons": [c.to_dict() for c in comparisons],
-        "verdict": verdict(label, comparisons),
+        "verdict": said.text,
+        "iu_p": said.iu_p,
+        "descriptive": said.descriptive,
     }
 
 
@@ -149,6 +179,8 @@ def evaluate_runs(
     each rank's seed-ensemble outputs).
     """
     naive = None if test.targets.task == "classification" else next(iter(baselines.values()))
+    for name, forecast in baselines.items():
+        check_finite(forecast, test, f"baseline {name}")
     outputs_by_rank: dict[int, np.ndarray] = {}
     models = []
     for p in picks:
@@ -169,6 +201,7 @@ def evaluate_runs(
             if job["status"] == "ok":
                 run_dir = models_dir / str(rank) / f"seed{job['k']}"
                 pred = outputs_on_test(run_dir, test)
+                check_finite(pred, test, f"rank {rank} seed {job['k']} (trial {p.trial_id})")
                 entry["test"] = score(pred, test, naive)
                 entry["path"] = f"models/{rank}/seed{job['k']}"
                 add_test_results(run_dir, test, pred, entry["test"])
@@ -182,15 +215,18 @@ def evaluate_runs(
         )
         ensemble = mean_outputs(outputs)
         label = f"rank {rank} (trial {model['trial_id']}, {len(outputs)}-seed ensemble)"
-        judged = _judged(label, ensemble, test, baselines)
+        # The first rank with a model is the chosen one (promote picks it the same way).
+        judged = _judged(label, ensemble, test, baselines, descriptive=bool(outputs_by_rank))
         model["ensemble_test"] = judged["test"]
-        model["comparisons"], model["verdict"] = judged["comparisons"], judged["verdict"]
+        for key in ("comparisons", "verdict", "iu_p", "descriptive"):
+            model[key] = judged[key]
         prediction_frame(test, ensemble).to_parquet(models_dir / str(rank) / "predictions.parquet")
         outputs_by_rank[rank] = ensemble
     out: dict = {"models": models}
     if len(outputs_by_rank) > 1:
         ranks = list(outputs_by_rank)
         label = f"the top-{len(ranks)} ensemble"
-        judged = _judged(label, mean_outputs(list(outputs_by_rank.values())), test, baselines)
+        ensemble = mean_outputs(list(outputs_by_rank.values()))
+        judged = _judged(label, ensemble, test, baselines, descriptive=True)
         out["ensemble"] = {"ranks": ranks, **judged}
     return out, outputs_by_rank

@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from trainables.disk import as_disk_error
 from trainables.errors import ConfigError
 
 __all__ = [
@@ -138,9 +139,15 @@ class FolderLock:
         """Take the lock (creating the folder if needed); FolderBusy naming the holder."""
         if self._fd is not None:
             return self
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a read-only or full disk: one line, as anywhere else
+            disk = as_disk_error(err, where=str(self.folder))
+            if disk is None:
+                raise
+            raise disk from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from orchestrator.record import checked_record
 from orchestrator.spaces import load_space, space_from_dict
 from orchestrator.spec import SweepSpec, base_config, longest_sequence
 from orchestrator.sweep_data import reload_sweep_bars
 from trainables.config import ALIASES, DATA_SETTINGS, TrainConfig
 from trainables.dataset import Targets
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, shown
 from trainables.splits import FinalSplit, audit_frame
 from trainables.table import TableArrays, build_table, holdout_split
 
@@ -83,7 +84,7 @@ def read_sweep(out_dir: Path) -> dict:
             f"--name {Path(out_dir).name} first, or check --results-dir)"
         )
     try:
-        return json.loads(path.read_text())
+        return checked_record(json.loads(path.read_text()), path)
     except ValueError as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from err
 
@@ -91,7 +92,16 @@ def read_sweep(out_dir: Path) -> dict:
 def sweep_spec(sweep: dict) -> SweepSpec:
     """The SweepSpec a ``sweep.json`` was written from."""
     names = {f.name for f in fields(SweepSpec)}
-    return SweepSpec(**{k: v for k, v in sweep.items() if k in names})
+    try:
+        spec = SweepSpec(**{k: v for k, v in sweep.items() if k in names})
+        if not isinstance(spec.space, str):
+            raise TypeError(f"space is {shown(spec.space, 40)}, not a space's name")
+        return spec
+    except (TypeError, ValueError, AttributeError) as err:  # an edited record: one line
+        raise ConfigError(
+            f"sweep.json of {sweep.get('name')!r}: a setting has a value of the wrong type "
+            f"({shown(str(err), 120)[1:-1]}); the record was edited or is damaged"
+        ) from None
 
 
 @dataclass
@@ -112,6 +122,7 @@ class HoldoutRows:
     first_row: int  # absolute row of features' first row (= test_first_row)
     targets: Targets  # full length; only values[anchors] are read
     close: np.ndarray | None = None  # the bars' close on the rows of ``features`` (trading)
+    open: np.ndarray | None = None  # the bars' open on the same rows (trading executes there)
 
     @property
     def timestamps(self) -> pd.DatetimeIndex:
@@ -147,6 +158,7 @@ class HoldoutData:
     n_train_rows: int  # rows the train+val spans reach: the sweep's rows
     source: str
     close: np.ndarray | None = field(default=None, repr=False)  # the bars' close per row
+    open: np.ndarray | None = field(default=None, repr=False)  # the bars' open per row
 
     def audit(self) -> pd.DataFrame:
         """Two rows: the early-stopping cut (train vs val) and the holdout (train+val vs test)."""
@@ -165,8 +177,11 @@ class HoldoutData:
             "n_early_stopping": len(self.split.val),
             "n_test": len(test),
             "horizon": self.base.horizon,
+            # Two names for where the test part starts: its first anchor (first forecast)
+            # and the first bar its windows read (the sweep's "held out from").
             "test_first_time": str(index[test[0]]),
             "test_last_time": str(index[test[-1]]),
+            "test_windows_first_time": str(index[self.test_first_row]),
         }
 
 
@@ -186,7 +201,8 @@ def load_holdout(
     spec = sweep_spec(sweep)
     # The space as the sweep loaded it (an edited YAML file must not move the test part).
     recorded = sweep.get("space_definition")
-    space = space_from_dict(recorded) if recorded else load_space(spec.space)
+    where = str(Path(out_dir) / "sweep.json")
+    space = space_from_dict(recorded, source=where) if recorded else load_space(spec.space)
     base = base_config(spec, space)
     sequence_length_max = longest_sequence(space, base)
     bars, source = reload_sweep_bars(
@@ -214,6 +230,7 @@ def load_holdout(
         n_train_rows=n_train_rows,
         source=source,
         close=bars["close"].reindex(features.index).to_numpy(dtype=np.float64),
+        open=bars["open"].reindex(features.index).to_numpy(dtype=np.float64),
     )
 
 
@@ -315,6 +332,7 @@ class HoldoutGuard:
             first_row=d.test_first_row,
             targets=d.targets,
             close=None if d.close is None else d.close[d.test_first_row :],
+            open=None if d.open is None else d.open[d.test_first_row :],
         )
 
     def to_dict(self) -> dict:

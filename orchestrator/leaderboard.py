@@ -26,6 +26,8 @@ __all__ = [
     "with_baselines",
     "objective_value",
     "read_leaderboard",
+    "fold_metrics",
+    "previous_best",
     "trial_summary",
     "write_results",
 ]
@@ -175,6 +177,35 @@ def trial_summary(rec: TrialRecord, objective: str) -> dict[str, float]:
     return out
 
 
+# Per-fold values that are no measurements: the fold's index (MLflow's step says it) and
+# settings a fold chose (batch_size: auto picks one per fold). Settings become params.
+_FOLD_INDEX = ("fold",)
+_FOLD_SETTINGS = ("batch_size",)
+
+
+def fold_metrics(folds: list[dict]) -> tuple[list[dict[str, float]], dict[str, str]]:
+    """(each fold's measurements for MLflow, the settings the folds chose as params): a
+    setting the same in every fold is one param (``batch_size_used``), else one per fold."""
+    metrics = [
+        {
+            k: v
+            for k, v in f.items()
+            if isinstance(v, (int, float)) and k not in (*_FOLD_INDEX, *_FOLD_SETTINGS)
+        }
+        for f in folds
+    ]
+    params: dict[str, str] = {}
+    for name in _FOLD_SETTINGS:
+        values = [f[name] for f in folds if name in f]
+        if values and len(set(values)) == 1:
+            params[f"{name}_used"] = str(values[0])
+        else:
+            params.update(
+                {f"fold{k}_{name}": str(f[name]) for k, f in enumerate(folds) if name in f}
+            )
+    return metrics, params
+
+
 def _plain(v):
     if isinstance(v, (np.integer,)):
         return int(v)
@@ -232,3 +263,14 @@ def read_leaderboard(out_dir: Path, *, baselines: bool = False) -> pd.DataFrame:
     """The trials of a sweep's leaderboard (with ``baselines``, their reference rows too)."""
     board = pd.read_parquet(out_dir / "leaderboard.parquet")
     return board if baselines else trial_rows(board)
+
+
+def previous_best(out_dir: Path) -> list[tuple[float, str]]:
+    """(objective, trial id) of every completed trial in a leaderboard already written there
+    (an interrupted run's, which ``--resume`` continues); [] for a new sweep."""
+    path = Path(out_dir) / "leaderboard.parquet"
+    if not path.is_file():
+        return []
+    done = trial_rows(pd.read_parquet(path, columns=["trial_id", "status", "objective"]))
+    done = done[(done["status"] == "completed") & done["objective"].notna()]
+    return [(float(v), str(t)) for v, t in zip(done["objective"], done["trial_id"], strict=True)]

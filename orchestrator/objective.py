@@ -5,8 +5,11 @@ Regression: ``mse_ratio``, each target's MSE over its naive forecast's MSE in or
 return-like targets), pooled over folds: the sum over folds of a target's MSE over the sum
 of its naive MSE, then the mean over targets. Minimised; below 1 beats the naive forecast,
 and ``skill = 1 - mse_ratio``. It depends neither on the scaler nor on the training loss a
-trial samples, and one volatile fold cannot dominate it as a plain mean of MSEs would.
-Classification: macro-F1, the mean over folds; maximised.
+trial samples. It is a ratio of sums, not the mean of the folds' ratios: with one target it
+ranks trials exactly as the mean of their fold MSEs (weighted by fold size) would, since the
+naive denominator is the same for every trial, so a volatile fold weighs more, not less.
+What pooling buys is a ratio that stays defined and steady when one fold's naive MSE is
+tiny. Classification: macro-F1, the mean over folds; maximised.
 """
 
 from __future__ import annotations

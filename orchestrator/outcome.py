@@ -43,6 +43,8 @@ class SweepOutcome:
     resume_hint: str = ""
     first_failure: str | None = None  # set when every trial failed
     already_finished: bool = False
+    ray_closed: bool = False  # the sweep's own Ray (and its dashboard) ended with it
+    experiment_id: str | None = None  # the MLflow experiment the runs are in
     checkpoints: dict = field(default_factory=dict, repr=False)
     # The baselines' reference rows on the same folds (leaderboard columns, status baseline).
     baselines: object = None  # pandas DataFrame
@@ -60,12 +62,16 @@ def _trial_id(result) -> str:
 def collect_records(results, statuses: dict[str, str]) -> list[TrialRecord]:
     """One TrialRecord per trial of a ResultGrid. Status: failed when Tune holds its error;
     else the one decided when it finished (``statuses``, kept in sweep.json); else
-    interrupted (it was running or pending when the run stopped)."""
+    completed when its last result has every fold (it finished, but its status could not be
+    saved: a full disk, a kill at that instant); else interrupted (it was running or
+    pending when the run stopped)."""
     records = []
     for result in results:
         metrics = result.metrics or {}
         tid = _trial_id(result)
-        status = "failed" if result.error is not None else statuses.get(tid, "interrupted")
+        every_fold = metrics.get("folds_done", 0) >= metrics.get("n_folds", math.inf)
+        unsaved = "completed" if every_fold else "interrupted"
+        status = "failed" if result.error is not None else statuses.get(tid, unsaved)
         records.append(
             trial_record(
                 tid,
@@ -83,9 +89,14 @@ def checkpoints_of(results) -> dict[str, object]:
     return {_trial_id(r): r.checkpoint for r in results if r.checkpoint is not None}
 
 
+OOF_STATUSES = ("completed", "pruned")
+
+
 def oof_frame(records: list[TrialRecord], checkpoints: dict, data: SweepData) -> pd.DataFrame:
-    """Out-of-fold predictions of every completed trial, long format (one row per trial,
-    fold and evaluation anchor; docs/sweeps.md, "Files")."""
+    """Out-of-fold predictions of every completed trial and of every pruned trial's finished
+    folds (a pruned trial checkpoints each fold it finished; one pruned inside its first fold
+    has none), long format: one row per trial, fold and evaluation anchor, with the trial's
+    ``status`` (docs/sweeps.md, "Files"). Promotion's PBO reads them."""
     frames = []
     index = pd.DatetimeIndex(data.index)
     truth = np.asarray(data.targets.values)
@@ -95,14 +106,23 @@ def oof_frame(records: list[TrialRecord], checkpoints: dict, data: SweepData) ->
         now = data.frame()[names].to_numpy(dtype=np.float64)
     for rec in records:
         checkpoint = checkpoints.get(rec.trial_id)
-        if rec.status != "completed" or checkpoint is None:
+        if rec.status not in OOF_STATUSES or checkpoint is None:
             continue
         with checkpoint.as_directory() as d:
-            preds = [
-                np.load(Path(d) / oof_file(k), allow_pickle=False) for k in range(len(data.folds))
-            ]
-        for k, ((fit, _, ev), pred) in enumerate(zip(data.folds, preds, strict=True)):
-            cols: dict = {"trial_id": rec.trial_id, "fold": k, "anchor": ev, "timestamp": index[ev]}
+            preds = {
+                k: np.load(Path(d) / oof_file(k), allow_pickle=False)
+                for k in range(len(data.folds))
+                if (Path(d) / oof_file(k)).is_file()
+            }
+        for k, pred in preds.items():
+            fit, _, ev = data.folds[k]
+            cols: dict = {
+                "trial_id": rec.trial_id,
+                "status": rec.status,
+                "fold": k,
+                "anchor": ev,
+                "timestamp": index[ev],
+            }
             if regression:
                 y = truth.reshape(len(truth), -1)
                 naive = naive_forecast(names, now[ev], np.nanmean(y[fit], axis=0))
@@ -184,13 +204,20 @@ def print_summary(outcome: SweepOutcome, objective: str, mode: str, log) -> None
                     index=False, float_format=lambda v: f"{v:.5g}", na_rep=""
                 )
             )
-    files = ", ".join(sorted(k for k in outcome.files if k != "tune"))
-    log(f"Results: {outcome.out_dir}/ ({files})")
+    names = {k for k in outcome.files if k != "tune"}
+    if (Path(outcome.out_dir) / "optuna.db").is_file():
+        names.add("optuna.db")  # the Optuna study: optuna-dashboard, optuna.load_study
+    log(f"Results: {outcome.out_dir}/ ({', '.join(sorted(names))})")
     if outcome.files.get("tune"):
         log(f"Tune experiment: {outcome.files.get('tune')}")
-    log(f"MLflow: {outcome.tracking_uri and _ui_hint(outcome.tracking_uri)}")
-    if outcome.dashboard_url:
-        log(f"Ray dashboard (while Ray runs): {outcome.dashboard_url}")
+    log(f"MLflow: {outcome.tracking_uri and _ui_hint(outcome.tracking_uri)}{_runs_view(outcome)}")
+    if outcome.ray_closed:
+        log(
+            "Ray dashboard: closed with this sweep's own Ray; for one that outlives sweeps: "
+            "python -m orchestrator.cluster start, then sweeps with --address auto"
+        )
+    elif outcome.dashboard_url:
+        log(f"Ray dashboard: {outcome.dashboard_url}")
     verdict = versus_baseline(board, outcome.baselines, objective, mode)
     if verdict:
         log(verdict)
@@ -217,6 +244,15 @@ def versus_baseline(board, baselines, objective: str, mode: str) -> str | None:
     if not beats:
         return "Warning: " + text + ": a linear model on the same windows does as well"
     return text[0].upper() + text[1:] + " (one CV estimate; promotion tests it on the test part)"
+
+
+def _runs_view(outcome: SweepOutcome) -> str:
+    """Where MLflow 3's UI lists the sweep's runs (it opens on a GenAI overview)."""
+    if not outcome.experiment_id or not outcome.tracking_uri:
+        return ""
+    if outcome.tracking_uri.startswith(("http://", "https://")):
+        return f" (runs: {outcome.tracking_uri.rstrip('/')}/#/experiments/{outcome.experiment_id}/runs)"
+    return f", then http://127.0.0.1:5000/#/experiments/{outcome.experiment_id}/runs"
 
 
 def _ui_hint(uri: str) -> str:

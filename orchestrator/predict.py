@@ -38,6 +38,7 @@ from trainables.artifacts import LoadedRun, load_run, predict
 from trainables.atomic import write_file
 from trainables.cli import ArgumentParser, bar_options, command_line, interrupt_exit_code
 from trainables.data import REQUIRED_COLUMNS
+from trainables.disk import check_writable
 from trainables.errors import ConfigError, DataError, UserError
 from trainables.features import FEATURES, build_features, warmup_rows
 from trainables.origin import at_row, source_of
@@ -228,6 +229,8 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
         )
     if out is not None and out.is_dir():
         raise ConfigError(f"--out {out} is a folder; name a file, e.g. {out}/predictions.parquet")
+    if out is not None:
+        check_writable(out.parent, what="--out")  # before the model and the bars are read
     if (args.model is None) == (args.name is None):
         raise ConfigError("give --model (one promoted model) or --name (a universe's models)")
     if args.name is not None:

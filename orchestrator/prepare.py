@@ -101,36 +101,31 @@ def prepare_sweep_data(
         files = None if data is None else BarSource(data=data, ticker=ticker, **checks)
         bars = load_source(files, n_bars=n_bars, seed=data_seed)
     features, targets = build_table(bars, base)
-    check_enough_rows(
-        len(features),
-        sequence_length=sequence_length_max,
-        horizon=base.horizon,
-        n_splits=n_splits,
-        source=source,
-    )
-    split = holdout_split(len(features), base, sequence_length=sequence_length_max)
+    shape = {"cv": cv, "n_splits": n_splits, "sequence_length": sequence_length_max}
+    try:
+        split, splitter, folds, inner = fold_geometry(
+            len(features), base, inner_val=inner_val, source=source, **shape
+        )
+    except (ConfigError, DataError) as err:
+        warmup = len(bars) - len(features)
+        raise too_few_rows(err, len(features), warmup, base, inner_val, source, **shape) from None
     n_rows, test_first_row = _sweep_rows(split, base.horizon, sequence_length_max)
-    splitter = make_splitter(
-        cv,
-        n_splits=n_splits,
-        sequence_length=sequence_length_max,
-        horizon=base.horizon,
-        purge=base.purge,
-        embargo=base.embargo,
-    )
     rows = np.arange(n_rows)
     index = features.index[:n_rows]
-    folds, inner = _inner_folds(splitter, rows, base, sequence_length_max, inner_val, source)
-    _check_fold_sizes(folds, source, sequence_length_max)
     audit = _with_inner(audit_frame(splitter.audit(rows, index=index)), inner, index)
     if base.task == "regression":
+        # The one read of the test part's labels a sweep makes: per target, "is every label
+        # equal to its naive forecast?". A yes stops the sweep; a no changes nothing, and
+        # nothing of it reaches a trial, so it cannot choose anything (docs/sweeps.md).
         _check_naive_errors(folds, targets, features, source, split.test)
     cut = _cut_targets(targets, n_rows)
     summary = (
         f"{source}: {len(bars):,} bars -> {len(features):,} feature rows; "
         f"{n_rows:,} rows for the sweep ({cv}, {len(folds)} folds, each holding {inner_val:.0%} of "
         f"its training samples out for early stopping), "
-        f"{len(split.test):,} test samples held out from {features.index[test_first_row]}"
+        f"{len(split.test):,} test samples held out (their windows read bars from "
+        f"{features.index[test_first_row]}, row {test_first_row}; their first anchor, the "
+        f"first forecast, is {features.index[split.test[0]]})"
     )
     if base.task == "classification":
         summary += "; classes " + describe_targets(cut, split.train_val)
@@ -146,6 +141,108 @@ def prepare_sweep_data(
         summary=summary,
         timestamps=origin.timestamps if (origin := origin_of(bars)) else "naive (built-in data)",
     )
+
+
+def fold_geometry(
+    n_features: int,
+    base: TrainConfig,
+    *,
+    cv: str,
+    n_splits: int,
+    sequence_length: int,
+    inner_val: float,
+    source: str,
+):
+    """The holdout split, the splitter and each fold's (fit, stop, eval) anchors for
+    ``n_features`` rows; DataError/ConfigError when the rows cannot hold them. Positions
+    only: ``rows_needed`` searches with it."""
+    check_enough_rows(
+        n_features,
+        sequence_length=sequence_length,
+        horizon=base.horizon,
+        n_splits=n_splits,
+        source=source,
+    )
+    split = holdout_split(n_features, base, sequence_length=sequence_length)
+    n_rows, _ = _sweep_rows(split, base.horizon, sequence_length)
+    splitter = make_splitter(
+        cv,
+        n_splits=n_splits,
+        sequence_length=sequence_length,
+        horizon=base.horizon,
+        purge=base.purge,
+        embargo=base.embargo,
+    )
+    folds, inner = _inner_folds(
+        splitter, np.arange(n_rows), base, sequence_length, inner_val, source
+    )
+    _check_fold_sizes(folds, source, sequence_length)
+    return split, splitter, folds, inner
+
+
+def rows_needed(
+    base: TrainConfig, *, inner_val: float, limit: int = 10_000_000, **shape
+) -> int | None:
+    """The fewest feature rows ``fold_geometry`` accepts for ``shape`` (cv, n_splits,
+    sequence_length); None above ``limit``. More rows never make folds smaller, so a
+    doubling search then a bisection finds it."""
+
+    def fits(n: int) -> bool:
+        try:
+            fold_geometry(n, base, inner_val=inner_val, source="", **shape)
+        except (ConfigError, DataError, ValueError):
+            return False
+        return True
+
+    low, high = 1, 64
+    while not fits(high):
+        low, high = high, high * 2
+        if high > limit:
+            return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if fits(mid) else (mid, high)
+    return high
+
+
+def too_few_rows(err, n_features, warmup, base, inner_val, source, **shape) -> Exception:
+    """The error for rows too few for the folds: what is needed and what would fit (fewer
+    folds, or the smoke space's shorter windows), in bars; ``err`` itself when the rows are
+    enough and something else is wrong."""
+    need = rows_needed(base, inner_val=inner_val, **shape)
+    if need is not None and n_features >= need:
+        return err
+    cv, folds, length = shape["cv"], shape["n_splits"], shape["sequence_length"]
+    what = (
+        f"{source}: {n_features + warmup:,} bars are too few for {folds} {cv} folds with "
+        f"sequence_length={length} (each fold keeps {MIN_FIT} training and {MIN_STOP} "
+        f"early-stopping samples behind its purge gaps, and the last {base.test_split:.0%} "
+        f"is the test part): need at least "
+        + (f"{need + warmup:,}" if need else "more than 10 million")
+    )
+    from orchestrator.spaces import load_space  # here only: spec.py imports this module
+    from orchestrator.spec import longest_sequence
+
+    smoke = longest_sequence(load_space("smoke"), base)
+    tries = [(f"--folds {k}", length, k) for k in range(folds - 1, 1, -1)]
+    if smoke < length or folds > 2:
+        tries += [(f"--space smoke --folds {k}", smoke, k) for k in range(folds, 1, -1)]
+    for flags, seq, k in tries:
+        need_try = rows_needed(
+            base, inner_val=inner_val, **{**shape, "n_splits": k, "sequence_length": seq}
+        )
+        if need_try is not None and n_features >= need_try:
+            return DataError(f"{what}; try {flags} (needs {need_try + warmup:,})")
+    smallest = rows_needed(
+        base, inner_val=inner_val, **{**shape, "n_splits": 2, "sequence_length": min(smoke, length)}
+    )
+    tried_all = min(smoke, length) == length and folds == 2  # nothing smaller to offer
+    more = (
+        ""
+        if tried_all or not smallest
+        else f"; even --space smoke --folds 2 needs {smallest + warmup:,}"
+    )
+    return DataError(f"{what}{more}")
 
 
 def _cut_targets(targets: Targets, n_rows: int) -> Targets:

@@ -84,13 +84,13 @@ def trial_record(
 
 
 def log_record(tracker, rec: TrialRecord, *, objective: str) -> None:
-    from orchestrator.leaderboard import trial_summary
+    from orchestrator.leaderboard import fold_metrics, trial_summary
 
-    fold_metrics = [{k: v for k, v in f.items() if isinstance(v, (int, float))} for f in rec.folds]
+    per_fold, chosen = fold_metrics(rec.folds)  # indices and settings are not metrics
     tracker.log_trial(
         rec.trial_id,
-        params=rec.params,
-        fold_metrics=fold_metrics,
+        params={**rec.params, **chosen},
+        fold_metrics=per_fold,
         summary=trial_summary(rec, objective),
         status=rec.status,
         reason=rec.reason,
@@ -107,8 +107,9 @@ def where_stopped(rec: TrialRecord, n_folds: int) -> str:
 class StatusCallback(Callback):
     """Decides each finished trial's status and saves it in sweep.json right away."""
 
-    def __init__(self, record, *, n_folds: int) -> None:
+    def __init__(self, record, *, n_folds: int, watch=None) -> None:
         self.record, self.n_folds = record, n_folds
+        self.watch = watch  # a preflight.DiskWatch: a full disk stops the sweep in one line
         self.statuses: dict[str, str] = record.finished_trials()
 
     def status_of(self, trial) -> str:
@@ -123,7 +124,11 @@ class StatusCallback(Callback):
 
     def _mark(self, trial_id: str, status: str) -> None:
         self.statuses[trial_id] = status
-        self.record.mark_trial(trial_id, status)
+        try:
+            self.record.mark_trial(trial_id, status)
+        except OSError as err:
+            if self.watch is None or not self.watch.catch(err):
+                raise
 
 
 class ProgressCallback(Callback):
@@ -237,7 +242,11 @@ class Heartbeat:
     def _best_text(self) -> str:
         ref = f"; {self.reference}" if self.reference else ""
         if self.best is None:
-            return "no complete trial yet" + ref
+            # Trials completed before a --resume whose scores this run cannot know (a
+            # killed driver wrote no leaderboard): not "no complete trial".
+            earlier = self.counts()["completed"]
+            none = "no score known yet" if earlier else "no complete trial yet"
+            return none + ref
         text = f"best {self.objective} {self.best[0]:.5g} ({self.best[1]})"
         if self.objective == "mse_ratio":
             text += f", skill {1 - self.best[0]:+.4f}"
@@ -299,6 +308,7 @@ class TrackingCallback(Callback):
 
     def __init__(self, tracker, status: StatusCallback, *, objective: str) -> None:
         self.tracker, self.status, self.objective = tracker, status, objective
+        self.watch = status.watch
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._log(trial, self.status.status_of(trial))
@@ -314,4 +324,8 @@ class TrackingCallback(Callback):
             status=status,
             error=_trial_error(trial) if status == "failed" else None,
         )
-        log_record(self.tracker, rec, objective=self.objective)
+        try:
+            log_record(self.tracker, rec, objective=self.objective)
+        except Exception as err:  # the tracker lets only a full disk through
+            if self.watch is None or not self.watch.catch(err):
+                raise

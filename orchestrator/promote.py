@@ -34,6 +34,7 @@ import ray
 
 from orchestrator.baselines import baseline_forecasts, baseline_scores, fit_baselines
 from orchestrator.evaluation import evaluate_runs
+from orchestrator.folder_lock import FolderLock
 from orchestrator.holdout import (
     HoldoutGuard,
     check_settings,
@@ -44,15 +45,18 @@ from orchestrator.holdout import (
     write_json,
 )
 from orchestrator.leaderboard import read_leaderboard
+from orchestrator.names import check_existing_name
 from orchestrator.overfitting import cv_vs_test, pbo_of_sweep
+from orchestrator.registry import log_final_model, registry_line
 from orchestrator.report import summary_lines, write_report
 from orchestrator.retrain import train_all
-from orchestrator.tracking import default_tracking_uri, log_final_model
+from orchestrator.tracking import default_tracking_uri
 from orchestrator.trading import bars_per_year, trading_view
 from orchestrator.universe_record import is_universe
 from trainables.atomic import replace_folder
 from trainables.cli import ArgumentParser, command_line, interrupt_exit_code, setting
 from trainables.config import TrainConfig
+from trainables.disk import as_disk_error, check_writable
 from trainables.errors import ConfigError, TrainingError, UserError
 
 __all__ = ["EXPERIMENT", "PromoteSpec", "main", "promote"]
@@ -75,6 +79,7 @@ class PromoteSpec:
     registered_name: str | None = None  # None: lstm-<name>
     cost_bps: float = 1.0  # trading view: cost per unit of turnover, in basis points
     report: bool = True
+    register: bool = True  # False: log the MLflow run and model, skip the model registry
     overrides: dict = field(default_factory=dict)  # training settings for every promoted model
     # The sweep's database again, with credentials (sweep.json keeps the URL without its
     # password); None: the recorded source. Never written anywhere.
@@ -102,18 +107,22 @@ def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:
         return False
     address = spec.address or sweep.get("address")
     if address:
-        ray.init(address=address)
+        ray.init(address=address, log_to_driver=False)  # retrain.py relays our lines
     else:
         # "local": our own Ray even where `ray start` runs one (see orchestrator/sweep.py).
-        # Without a dashboard Ray's State API is absent, and Ray Train's placement-group
-        # cleaner warns about it every second: worker logs below ERROR stay in Ray's log
-        # files (our own progress lines are prints, and still reach the terminal).
+        # With its dashboard (on a free port, this machine only): Ray Train's placement-group
+        # cleaner asks Ray's State API, which that dashboard serves; without one, the API's
+        # address is 8265, which may be another Ray's (its token refused: tracebacks).
+        # No worker output reaches the terminal (their core workers' warnings stay in Ray's
+        # log files); retrain.py relays our own progress lines.
         ray.init(
             address="local",
             num_cpus=spec.num_cpus or os.cpu_count(),
-            include_dashboard=False,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
             logging_level=logging.WARNING,
             logging_config=ray.LoggingConfig(log_level="ERROR"),
+            log_to_driver=False,
         )
     log(f"Ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
     return True
@@ -129,8 +138,17 @@ EXPERIMENT = "lstm-sweeps"
 def promote(spec: PromoteSpec, *, log=print) -> dict:
     """Run a promotion; returns the ``promoted.json`` index (also written to disk)."""
     start = time.perf_counter()
+    check_existing_name(spec.name)  # an older sweep's name may break today's rule for new ones
     out_dir = Path(spec.results_dir) / spec.name
     sweep = read_sweep(out_dir)
+    check_writable(out_dir, what="the sweep's folder")  # models/, promoted.json, the report
+    # The sweep's folder is ours until the promotion ends: not while a sweep or another
+    # promotion writes there (orchestrator/folder_lock.py).
+    with FolderLock(out_dir, purpose="promotion"):
+        return _promote(spec, out_dir, sweep, start, log)
+
+
+def _promote(spec: PromoteSpec, out_dir: Path, sweep: dict, start: float, log) -> dict:
     data = load_holdout(out_dir, sweep=sweep, data=spec.data, data_env=spec.data_env)
     board = read_leaderboard(out_dir)
     settings = {**spec.overrides, **({"epochs": spec.epochs} if spec.epochs else {})}
@@ -236,6 +254,7 @@ def _chosen_entry(chosen: dict) -> dict:
         "test": chosen["ensemble_test"],
         "comparisons": chosen["comparisons"],
         "verdict": chosen["verdict"],
+        "iu_p": chosen["iu_p"],  # the verdict's intersection-union p-value
     }
 
 
@@ -250,6 +269,8 @@ def _publish(spec: PromoteSpec, sweep: dict, out_dir: Path, index: dict, chosen,
         registered_name=spec.registered_name or f"lstm-{spec.name}",
         model_dir=out_dir / chosen["path"],
         index=index,
+        sweep=sweep,
+        register=spec.register,
         log=log,
     )
     index["timings"]["total_seconds"] = time.perf_counter() - start
@@ -261,6 +282,7 @@ def _publish(spec: PromoteSpec, sweep: dict, out_dir: Path, index: dict, chosen,
     for line in summary_lines(index):
         log(line)
     log(f"Results: {out_dir}/ (models/, promoted.json, report.html, report.md)")
+    log(registry_line(index["chosen"]["mlflow"], index["chosen"]))
     return index
 
 
@@ -348,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-report", dest="report", action="store_false")
     p.add_argument(
+        "--no-register",
+        dest="register",
+        action="store_false",
+        help="log the MLflow run and model, but register no version (default: register)",
+    )
+    p.add_argument(
         "--data",
         help="the sweep's database URL with its password, when PGPASSWORD/~/.pgpass do not "
         "hold it (sweep.json keeps the URL without it); the rows must hash as the sweep's",
@@ -381,6 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except Exception as err:  # a disk that filled up while models were written
+            where = Path(args["results_dir"]) / args["name"]
+            disk = as_disk_error(err, where=str(where), exit_code=1)
+            if disk is None:
+                raise
+            print(f"error: {disk}", file=sys.stderr)
+            return disk.exit_code
         except KeyboardInterrupt as err:
             print(
                 "interrupted: no models were written (the staging folder is removed)",

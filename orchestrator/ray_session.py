@@ -14,12 +14,13 @@ import signal
 import threading
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.ray_auth import auth_enabled, login_hint
-from orchestrator.spec import DRIVER_CPU, SweepSpec
+from orchestrator.spec import DRIVER_CPU, SweepSpec, check_resources
 from trainables.errors import ConfigError
 
-__all__ = ["check_fits", "start_ray", "trial_resources"]
+__all__ = ["check_fits", "on_this_ray", "start_ray", "trial_resources"]
 
 
 def start_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
@@ -84,20 +85,11 @@ def _init_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
 
 
 def check_fits(spec: SweepSpec) -> None:
-    """One trial must fit on a local Ray, or Tune would wait for it forever."""
+    """One trial must fit on a local Ray, or Tune would wait for it forever (checked before
+    Ray starts too, orchestrator/preflight.py; this is what Ray itself found)."""
     cpus = ray.cluster_resources().get("CPU", 0.0)
     gpus = ray.cluster_resources().get("GPU", 0.0)
-    need_cpu = spec.cpus_per_trial * spec.workers_per_trial
-    need_gpu = spec.gpus_per_trial * spec.workers_per_trial
-    if spec.workers_per_trial > 1:
-        need_cpu += DRIVER_CPU
-    if need_cpu > cpus + 1e-9 or need_gpu > gpus + 1e-9:
-        raise ConfigError(
-            f"one trial needs {need_cpu:g} CPUs and {need_gpu:g} GPUs "
-            f"(--workers-per-trial={spec.workers_per_trial} x --cpus-per-trial="
-            f"{spec.cpus_per_trial:g}, --gpus-per-trial={spec.gpus_per_trial:g}) but this Ray "
-            f"has {cpus:g} CPUs and {gpus:g} GPUs; lower them or add resources"
-        )
+    check_resources(spec, cpus=cpus, gpus=gpus, where="this Ray")
 
 
 def trial_resources(spec: SweepSpec) -> dict:
@@ -105,3 +97,27 @@ def trial_resources(spec: SweepSpec) -> dict:
         # The trial only drives a TorchTrainer, whose workers ask for the real resources.
         return {"cpu": DRIVER_CPU}
     return {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+
+
+def on_this_ray(fn, /, *args):
+    """``fn(*args)`` in a Ray task on this node whose processes, and every actor they start,
+    have ``RAY_ADDRESS`` set to this Ray.
+
+    Ray Train's placement-group cleaner (an actor the TorchTrainer starts) asks Ray's State
+    API for its controller without an address; the API then looks for a Ray on the machine
+    by itself, and where another Ray runs (a head of ``orchestrator.cluster start``, a
+    colleague's sweep) it fails with "Found multiple active Ray instances" tracebacks, or
+    asks the other Ray and takes the controller for dead. An exported variable in this
+    process would not reach that actor: a task's runtime_env does, as its children inherit
+    it. The task runs here, so the files ``fn`` writes are where the caller reads them."""
+    ctx = ray.get_runtime_context()
+    task = ray.remote(num_cpus=0, max_retries=0)(fn).options(
+        runtime_env={"env_vars": {"RAY_ADDRESS": ctx.gcs_address}},
+        scheduling_strategy=NodeAffinitySchedulingStrategy(ctx.get_node_id(), soft=False),
+    )
+    ref = task.remote(*args)
+    try:
+        return ray.get(ref)
+    except BaseException:  # Ctrl-C, SIGTERM: the training stops with the caller
+        ray.cancel(ref, force=True)
+        raise

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from orchestrator.names import check_existing_name
 from trainables.errors import ConfigError
 from trainables.sources import public_url
 
@@ -32,6 +33,7 @@ __all__ = [
     "SweepRecord",
     "absolute_data",
     "check_resume",
+    "checked_record",
     "read_record",
     "refuse_existing",
     "resume_hint",
@@ -108,9 +110,21 @@ def read_record(out_dir: Path) -> dict:
             f"no sweep at {out_dir}: {RECORD_FILE} is missing (check --name and --results-dir)"
         )
     try:
-        return json.loads(path.read_text())
+        return checked_record(json.loads(path.read_text()), path)
     except ValueError as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from err
+
+
+def checked_record(record: Any, path: Path) -> dict:
+    """A sweep.json's content, refused in one line when it is not a record or names a sweep
+    outside its results folder (an edited ``"name": "../../x"``)."""
+    if not isinstance(record, dict):
+        raise ConfigError(
+            f"{path}: not a sweep record (a JSON object), but {type(record).__name__}"
+        )
+    if "name" in record:
+        check_existing_name(record["name"], flag=f"{path}: name")
+    return record
 
 
 def refuse_existing(out_dir: Path, name: str) -> None:

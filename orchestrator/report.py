@@ -21,10 +21,11 @@ import pandas as pd
 
 from orchestrator import plots
 from orchestrator.holdout import read_sweep
-from orchestrator.leaderboard import trial_rows
+from orchestrator.leaderboard import BASELINE, trial_rows
+from orchestrator.report_layout import CSS, audit_view, table_html, table_md
 from orchestrator.spaces import load_space, to_optuna
 from orchestrator.trading import summary_line as trading_line
-from orchestrator.verdicts import fmt_p
+from orchestrator.verdicts import INTERVAL, fmt_p
 from trainables.errors import UserError
 
 __all__ = [
@@ -38,12 +39,6 @@ __all__ = [
 ]
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f2f2f2}.bad{color:#b00;font-weight:bold}.good{color:#070}
-img{max-width:100%;border:1px solid #eee}h2{border-bottom:1px solid #ddd;margin-top:1.6em}"""
 
 
 def _metric_cols(task: str) -> list[str]:
@@ -82,18 +77,26 @@ def comparison_table(index: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("")
 
 
+def _num(v, spec: str) -> str:
+    return "" if v is None or not np.isfinite(v) else format(v, spec)
+
+
 def tests_table(comparisons: list[dict]) -> pd.DataFrame:
-    """One row per comparison: the test, the effect, the statistic, p, the 95% interval of
-    the effect's measure, the outcome, and whether it is part of the verdict."""
+    """One row per comparison: the test, the effect, the statistic, the one-sided p of
+    "better", the interval of the effect's measure (from the test's own variance), the
+    smallest effect the test could detect, the outcome, and whether it decides the verdict."""
     rows = [
         {
             "against": c["baseline"],
             "test": c["test"],
             "effect": c["effect"],
-            "statistic": "" if c["statistic"] is None else f"{c['statistic']:.3g}",
-            "p-value": fmt_p(c["p_value"]).removeprefix("p = ").removeprefix("p "),
-            "95% interval": f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]",
+            "statistic": _num(c["statistic"], ".3g"),
+            "p (one-sided)": fmt_p(c["p_value"]).removeprefix("p = ").removeprefix("p "),
+            INTERVAL: ""
+            if c.get("reason")
+            else f"[{_num(c['ci_low'], '+.4f')}, {_num(c['ci_high'], '+.4f')}]",
             "of": c["measure"],
+            "could detect": _num(c.get("detectable"), ".2g"),
             "outcome": c["outcome"],
             "verdict": "yes" if c["decides"] else "secondary",
         }
@@ -110,6 +113,8 @@ def optimism_lines(block: dict) -> list[str]:
 
     folds = block.get("cv_folds") or []
     spread = f" ({len(folds)} folds: {', '.join(f'{v:.3f}' for v in folds)})" if folds else ""
+    if folds and "cv_fold_mean" in block:
+        spread = f" (pooled over {spread[2:-1]}; their mean {num(block['cv_fold_mean'])})"
     lines = [
         f"CV against test ({block['measure']}): rank {block['rank']} (trial "
         f"{block['trial_id']}), the sweep's pick on its CV folds, scored {num(block['cv'])} in "
@@ -118,10 +123,10 @@ def optimism_lines(block: dict) -> list[str]:
     ]
     pbo = block.get("pbo", {})
     if pbo.get("computed"):
+        on = pbo.get("computed_on") or f"{pbo['n_trials']} trials that completed every fold"
         lines.append(
-            f"Probability of backtest overfitting: {pbo['pbo']:.2f} ({pbo['n_trials']} trials "
-            f"that completed every fold, {pbo['measure']}, {pbo['n_blocks']} blocks of their "
-            f"{pbo['n_samples']:,} out-of-fold samples, {pbo['n_splits']:,} splits); "
+            f"Probability of backtest overfitting: {pbo['pbo']:.2f} ({pbo['measure']}; "
+            f"computed on {on}; {pbo['n_blocks']} blocks, {pbo['n_splits']:,} splits): "
             f"{pbo['note']}."
         )
     else:
@@ -132,10 +137,14 @@ def optimism_lines(block: dict) -> list[str]:
 def summary_lines(index: dict) -> list[str]:
     """The console summary of a promotion: the table, the verdicts in plain words, the
     chosen model's tests, the CV score's optimism and the trading view."""
+    data = index["data"]
+    windows = data.get("test_windows_first_time")
+    reads = (
+        f"; their windows read bars from {windows}, row {data['test_first_row']}" if windows else ""
+    )
     lines = [
-        f"Test part: {index['data']['n_test']:,} samples "
-        f"({index['data']['test_first_time']} .. {index['data']['test_last_time']}), "
-        "never seen by the sweep or by training:",
+        f"Test part: {data['n_test']:,} samples, anchors {data['test_first_time']} .. "
+        f"{data['test_last_time']}{reads}; never seen by the sweep's trials or by training:",
         comparison_table(index).to_string(index=False),
     ]
     lines += [m["verdict"] for m in index["models"] if "verdict" in m]
@@ -193,27 +202,6 @@ def param_importances(board: pd.DataFrame, space_name: str, mode: str) -> dict[s
 # ---------------------------------------------------------------------- assembling
 
 
-def _table_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.5g}")
-
-
-def _table_md(frame: pd.DataFrame) -> str:
-    """A GitHub-style markdown table (pandas' to_markdown needs an extra package)."""
-
-    def cell(v) -> str:
-        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
-            return ""
-        if isinstance(v, float):
-            return f"{v:.5g}"
-        return str(v).replace("|", "/")
-
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += [
-        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
-    ]
-    return "\n".join(lines)
-
-
 def _verdict_html(text: str) -> str:
     cls = "bad" if "NOT" in text else "good"
     return f'<li class="{cls}">{html.escape(text)}</li>'
@@ -238,12 +226,15 @@ def _test_sections(index: dict) -> list[tuple[str, str, str]]:
         else "each model trained on the train part and early-stopped on the validation part"
     )
     intro = (
-        f"Test part: {index['data']['n_test']:,} samples from "
+        f"Test part: {index['data']['n_test']:,} samples, anchors "
         f"{index['data']['test_first_time']} to {index['data']['test_last_time']}; training "
-        f"read rows 0..{guard['max_training_row']} only (test starts at row "
+        f"read rows 0..{guard['max_training_row']} only (the test windows start at row "
         f"{guard['test_first_row']}): {training}. Chosen model: {chosen['path']} "
-        f"({chosen['kind']}, picked by CV rank, not by test scores). Each verdict says 'beats "
-        "the baselines' only if the model is significantly better (5%) than every baseline."
+        f"({chosen['kind']}, picked by CV rank, not by test scores): its verdict is the answer; "
+        "the other verdicts are descriptive. A verdict says 'beats the baselines' only if the "
+        "model is significantly better than every baseline, each test one-sided at 5% (the "
+        "intersection-union p-value is the largest of their p-values); it is about the "
+        "expected loss of the process that made the data, not only these rows."
     )
     body = f"<p>{html.escape(intro)}</p><ul>{''.join(map(_verdict_html, verdicts))}</ul>"
     md = intro + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
@@ -251,16 +242,28 @@ def _test_sections(index: dict) -> list[tuple[str, str, str]]:
     out = [("Verdict", body, md)]
     if "comparisons" in chosen:
         tests = tests_table(chosen["comparisons"])
-        tests_section = (_table_html(tests), _table_md(tests))
+        tests_section = (table_html(tests), table_md(tests))
     else:
         tests_section = _paragraphs([_OLDER])
     out.append(("Tests of the chosen model against each baseline", *tests_section))
-    out.append(("Test part: models against baselines", _table_html(table), _table_md(table)))
+    out.append(("Test part: models against baselines", table_html(table), table_md(table)))
     optimism = optimism_lines(index["cv_optimism"]) if "cv_optimism" in index else [_OLDER]
     out.append(("How optimistic is the CV score?", *_paragraphs(optimism)))
     trading = trading_line(index["trading"]) if "trading" in index else _OLDER
     out.append(("Trading view of the test part", *_paragraphs([trading])))
     return out
+
+
+def _leaderboard(board: pd.DataFrame) -> tuple[str, str]:
+    """The 10 best trials (ranked first, then the others) and the baselines' reference rows."""
+    keep = ["rank", "trial_id", "status", "objective", "objective_std", "skill", "seconds"]
+    keep = [c for c in keep if c in board.columns]
+    keep += [c for c in board.columns if c.startswith("param_")]
+    top = board[board["status"] != BASELINE].head(10)
+    refs = board[board["status"] == BASELINE]
+    shown = pd.concat([top[keep], refs[keep]], ignore_index=True)
+    shown = shown.rename(columns=lambda c: c.removeprefix("param_"))
+    return table_html(shown), table_md(shown)
 
 
 def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
@@ -279,7 +282,7 @@ def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
     def guarded(title: str, make, note: str = "") -> None:
         # A plot that cannot be drawn (too few trials, say) is a note, not a failed report.
         try:
-            body, md = image(make(), title), "(plot in report.html)"
+            body, md = image(plots.png(make()), title), "(plot in report.html)"
             if note:
                 body, md = f"{body}<p>{html.escape(note)}</p>", f"{md} {note}"
             out.append((title, body, md))
@@ -296,6 +299,10 @@ def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
         "Optimization history",
         lambda: plots.history_plot(board, out_dir / "tune", objective, mode),
     )
+    title, body, _ = out[-1]
+    if "data:image/png" in body:  # drawn: say what it shows, as the study's states count
+        caption = plots.history_caption(board, objective)
+        out[-1] = (title, body + f'<p class="caption">{html.escape(caption)}</p>', caption)
     # Pruned trials have no objective over every fold: the importances rest on the others.
     completed = int((board["status"] == "completed").sum())
     guarded(
@@ -305,25 +312,20 @@ def _sections(out_dir: Path) -> tuple[dict, list[tuple[str, str, str]]]:
         "trial has no objective over every fold; the Optuna study marks it PRUNED).",
     )
     guarded("Per-fold objective of the top trials", lambda: plots.folds_plot(board, objective))
-    keep = ["rank", "trial_id", "status", "objective", "objective_std", "seconds"]
-    refs = full[full["status"] == "baseline"]
-    top = pd.concat([board.head(10), refs], ignore_index=True)
-    top = top[keep + [c for c in board.columns if c.startswith("param_")]]
-    top = top.rename(columns=lambda c: c.removeprefix("param_"))
-    out.append(("Leaderboard (top 10)", _table_html(top), _table_md(top)))
+    out.append(("Leaderboard (top 10)", *_leaderboard(full)))
     audit_path = out_dir / "fold_audit.csv"
     if audit_path.is_file():
-        audit = pd.read_csv(audit_path)
+        audit = audit_view(pd.read_csv(audit_path))
         out.append(
             (
                 "Fold audit: rows purged and embargoed per CV fold",
-                _table_html(audit),
-                _table_md(audit),
+                table_html(audit),
+                table_md(audit),
             )
         )
     if index is not None:
-        final = pd.DataFrame(index["audit"])
-        out.append(("Promotion split audit", _table_html(final), _table_md(final)))
+        final = audit_view(pd.DataFrame(index["audit"]))
+        out.append(("Promotion split audit", table_html(final), table_md(final)))
     facts = {"sweep": sweep, "index": index, "objective": objective, "mode": mode, "board": board}
     return facts, out
 
@@ -333,7 +335,8 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     facts, sections = _sections(out_dir)
     sweep, board = facts["sweep"], facts["board"]
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(board["status"].value_counts().items()))
+    trials = board[board["status"] != BASELINE]["status"]
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(trials.value_counts().items()))
     head = (
         f"Sweep {sweep.get('name')!r}: space {sweep.get('space')}, {sweep.get('cv')} CV with "
         f"{sweep.get('folds')} folds, objective {facts['objective']} ({facts['mode']}); "
@@ -343,7 +346,7 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     body = "".join(f"<h2>{html.escape(t)}</h2>{b}" for t, b, _ in sections)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{html.escape(head)}</p>{body}</body></html>"
     )
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"

@@ -6,6 +6,10 @@ train+validation for the best epoch count found (``fit_and_refit``). Rank 0 save
 model with ``trainables.artifacts.save_run`` (its training_metrics.json also holds the
 early-stopping run) and hands it back as a checkpoint; ``train_all`` copies each to
 ``models_dir/<rank>/seed<k>/``. The workers start once for all jobs.
+
+Progress lines travel from rank 0 to the driver through a Ray queue and are printed there;
+the driver does not forward the workers' output (``log_to_driver=False``), so Ray's own
+lines (its core workers' warnings) stay in Ray's log files, as they do in a sweep.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +32,10 @@ import ray.train.torch
 import torch
 from ray.train import Checkpoint, CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+from ray.util.queue import Empty, Queue
 
 from orchestrator.holdout import Pick, TrainingTable, write_json
+from orchestrator.ray_session import on_this_ray
 from trainables.artifacts import save_run
 from trainables.config import TrainConfig
 from trainables.dataset import prepare_fold_for
@@ -100,13 +107,12 @@ def _train_loop(loop_config: dict) -> list[dict]:
             device=final.device,
         )
         if lead:
-            sys.stdout.write(
+            loop_config["progress"].put(
                 f"promote: rank {job['rank']} seed {cfg.seed}: best epoch {early.best_epoch} of "
                 f"{len(early.history)} (early-stopping loss {early.best_val_loss:.6g}), refit on "
                 f"train+validation for {len(final.history)} epoch(s), "
-                f"{early.seconds + final.seconds:.1f}s\n"
+                f"{early.seconds + final.seconds:.1f}s"
             )
-            sys.stdout.flush()
             with tempfile.TemporaryDirectory() as d:
                 index = pd.DatetimeIndex(table.index)
                 save_run(d, result=final, cfg=refit_cfg, fold=fold, index=index)
@@ -144,6 +150,30 @@ def _add_early_stopping_record(run_dir: Path, early, refit_samples: int) -> None
     write_json(path, info)
 
 
+@contextmanager
+def _relay(progress: Queue, log):
+    """Print the workers' progress lines while the block runs, then the last of them."""
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            try:
+                log(progress.get(timeout=0.5))
+            except Empty:
+                continue
+
+    thread = threading.Thread(target=pump, name="promote-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        while not progress.empty():
+            log(progress.get_nowait())
+        progress.shutdown()
+
+
 def train_all(
     picks: list[Pick],
     table: TrainingTable,
@@ -172,12 +202,14 @@ def train_all(
         f"Training {len(jobs)} model(s) ({len(picks)} config(s) x {seeds} seed(s)) in one "
         f"TorchTrainer: {workers} worker(s), {'a GPU' if use_gpu else 'CPU'} each"
     )
+    progress = Queue()  # rank 0's progress lines, printed by the driver as they come
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={
             "table": ray.put(table),
             "jobs": jobs,
             "threads": cpus_per_worker,
+            "progress": progress,
         },
         scaling_config=ScalingConfig(
             num_workers=workers,
@@ -193,13 +225,27 @@ def train_all(
         ),
     )
     try:
-        result = trainer.fit()
-        for checkpoint, _ in result.best_checkpoints or []:
-            rank, seed = Path(checkpoint.path).name.removeprefix("rank").split("-seed")
-            checkpoint.to_directory(str(models_dir / rank / f"seed{seed}"))
-    except ray.train.TrainingFailedError as err:
-        raise TrainingError(f"promotion training failed: {err}") from err
+        # In a task that knows this Ray's address (orchestrator.ray_session.on_this_ray): no
+        # State API tracebacks from Ray Train where another Ray runs on the machine. Rank
+        # 0's progress lines come back through the queue meanwhile.
+        with _relay(progress, log):
+            jobs_done, failure = on_this_ray(_fit_and_copy, trainer, models_dir)
     finally:
         if "://" not in storage:  # a local run folder: only copies of models_dir's runs
             shutil.rmtree(Path(storage) / run_name, ignore_errors=True)
-    return list(result.return_value or [])
+    if failure is not None:
+        raise TrainingError(f"promotion training failed: {failure}")
+    return jobs_done
+
+
+def _fit_and_copy(trainer: TorchTrainer, models_dir: Path) -> tuple[list, str | None]:
+    """(job summaries, None), or ([], why) when training failed; each run is copied to
+    ``models_dir/<rank>/seed<k>/``."""
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        return [], str(err)
+    for checkpoint, _ in result.best_checkpoints or []:
+        rank, seed = Path(checkpoint.path).name.removeprefix("rank").split("-seed")
+        checkpoint.to_directory(str(models_dir / rank / f"seed{seed}"))
+    return list(result.return_value or []), None

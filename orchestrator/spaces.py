@@ -83,11 +83,27 @@ def space_to_dict(space: SearchSpace) -> dict[str, Any]:
     }
 
 
-def space_from_dict(d: dict[str, Any]) -> SearchSpace:
-    """The space a sweep recorded with :func:`space_to_dict`."""
-    return SearchSpace(
-        d["name"], d.get("description", ""), Path(d["path"]), dict(d["fixed"]), dict(d["params"])
-    )
+def space_from_dict(d: Any, *, source: str = "sweep.json") -> SearchSpace:
+    """The space a sweep recorded with :func:`space_to_dict`, validated as a space file is
+    (an edited record fails in one line naming ``source``, not with a KeyError)."""
+    keys = ("name", "path", "fixed", "params")
+    if not isinstance(d, dict) or not all(k in d for k in keys) or not isinstance(d["path"], str):
+        got = sorted(d)[:6] if isinstance(d, dict) else type(d).__name__
+        raise ConfigError(
+            f"{source}: space_definition is not a search space as a sweep records it (it needs "
+            f"{', '.join(keys)}; it has {got}): the record was edited or is damaged"
+        )
+    path = Path(d["path"])
+    doc = {k: d[k] for k in ("description", "fixed", "params") if k in d}
+    try:
+        space = _validate({**doc, "name": path.stem}, path)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: space_definition: {err}") from None
+    if d["name"] != space.name:
+        raise ConfigError(
+            f"{source}: space_definition names {d['name']!r} but was read from {path}"
+        )
+    return space
 
 
 def list_spaces() -> list[str]:

@@ -10,13 +10,14 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from orchestrator.names import safe_stem
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.spaces import SearchSpace
 from orchestrator.sweep_data import bar_source
 from orchestrator.tickers import parse_tickers
 from trainables.config import ALIASES, TrainConfig
 from trainables.data import DEFAULT_MAX_JUMP
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, shown
 from trainables.timestamps import DST_CHOICES
 
 __all__ = [
@@ -25,10 +26,12 @@ __all__ = [
     "SCHEDULERS",
     "SweepSpec",
     "base_config",
+    "check_resources",
     "check_space",
     "cuda_available",
     "longest_sequence",
     "resolve_space",
+    "set_wins",
     "space_note",
 ]
 
@@ -164,7 +167,10 @@ class SweepSpec:
 
     @property
     def sweep_name(self) -> str:
-        return self.name or f"{Path(self.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        # The default name is a valid new name whatever the space file is called.
+        if self.name is not None:  # even "" (refused as a name, never a default in disguise)
+            return self.name
+        return f"{safe_stem(Path(self.space).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     def smoke(self) -> SweepSpec:
         """The same sweep, tiny: a few trials, 2 folds, 2 epochs, little data."""
@@ -237,6 +243,44 @@ def check_space(space: SearchSpace, base: TrainConfig) -> None:
                 TrainConfig.from_dict({**base.to_dict(), name: value})
             except ConfigError as err:
                 raise ConfigError(f"{space.path}: parameter {name!r}: {err}") from None
+
+
+def set_wins(space: SearchSpace, overrides: dict) -> tuple[SearchSpace, list[str], str]:
+    """``--set`` of a parameter the space samples wins: it leaves the sampled space (every
+    trial trains with the --set value). Returns the space left, the parameters taken out
+    and the line that says so ("" when none)."""
+    given = {ALIASES.get(k, k): v for k, v in overrides.items()}
+    pinned = [name for name in space.params if name in given]
+    if not pinned:
+        return space, [], ""
+    left = {k: v for k, v in space.params.items() if k not in pinned}
+    if not left:
+        raise ConfigError(
+            f"--set {', '.join(pinned)} fixes every parameter space {space.name!r} samples: "
+            f"nothing is left to search; drop a --set, or train one config with "
+            f"python -m trainables.train"
+        )
+    values = ", ".join(f"{k}={shown(given[k], 40)}" for k in pinned)
+    line = (
+        f"--set {values} wins over space {space.name}: fixed for every trial, no longer "
+        f"sampled (the space samples {len(left)} other params: {', '.join(left)})"
+    )
+    return replace(space, params=left), pinned, line
+
+
+def check_resources(spec: SweepSpec, *, cpus: float, gpus: float, where: str) -> None:
+    """One trial must fit in ``cpus`` and ``gpus``, or Tune would wait for it forever."""
+    need_cpu = spec.cpus_per_trial * spec.workers_per_trial
+    need_gpu = spec.gpus_per_trial * spec.workers_per_trial
+    if spec.workers_per_trial > 1:
+        need_cpu += DRIVER_CPU
+    if need_cpu > cpus + 1e-9 or need_gpu > gpus + 1e-9:
+        raise ConfigError(
+            f"one trial needs {need_cpu:g} CPUs and {need_gpu:g} GPUs "
+            f"(--workers-per-trial={spec.workers_per_trial} x --cpus-per-trial="
+            f"{spec.cpus_per_trial:g}, --gpus-per-trial={spec.gpus_per_trial:g}) but {where} "
+            f"has {cpus:g} CPUs and {gpus:g} GPUs; lower them or add resources"
+        )
 
 
 def longest_sequence(space: SearchSpace, base: TrainConfig) -> int:

@@ -17,11 +17,13 @@ import yaml
 from ray import tune
 
 from orchestrator.cv_baselines import CVBaseline, cv_baselines, describe
+from orchestrator.folder_lock import FolderLock
 from orchestrator.jobs import job_metadata
 from orchestrator.leaderboard import (
     STATUSES,
     TrialRecord,
     build_leaderboard,
+    previous_best,
     read_leaderboard,
     trial_rows,
     with_baselines,
@@ -36,6 +38,7 @@ from orchestrator.outcome import (
     print_summary,
     reconcile_study,
 )
+from orchestrator.preflight import DiskWatch, StartGuard, check_request
 from orchestrator.prepare import SweepData, prepare_sweep_data
 from orchestrator.progress import (
     Heartbeat,
@@ -65,6 +68,7 @@ from orchestrator.spec import (  # noqa: F401 - re-exported: the sweep's public 
     cuda_available,
     longest_sequence,
     resolve_space,
+    set_wins,
     space_note,
 )
 from orchestrator.sweep_data import (
@@ -86,13 +90,31 @@ EXPERIMENT = "lstm-sweeps"  # the MLflow experiment of every sweep (and its prom
 
 
 def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
-    """Run (or, with ``spec.resume``, continue) a sweep; closes what it opens."""
+    """Run (or, with ``spec.resume``, continue) a sweep; closes what it opens. The sweep owns
+    its folder while it runs (orchestrator/folder_lock.py)."""
     spec = resolve_space(spec)
     out_dir = Path(spec.results_dir) / spec.sweep_name
-    previous = _previous(spec, out_dir)
+    check_request(spec, out_dir)  # name, writable folder, free space, resources: no work yet
+    lock = FolderLock(out_dir, purpose="resume" if spec.resume else "sweep")
+    try:
+        return _owned_sweep(spec, out_dir, lock, log)
+    finally:
+        lock.release()
+
+
+def _owned_sweep(spec: SweepSpec, out_dir: Path, lock: FolderLock, log) -> SweepOutcome:
+    previous = _previous(spec, out_dir, lock, log)
     if previous and previous.get("status") == "finished":
         return _already_finished(spec, out_dir, previous, log)
-    space = space_from_dict(previous["space_definition"]) if previous else load_space(spec.space)
+    hint = resume_hint(out_dir.name, spec.results_dir, _DEFAULT_RESULTS)
+    with StartGuard(
+        out_dir, lock=lock, previous_status=_status(previous), resume_hint=hint
+    ) as guard:
+        return _start(spec, out_dir, previous, lock, guard, log)
+
+
+def _start(spec, out_dir: Path, previous, lock, guard, log) -> SweepOutcome:
+    space, pinned = _space(spec, out_dir, previous, log)
     base = base_config(spec, space)
     check_space(space, base)
     if previous:  # the rows the sweep started on: its snapshot, or its source up to its end
@@ -103,8 +125,8 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
     _announce(spec, space, base, data, resumed=previous is not None, log=log)
     baselines = cv_baselines(data, base, space)  # a few seconds, before any trial
     log(describe(baselines))
-    record = _open_record(spec, out_dir, previous, space, base, data, bars)
-    record.update(baselines=[b.to_dict() for b in baselines])
+    record = guard.record = _open_record(spec, out_dir, previous, space, base, data, bars, lock)
+    record.update(baselines=[b.to_dict() for b in baselines], set_wins=pinned)
     objective, mode = objective_of(base.task)
     metadata = job_metadata(
         name=out_dir.name,
@@ -119,24 +141,52 @@ def run_sweep(spec: SweepSpec, *, log=print) -> SweepOutcome:
             check_fits(spec)
         if spec.snapshot and not previous:  # a resumed sweep keeps the rows it started on
             log(f"Snapshot of the rows read: {write_snapshot(bars, out_dir)}")
-        outcome = _run(spec, space, base, data, record, baselines, log=log)
+        outcome = _run(spec, space, base, data, record, baselines, log=log, guard=guard)
     finally:
         if started:
             ray.shutdown()
     outcome.dashboard_url = dashboard_url
+    outcome.ray_closed = bool(started and dashboard_url and not spec.address)  # shut down above
     print_summary(outcome, objective, mode, log)
     return outcome
 
 
-def _previous(spec: SweepSpec, out_dir: Path) -> dict | None:
-    """The record a --resume continues (checked against ``spec``); a new sweep's folder must
-    be free. Both before Ray, MLflow or any folder is touched."""
+def _space(spec, out_dir: Path, previous: dict | None, log) -> tuple[SearchSpace, list[str]]:
+    """The space as recorded (resume), or loaded; a --set of a parameter it samples wins
+    and takes it out of the space (said first, recorded: the space is saved without it)."""
+    if previous:
+        where = str(out_dir / "sweep.json")
+        space = space_from_dict(previous.get("space_definition"), source=where)
+        return space, list(previous.get("set_wins") or [])
+    space, pinned, wins = set_wins(load_space(spec.space), spec.overrides)
+    if wins:
+        log(wins)
+    return space, pinned
+
+
+def _previous(spec: SweepSpec, out_dir: Path, lock: FolderLock, log) -> dict | None:
+    """The record a --resume continues (checked against ``spec``, read once the folder is
+    ours); a new sweep's folder must be free. Before Ray, MLflow or any file is touched."""
     if not spec.resume:
         refuse_existing(out_dir, out_dir.name)
         return None
+    read_record(out_dir)  # no sweep there: say so before the lock makes a folder
+    lock.acquire()
     previous = read_record(out_dir)
     check_resume(previous, {k: getattr(spec, k) for k in DECIDING})
+    if previous.get("status") == "running":  # its lock was free: nothing runs it
+        log(
+            f"{out_dir / 'sweep.json'} says running, but no process holds its lock: its last "
+            "run ended without closing it (killed, or its disk was full); going on as with an "
+            "interrupted sweep"
+        )
     return previous
+
+
+def _status(previous: dict | None) -> str | None:
+    if previous is None:
+        return None
+    return "interrupted" if previous.get("status") == "running" else previous.get("status")
 
 
 def _sweep_data(spec: SweepSpec, space: SearchSpace, base: TrainConfig, bars) -> SweepData:
@@ -170,15 +220,18 @@ def _announce(spec, space, base, data: SweepData, *, resumed: bool, log) -> None
     log(data.summary)
 
 
-def _open_record(spec, out_dir, previous, space, base, data, bars) -> SweepRecord:
+def _open_record(spec, out_dir, previous, space, base, data, bars, lock) -> SweepRecord:
     """sweep.json, written before Ray starts: created for a new sweep (data recorded without
-    a password, the last bar read, the rows' hash), marked running again for a resumed one."""
+    a password, the last bar read, the rows' hash), marked running again for a resumed one.
+    A new sweep takes its folder's lock here, its first write."""
     exp = "/".join(experiment_path(spec, out_dir, out_dir.name))
     runtime = {k: getattr(spec, k) for k in RUNTIME if hasattr(spec, k)}
     if previous:
         record = SweepRecord(out_dir, previous)
         record.update(status="running", experiment_path=exp, **runtime)
         return record
+    lock.acquire()
+    refuse_existing(out_dir, out_dir.name)  # again, now that no other sweep can start here
     objective, mode = objective_of(base.task)
     kept = data_record(spec, bars)
     return SweepRecord.create(
@@ -198,11 +251,19 @@ def _open_record(spec, out_dir, previous, space, base, data, bars) -> SweepRecor
 
 
 def _run(
-    spec, space, base, data: SweepData, record: SweepRecord, baselines: list[CVBaseline], *, log
+    spec,
+    space,
+    base,
+    data: SweepData,
+    record: SweepRecord,
+    baselines: list[CVBaseline],
+    *,
+    log,
+    guard: StartGuard,
 ) -> SweepOutcome:
     """The Tune run itself, inside a started Ray: callbacks, fit, records, result files."""
     objective, mode = objective_of(base.task)
-    status = StatusCallback(record, n_folds=len(data.folds))
+    status = StatusCallback(record, n_folds=len(data.folds), watch=DiskWatch())
     heartbeat = Heartbeat(
         n_trials=spec.trials,
         n_folds=len(data.folds),
@@ -212,6 +273,8 @@ def _run(
         done=status.statuses,
         budget=spec.time_budget,
     )
+    for value, trial_id in previous_best(record.path.parent):  # --resume: known so far
+        heartbeat.offer_best(value, trial_id)
     linear = baselines[-1] if baselines else None
     if linear is not None:
         skill = f", skill {linear.skill:+.4f}" if objective == "mse_ratio" else ""
@@ -232,11 +295,13 @@ def _run(
             TrackingCallback(tracker, status, objective=objective),
         ]
         tuner = _tuner(spec, space, base, data, record, callbacks, log)
+        guard.started()  # from here on, trials may have run
         results = run_tuner(tuner, heartbeat)
+        status.watch.check()  # a full disk stopped it: one line (orchestrator/preflight.py)
         records = collect_records(results, status.statuses)
         outcome = _write(spec, base, data, record, records, results, tracker, baselines)
         tracker.close_status = "KILLED" if outcome.interrupted else "FINISHED"
-    outcome.tracking_uri = tracking_uri
+    outcome.tracking_uri, outcome.experiment_id = tracking_uri, tracker.experiment_id
     outcome.stopped_by_budget = heartbeat.budget_spent and outcome.interrupted
     board = outcome.leaderboard
     record.update(

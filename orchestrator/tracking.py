@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -44,13 +43,13 @@ from orchestrator.mlflow_store import (
     trial_id,
     truncate,
 )
+from trainables.disk import disk_failure
 
 __all__ = [
     "TRACKING_ERRORS",
     "SweepTracker",
     "default_tracking_uri",
     "find_child_runs",
-    "log_final_model",
     "ui_hint",
 ]
 
@@ -132,8 +131,10 @@ class SweepTracker:
 
     def __enter__(self) -> SweepTracker:
         # MLflow's store logs its schema set-up at INFO on every new sqlite file: not news.
-        for name in ("mlflow.store.db.utils", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        # ... and every failed write at ERROR with its traceback, which _guard reports (or,
+        # for a full disk, the sweep stops on) in one line.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         try:
             self._create_store_dir()
             client = MlflowClient(tracking_uri=self.uri)
@@ -247,6 +248,8 @@ class SweepTracker:
         try:
             return fn(self._client)
         except TRACKING_ERRORS as err:
+            if disk_failure(err):  # the sweep's own files are next: stop it in one line
+                raise
             self._disable(
                 f"MLflow tracking at {self.uri} failed while {action} ({short_reason(err)})"
             )
@@ -349,76 +352,3 @@ def _run_status(trial_status: str) -> str:
     if trial_status.upper() in _FAILED_TRIAL_STATUSES:
         return "FAILED"
     return "KILLED" if trial_status == "interrupted" else "FINISHED"
-
-
-# ---------------------------------------------------------------------- the promoted model
-
-
-def log_final_model(
-    uri: str,
-    *,
-    experiment: str,
-    sweep_name: str,
-    registered_name: str,
-    model_dir: Path,
-    index: dict,
-    log,
-) -> dict | None:
-    """Log the chosen model as a child run of the sweep's parent run, with its test metrics
-    and files, and register it. No pickles: the version's source is the logged folder of
-    model.pt and JSON files. Tracking problems print one line; they never fail a promotion."""
-    chosen = index["chosen"]
-    metrics = {f"test_{k}": v for k, v in chosen["test"].items()}
-    for name, values in index["baselines"].items():
-        metrics.update({f"{_metric_name(name)}_test_{k}": v for k, v in values.items()})
-    for c in chosen["comparisons"]:
-        if c["decides"]:
-            metrics[f"p_value_vs_{_metric_name(c['baseline'])}"] = c["p_value"]
-    trading = index.get("trading", {})
-    if trading.get("computed"):
-        metrics["test_trading_sharpe"] = trading["model"]["sharpe"]
-    pbo = index.get("cv_optimism", {}).get("pbo", {})
-    if pbo.get("computed"):
-        metrics["pbo"] = pbo["pbo"]
-    metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    model = next(m for m in index["models"] if m["rank"] == chosen["rank"])
-    params = {"rank": chosen["rank"], "kind": chosen["kind"], "seeds": index["seeds"]}
-    with SweepTracker(
-        uri, experiment=experiment, run_name=sweep_name, params={}, resume=True, log=log
-    ) as tracker:
-        run_id = tracker.log_trial(
-            f"promoted-{index['created']}",
-            params={**params, **model["params"]},
-            fold_metrics=[],
-            summary=metrics,
-            status="FINISHED",
-        )
-        if run_id is None:
-            return None
-        try:
-            client = MlflowClient(tracking_uri=uri)
-            # The verdict in words, as the run's description (shown on its page) and a tag.
-            client.set_tag(run_id, "verdict", chosen["verdict"])
-            client.set_tag(run_id, "mlflow.note.content", chosen["verdict"])
-            client.log_artifacts(run_id, str(model_dir), artifact_path="model")
-            client.log_artifact(run_id, str(model_dir.parents[1] / "promoted.json"))
-            try:
-                client.create_registered_model(registered_name)
-            except MlflowException as err:
-                if err.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-            source = f"{client.get_run(run_id).info.artifact_uri}/model"
-            version = client.create_model_version(registered_name, source=source, run_id=run_id)
-        except TRACKING_ERRORS as err:
-            log(f"MLflow at {uri}: could not register the promoted model ({err}); going on")
-            return {"run_id": run_id}
-    log(f"MLflow: run {run_id}, registered as {registered_name!r} version {version.version}")
-    return {"run_id": run_id, "registered_model": registered_name, "version": int(version.version)}
-
-
-def _metric_name(name: str) -> str:
-    """A baseline's name as MLflow accepts it in a metric key (no parentheses or commas)."""
-    return re.sub(r"[^0-9A-Za-z_.-]+", "_", name).strip("_")
-
-
-# ---------------------------------------------------------------------- the run

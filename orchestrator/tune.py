@@ -25,6 +25,7 @@ from pathlib import Path
 
 from orchestrator.head import head_for
 from orchestrator.jobs import submit_sweep
+from orchestrator.names import check_existing_name, check_new_name
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.promote import PromoteSpec, promote
 from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
@@ -341,6 +342,7 @@ def parse_args(argv: list[str] | None = None) -> SweepSpec:
                 continue  # --set epochs=... is explicit too
             settings.setdefault(key, value)
     spec = resolve_space(SweepSpec(**settings))
+    check_new_name(spec.sweep_name)  # before any work (run_sweep checks it again)
     return replace(spec, name=spec.sweep_name)  # fixed now, so every message names it
 
 
@@ -349,6 +351,7 @@ def _resume_spec(given: dict) -> SweepSpec:
     if not given.get("name"):
         raise ConfigError("--resume needs --name of the sweep to continue (see results/)")
     results_dir = given.get("results_dir", _DEFAULTS["results_dir"])
+    check_existing_name(given["name"])  # an older sweep's name may break today's rule
     folder = Path(results_dir) / given["name"]
     record = read_universe_record(folder) if is_universe(folder) else read_record(folder)
     if given.get("space") == "auto":
@@ -357,7 +360,13 @@ def _resume_spec(given: dict) -> SweepSpec:
     names = {f.name for f in fields(SweepSpec)}
     settings = {k: record[k] for k in (*DECIDING, *RUNTIME) if k in record and k in names}
     settings.update({k: v for k, v in given.items() if k in RUNTIME})
-    return SweepSpec(**settings, name=given["name"], resume=True)
+    try:
+        return SweepSpec(**settings, name=given["name"], resume=True)
+    except (TypeError, ValueError, AttributeError) as err:  # an edited record: one line
+        raise ConfigError(
+            f"{Path(results_dir) / given['name'] / 'sweep.json'}: a setting has a value of "
+            f"the wrong type ({err}); the record was edited or is damaged"
+        ) from None
 
 
 _received: list[int] = []
@@ -412,7 +421,7 @@ def _main(argv: list[str] | None) -> int:
             promote(replace(promotion, name=outcome.name))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)  # a full disk once trials ran: 1
     except KeyboardInterrupt:
         what = "terminated" if _received else "interrupted"
         print(f"{what}; {_after_interrupt(spec if 'spec' in locals() else None)}", file=sys.stderr)

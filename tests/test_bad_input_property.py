@@ -6,10 +6,17 @@ naming the file too. The corruptions: drop or rename columns; NaN, inf, huge, ne
 zero or text values; duplicated, shuffled or deleted rows; truncated bytes; UTF-16,
 Latin-1 or BOM encodings; timestamps with UTC offsets (fixed or New York's), epochs,
 half-aware, day-first or garbage; Parquet columns of other dtypes.
+
+The last property is about places instead of files: any sweep name in a results folder
+that is fine, missing, read-only or full passes the checks made before any work exactly
+when both are usable, and otherwise fails in one line, exit 2, writing nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import tempfile
 import warnings
 from datetime import timedelta
@@ -21,6 +28,7 @@ import pandas as pd
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.names import RESERVED
 from trainables.bar_checks import MAX_ABS
 from trainables.data import REQUIRED_COLUMNS, load_bars
 from trainables.errors import DataError, DataWarning
@@ -220,3 +228,67 @@ def _valid_table(bars: pd.DataFrame, features: pd.DataFrame) -> None:
     assert (bars["volume"].to_numpy() >= 0).all()
     assert np.isfinite(features.to_numpy()).all()
     assert (np.abs(features.to_numpy()) <= MAX_ABS).all()
+
+
+# --- bad places: sweep names, read-only and full folders (#21) ------------------------------
+
+_NAME_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+_names = st.one_of(
+    st.text(max_size=120),
+    st.text(alphabet="abcXYZ019._-/\\ \n", max_size=12),
+    st.sampled_from(
+        ["../x", "..", ".", "a/b", "/abs", "-x", ".h", "mlflow.db", "ok_1.b", "x" * 101]
+    ),
+)
+_places = st.sampled_from(["ok", "missing", "read-only", "under read-only", "full"])
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_names_and_output_folders_pass_or_fail_in_one_line_before_any_work(tmp_path):
+    # Any name in any kind of results folder: the checks a sweep makes before any work pass
+    # exactly when the name is a valid new name and the folder can take a sweep; otherwise
+    # the CLI says why in one line (naming --name or the folder), exits 2, writes nothing.
+    from orchestrator.preflight import check_request
+    from orchestrator.spec import SweepSpec
+    from orchestrator.tune import main as tune_main
+    from tests.mounts import fill, read_only, small_fs
+    from trainables.errors import UserError
+
+    (tmp_path / "ok").mkdir()
+    with small_fs(tmp_path / "full", size_kb=512) as full, read_only(tmp_path / "ro") as ro:
+        fill(full)
+        folders = {
+            "ok": tmp_path / "ok",
+            "missing": tmp_path / "ok" / "new" / "deeper",
+            "read-only": ro,
+            "under read-only": ro / "new",
+            "full": full,
+        }
+
+        @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(_names, _places)
+        def check(name, place):
+            results = folders[place]
+            before = _listing(tmp_path)
+            valid = bool(_NAME_RULE.fullmatch(name)) and name.lower() not in RESERVED
+            valid = valid and not name.lower().startswith("mlflow.db")
+            fits = place in ("ok", "missing")
+            spec = SweepSpec(space="smoke", name=name, results_dir=str(results), num_cpus=2)
+            try:
+                check_request(spec, results / name if name not in ("", ".", "..") else results)
+                passed = True
+            except UserError as err:
+                passed, message = False, str(err)
+            assert passed == (valid and fits), (name, place)
+            if not passed:
+                assert "\n" not in message
+                assert message.startswith("--name") if not valid else str(results) in message
+                with contextlib.redirect_stderr(io.StringIO()) as err:
+                    code = tune_main([f"--name={name}", "--results-dir", str(results)])
+                assert code == 2 and err.getvalue().count("\n") == 1, err.getvalue()
+            assert _listing(tmp_path) == before
+
+        check()

@@ -30,13 +30,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.browser import chromium, has_browser
 from tests.test_multinode import RayCluster, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,39 +289,7 @@ def test_a_local_sweep_keeps_to_its_own_ray_while_the_head_runs(head, sweep):
 
 
 def _has_browser() -> bool:
-    return bool(
-        shutil.which("chromium")
-        and shutil.which("chromedriver")
-        and importlib.util.find_spec("selenium")
-    )
-
-
-@contextmanager
-def chromium(profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    # As root, on a machine with no network: no sandbox, nothing that phones home.
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1600,1000",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    return has_browser()
 
 
 def _log_in(driver, token: str) -> None:

@@ -22,6 +22,7 @@ import pytest
 from orchestrator.leaderboard import read_leaderboard
 from orchestrator.sweep import SweepSpec, run_sweep
 from orchestrator.tracking import default_tracking_uri, find_child_runs
+from tests.study_check import assert_study_matches
 from tests.test_multinode import (
     ROOT,
     WORKER_IP,
@@ -245,3 +246,44 @@ def test_cli_max_retries_decides_whether_a_killed_trial_is_retried(tmp_path, max
         # came before Tune recorded fold 2's checkpoint), never from fold 1.
         assert folds == sorted(folds) and sorted(set(folds)) == [1, 2, 3, 4]
         assert folds.count(1) == 1 and folds.count(2) <= 2
+
+
+@pytest.mark.slow
+@linux_only
+def test_sigkill_mid_trial_twice_then_resume_leaves_a_study_that_matches_the_leaderboard(
+    tmp_path,
+):
+    # #21 defect 6: a SIGKILL mid-trial left a duplicate trial in the Optuna study (9
+    # COMPLETE for 8 trials). The whole process tree is killed (driver and its local Ray)
+    # right after a trial finished, while the next ones run, twice; --resume finishes it.
+    # The study's states then equal the leaderboard's statuses, one for one.
+    results = tmp_path / "results"
+    space = uniform_space(tmp_path / "uniform.yaml", epochs=3)
+    cmd = sweep_cmd(
+        results,
+        "kill9",
+        *["--space", str(space), "--trials", "6", "--folds", "2", "--max-concurrent", "2"],
+        *["--num-cpus", "2", "--no-dashboard"],
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env["PYTHONUNBUFFERED"] = "1"
+    for round_, resume in enumerate(([], ["--resume"])):
+        proc = _popen([*cmd, *resume], env)
+        try:
+            for line in proc.stdout:
+                if " completed |" in line:
+                    break  # a trial just finished: the searcher asks for the next one
+        finally:
+            kill_tree(proc)  # SIGKILL: no chance to save anything on the way out
+        assert proc.returncode == -signal.SIGKILL, f"round {round_}: the sweep ended by itself"
+    done = subprocess.run(
+        [*cmd, "--resume"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    board = assert_study_matches(results / "kill9")
+    trials = board[board.status != "baseline"]
+    assert len(trials) == 6 and set(trials.status) == {"completed"}
+    study = optuna.load_study(
+        study_name="kill9", storage=f"sqlite:///{results / 'kill9' / 'optuna.db'}"
+    )
+    assert len(study.trials) == 6  # no orphan, no duplicate

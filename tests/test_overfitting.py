@@ -19,6 +19,7 @@ from orchestrator.overfitting import (
     block_statistics,
     cscv,
     cv_vs_test,
+    fold_set,
     pbo,
     pbo_of_sweep,
 )
@@ -110,7 +111,8 @@ def test_pbo_is_about_one_half_when_no_config_is_better_than_another():
     assert result["computed"] and result["n_trials"] == 20 and result["n_blocks"] == 16
     assert result["n_splits"] == 12870
     assert 0.3 <= result["pbo"] <= 0.7
-    assert "lower bound" in result["note"]
+    assert "not a bound" in result["note"] and "lower bound" not in result["note"]
+    assert result["folds"] == [0, 1, 2, 3] and result["n_pruned"] == 0
 
 
 def test_pbo_is_near_zero_when_one_config_is_truly_better():
@@ -151,17 +153,42 @@ def test_pbo_of_classification_trials_uses_macro_f1():
     assert result["pbo"] < 0.05
 
 
-def test_too_few_trials_that_completed_every_fold_say_why():
+def test_too_few_trials_sharing_folds_say_why():
     rng = np.random.default_rng(4)
     true = rng.normal(size=400)
-    preds = {f"t{k}": true + rng.normal(size=400) for k in range(MIN_TRIALS)}
+    preds = {f"t{k}": true + rng.normal(size=400) for k in range(MIN_TRIALS - 1)}
     oof = _regression_oof(preds, true, np.zeros(400))
-    # One trial misses its last fold: it does not count, leaving 7.
-    oof = oof[~((oof.trial_id == "t0") & (oof.fold == 3))]
     result = pbo(oof, "regression")
     assert not result["computed"] and result["n_trials"] == MIN_TRIALS - 1
     assert f"PBO needs at least {MIN_TRIALS}" in result["note"]
-    assert "--scheduler none" in result["note"]
+
+
+def _asha_like(rng, n_full: int, n_fold1: int, n_fold2: int):
+    """An oof frame as an ASHA sweep leaves it: ``n_full`` trials finished all 4 folds, the
+    pruned ones only the first or the first two."""
+    true = rng.normal(size=800)
+    preds = {f"c{k}": true + rng.normal(size=800) for k in range(n_full + n_fold1 + n_fold2)}
+    oof = _regression_oof(preds, true, np.zeros(800))
+    keep = {f"c{k}": 4 for k in range(n_full)}
+    keep |= {f"c{k}": 1 for k in range(n_full, n_full + n_fold1)}
+    keep |= {f"c{k}": 2 for k in range(n_full + n_fold1, n_full + n_fold1 + n_fold2)}
+    oof = oof[oof["fold"] < oof["trial_id"].map(keep)].copy()
+    oof["status"] = np.where(oof["trial_id"].map(keep) == 4, "completed", "pruned")
+    return oof
+
+
+def test_pbo_of_an_asha_sweep_uses_pruned_trials_on_the_folds_they_all_finished():
+    # 3 trials finished every fold, 9 more were pruned after fold 1 or 2: PBO is computed on
+    # fold 1, shared by all 12 (it was 'not computed: 3 trials completed every fold' before).
+    oof = _asha_like(np.random.default_rng(8), 3, 5, 4)
+    assert fold_set(oof) == ([0], sorted(oof.trial_id.unique()))
+    result = pbo(oof, "regression")
+    assert result["computed"] and result["n_trials"] == 12 and result["n_pruned"] == 9
+    assert result["folds"] == [0] and result["n_samples"] == 200  # fold 1's samples
+    assert "12 trials (9 pruned later) that finished CV fold(s) 1" in result["computed_on"]
+    # With enough trials on two folds and as many on one, the two folds are used.
+    two = _asha_like(np.random.default_rng(9), 3, 0, 6)
+    assert fold_set(two)[0] == [0, 1]
 
 
 def test_few_samples_use_fewer_blocks():
@@ -200,3 +227,49 @@ def test_cv_and_test_scores_side_by_side_in_the_same_units():
     assert block["measure"] == "skill vs the naive forecast"
     assert (block["cv"], block["cv_folds"]) == (0.2, [0.25, 0.15])
     assert (block["test_seed_ensemble"], block["test_seed_mean"]) == (0.05, 0.04)
+
+
+def test_oof_frame_keeps_the_folds_pruned_trials_finished(tmp_path):
+    # A pruned trial checkpoints every fold it finished: oof.parquet keeps those folds (so
+    # PBO can use them); a trial pruned inside its first fold, or a failed one, adds nothing.
+    from ray import tune
+
+    from orchestrator.leaderboard import TrialRecord
+    from orchestrator.outcome import oof_frame
+    from orchestrator.prepare import prepare_sweep_data
+    from orchestrator.trial import oof_file
+    from trainables.config import TrainConfig
+
+    base = TrainConfig()
+    data = prepare_sweep_data(
+        base,
+        data=None,
+        ticker=None,
+        cv="walk-forward",
+        n_splits=3,
+        sequence_length_max=base.sequence_length,
+        n_bars=1500,
+    )
+
+    def checkpoint(name: str, folds: int):
+        d = tmp_path / name
+        d.mkdir()
+        for k in range(folds):
+            n_eval = len(data.folds[k][2])
+            np.save(d / oof_file(k), np.full((n_eval, 1), float(k)), allow_pickle=False)
+        return tune.Checkpoint.from_directory(str(d))
+
+    records = [
+        TrialRecord("a", {}, folds=[{}, {}, {}], status="completed"),
+        TrialRecord("b", {}, folds=[{}], status="pruned"),
+        TrialRecord("c", {}, folds=[], status="pruned", stopped_mid_fold=True),
+        TrialRecord("d", {}, folds=[{}], status="failed"),
+    ]
+    checkpoints = {"a": checkpoint("a", 3), "b": checkpoint("b", 1), "d": checkpoint("d", 1)}
+    oof = oof_frame(records, checkpoints, data)
+    by_trial = oof.groupby("trial_id")["fold"].unique().to_dict()
+    assert sorted(by_trial) == ["a", "b"]
+    assert list(by_trial["a"]) == [0, 1, 2] and list(by_trial["b"]) == [0]
+    assert set(oof[oof.trial_id == "b"].status) == {"pruned"}
+    assert len(oof[oof.trial_id == "b"]) == len(data.folds[0][2])
+    assert fold_set(oof) == ([0], ["a", "b"])

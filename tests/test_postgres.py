@@ -313,3 +313,18 @@ def test_statement_timeout_stops_a_runaway_query(view, monkeypatch):
     slow = "SELECT *, pg_sleep(0.01) AS nap FROM vw_ticker_timeseries"
     with pytest.raises(DataError, match="ran longer than the 1 s statement timeout"):
         read_bars(BarSource(data=view.url, query=slow, ticker="AAA", columns=()))
+
+
+def test_a_long_query_says_it_is_waiting_and_how_long_it_may_run(view, monkeypatch, capsys):
+    # A query still running after WAIT_NOTICE_S says so on stderr, with the statement timeout
+    # (it printed nothing for minutes); a fast one says nothing.
+    monkeypatch.setattr(trainables.database, "WAIT_NOTICE_S", 1)
+    slow = "SELECT *, pg_sleep(0.01) AS nap FROM vw_ticker_timeseries"
+    bars = read_bars(BarSource(data=view.url, query=slow, ticker="AAA", columns=()))
+    assert len(bars) == 300
+    err = capsys.readouterr().err
+    assert "waiting for the database: the query has run 1 s; the server stops it at the " in err
+    assert f"{trainables.database.STATEMENT_TIMEOUT_S} s statement timeout" in err
+    assert _password(view.url) not in err
+    read_bars(BarSource(data=view.url, table=VIEW, ticker="AAA", columns=()))
+    assert "waiting" not in capsys.readouterr().err

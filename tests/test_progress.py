@@ -41,3 +41,39 @@ def test_pruned_trials_say_which_fold_counting_from_one():
     end = TrialRecord("b", {}, folds=[{}, {}], status="pruned", stopped_mid_fold=False)
     assert where_stopped(mid, 5) == "in fold 1 of 5"
     assert where_stopped(end, 5) == "after fold 2 of 5"
+
+
+def test_after_a_resume_the_tally_never_says_no_complete_trial_beside_completed_ones():
+    # Rule: trials completed before --resume count as completed; if their scores are not
+    # known (a killed driver wrote no leaderboard) the line says so instead of "no complete
+    # trial yet", and with a leaderboard the best so far is seeded from it.
+    lines: list[str] = []
+    done = {"a": "completed", "b": "pruned", "c": "pruned"}
+    beat = Heartbeat(
+        n_trials=8, n_folds=2, objective="mse_ratio", mode="min", log=lines.append, done=done
+    )
+    beat.beat()
+    assert "3/8 done: 1 completed, 2 pruned, 0 failed | no score known yet" in lines[-1]
+    assert "no complete trial yet" not in lines[-1]
+    seeded = Heartbeat(
+        n_trials=8, n_folds=2, objective="mse_ratio", mode="min", log=lines.append, done=done
+    )
+    for value, trial_id in previous_best_of([("a", "completed", 0.85), ("b", "pruned", 1.1)]):
+        seeded.offer_best(value, trial_id)
+    seeded.beat()
+    assert "1 completed, 2 pruned, 0 failed | best mse_ratio 0.85 (a), skill +0.1500" in lines[-1]
+
+
+def previous_best_of(rows):
+    """previous_best on a leaderboard written with the sweep's own writer."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from orchestrator.leaderboard import previous_best, write_results
+
+    board = pd.DataFrame(rows, columns=["trial_id", "status", "objective"])
+    with tempfile.TemporaryDirectory() as d:
+        write_results(Path(d), leaderboard=board, best_config=None, audit=pd.DataFrame())
+        return previous_best(Path(d))

@@ -7,6 +7,7 @@ tests exercise the guard, the settings check and the failure paths without Ray.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from pathlib import Path
@@ -18,18 +19,24 @@ import ray
 import torch
 from mlflow.tracking import MlflowClient
 
+from orchestrator import evaluation
 from orchestrator.baselines import baseline_forecasts, baseline_scores, fit_baselines, naive_name
 from orchestrator.holdout import HoldoutGuard, load_holdout, read_sweep
 from orchestrator.predict import main as predict_main
 from orchestrator.promote import EXPERIMENT, PromoteSpec, promote
 from orchestrator.promote import main as promote_main
+from orchestrator.registry import log_final_model, registry_line
 from orchestrator.report import write_report
 from orchestrator.sweep import SweepSpec, run_sweep
-from orchestrator.tracking import default_tracking_uri, log_final_model
+from orchestrator.tracking import default_tracking_uri
+from orchestrator.verdicts import fmt_p
 from trainables.artifacts import FILES
 from trainables.errors import ConfigError
+from trainables.synthetic import make_bars
 
 NAME = "p"
+# The sweep's parent MLflow run as the sweep left it (the fixture fills it in before promoting).
+PARENT_BEFORE: dict = {}
 
 
 def _hand_sweep(tmp_path: Path, **spec) -> Path:
@@ -70,6 +77,10 @@ def promoted(tmp_path_factory):
             ),
             log=quiet,
         )
+        client = MlflowClient(tracking_uri=default_tracking_uri(results))
+        exp = client.get_experiment_by_name(EXPERIMENT)
+        (parent,) = client.search_runs([exp.experiment_id], f"attributes.run_name = '{NAME}'")
+        PARENT_BEFORE.update(run_id=parent.info.run_id, end_time=parent.info.end_time)
         lines: list[str] = []
         # The smoke space stops after 2 epochs; the final models get 20 and a patience that
         # counts every improvement (the default min_delta is large for scaled losses).
@@ -194,12 +205,16 @@ def test_on_the_learnable_signal_the_chosen_model_is_better_than_persistence(pro
     _, index, lines = promoted
     chosen = index["chosen"]
     dm = next(c for c in chosen["comparisons"] if c["baseline"] == "persistence" and c["decides"])
-    assert dm["test"] == "Diebold-Mariano (HLN, HAC)"
+    assert dm["test"] == "Diebold-Mariano (EWC)"
     assert dm["outcome"] == "better" and dm["p_value"] < 0.05 and dm["ci_low"] > 0
     assert dm["estimate"] == pytest.approx(chosen["test"]["skill"])
     assert chosen["verdict"].startswith(f"rank 1 (trial {index['models'][0]['trial_id']}")
-    assert f"better than persistence (skill {dm['estimate']:+.4f}, p = " in chosen["verdict"]
+    said = f"better than persistence (Diebold-Mariano (EWC): skill {dm['estimate']:+.4f}, p "
+    assert said in chosen["verdict"] and "the test could detect skill >= " in chosen["verdict"]
     assert chosen["verdict"] in lines  # printed for the user too
+    # The intersection-union p-value: the largest one-sided p over the deciding tests.
+    deciding = [c["p_value"] for c in chosen["comparisons"] if c["decides"]]
+    assert chosen["iu_p"] == pytest.approx(max(deciding))
 
 
 def test_every_baseline_gets_a_test_and_the_verdict_follows_all_of_them(promoted):
@@ -214,7 +229,7 @@ def test_every_baseline_gets_a_test_and_the_verdict_follows_all_of_them(promoted
     beats = all(c["outcome"] == "better" for c in deciding)
     assert (
         index["chosen"]["verdict"]
-        .split(": ")[0]
+        .split(" (intersection-union p")[0]
         .endswith(
             "beats the baselines on the test part"
             if beats
@@ -225,12 +240,16 @@ def test_every_baseline_gets_a_test_and_the_verdict_follows_all_of_them(promoted
         assert c["ci_low"] <= c["estimate"] <= c["ci_high"]
         assert c["baseline"] in index["chosen"]["verdict"]
     secondary = {c["test"] for c in comparisons if not c["decides"]}
-    assert secondary == {"Clark-West (nested, one-sided, HAC)", "Pesaran-Timmermann"}
+    assert secondary == {"Clark-West (nested, EWC)", "Pesaran-Timmermann"}
     for model in index["models"]:  # every config's seed ensemble is judged the same way
         assert [c["baseline"] for c in model["comparisons"] if c["decides"]] == [
             "persistence",
             "ridge",
         ]
+    # Only the chosen model's verdict is the answer; the others say they are descriptive.
+    assert [m["descriptive"] for m in index["models"]] == [False, True]
+    assert index["models"][1]["verdict"].startswith("Descriptive only, not the chosen model")
+    assert index["ensemble"]["verdict"].startswith("Descriptive only, not the chosen model")
     assert any("Diebold-Mariano" in line for line in lines)  # the tests table is printed
 
 
@@ -244,6 +263,14 @@ def test_cv_score_and_test_score_side_by_side(promoted):
     assert len(block["cv_folds"]) == 2
     assert not block["pbo"]["computed"] and block["pbo"]["note"].startswith("not computed")
     assert any(line.startswith("CV against test (skill vs the naive forecast)") for line in lines)
+    # CV is pooled over the folds, and says so beside the folds' own mean.
+    assert block["cv_fold_mean"] == pytest.approx(np.mean(block["cv_folds"]))
+    assert any("in CV (pooled over 2 folds:" in line for line in lines)
+    # Where the test part starts, under both of its names: first anchor, first bar read.
+    data = index["data"]
+    head = next(line for line in lines if line.startswith("Test part:"))
+    assert f"anchors {data['test_first_time']} .. " in head
+    assert f"their windows read bars from {data['test_windows_first_time']}, row " in head
 
 
 def test_trading_view_of_the_test_part(promoted):
@@ -251,7 +278,10 @@ def test_trading_view_of_the_test_part(promoted):
     results, index, lines = promoted
     trading = index["trading"]
     assert trading["computed"] and trading["target"] == "close" and trading["cost_bps"] == 1.0
-    assert trading["model"]["n_bars"] == index["data"]["n_test"]
+    # Executed one bar later: the last anchor's trade would end past the data.
+    assert trading["model"]["n_bars"] == index["data"]["n_test"] - 1
+    assert trading["price"] == "open" and "one bar later" in trading["execution"]
+    assert "model_vs_buy_and_hold" in trading and "warning" in trading["model"]
     assert trading["best_baseline"]["name"] == "ridge"  # persistence never takes a position
     assert trading["bars_per_year"] == pytest.approx(24 * 365.25)  # hourly bars, no full year
     frame = pd.read_parquet(results / NAME / "trading.parquet")
@@ -294,12 +324,13 @@ def test_predict_cli_reproduces_the_saved_test_predictions(promoted, tmp_path):
 
 
 def test_chosen_model_is_registered_in_mlflow_without_pickles(promoted):
-    # The rank-1 ensemble is a child run of the sweep with test metrics, and a registry version.
+    # The rank-1 ensemble is logged in its own run, nested under the sweep's parent run
+    # (which keeps the end time the sweep gave it), with test metrics, and registered.
     results, index, _ = promoted
     info = index["chosen"]["mlflow"]
     client = MlflowClient(tracking_uri=default_tracking_uri(results))
     version = client.get_model_version(info["registered_model"], str(info["version"]))
-    assert version.run_id == info["run_id"] and version.source.endswith("/model")
+    assert version.run_id == info["run_id"] and version.source == info["model_uri"]
     run = client.get_run(info["run_id"])
     assert run.data.metrics["test_mse"] == pytest.approx(index["chosen"]["test"]["mse"])
     assert "persistence_test_mse" in run.data.metrics
@@ -311,17 +342,179 @@ def test_chosen_model_is_registered_in_mlflow_without_pickles(promoted):
         index["trading"]["model"]["sharpe"]
     )
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
-    assert parent.info.run_name == NAME
-    files = [f.path for f in client.list_artifacts(info["run_id"], "model/seed0")]
-    assert "model/seed0/model.pt" in files
-    assert not any(p.endswith((".pkl", ".pickle")) for p in files)
+    assert parent.info.run_name == NAME and parent.info.run_id == PARENT_BEFORE["run_id"]
+    assert parent.info.end_time == PARENT_BEFORE["end_time"]  # promotion did not reopen it
+    assert parent.info.status == "FINISHED"
+    # models-from-code: the model is the code file and its artifacts, never a pickle
+    files = _artifact_files(default_tracking_uri(results), info["model_uri"])
+    assert "pyfunc_model.py" in files and "artifacts/1/seed0/model.pt" in files
+    assert not any(p.endswith((".pkl", ".pickle", "python_model.pkl")) for p in files)
+
+
+def _artifact_files(uri: str, model_uri: str) -> list[str]:
+    client = MlflowClient(tracking_uri=uri)
+    model = client.get_logged_model(model_uri.removeprefix("models:/"))
+    local = Path(model.artifact_location.removeprefix("file://"))
+    return [str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()]
+
+
+def test_the_registered_version_says_what_the_test_part_said(promoted):
+    # Tags and description of the version: the verdict, each baseline's outcome with its
+    # skill and p, the sweep, its data and fingerprint, the test range, the CV score; and
+    # the alias its verdict earns (champion only if it beats every baseline).
+    results, index, lines = promoted
+    info, chosen = index["chosen"]["mlflow"], index["chosen"]
+    client = MlflowClient(tracking_uri=default_tracking_uri(results))
+    version = client.get_model_version(info["registered_model"], str(info["version"]))
+    tags, sweep = version.tags, read_sweep(results / NAME)
+    assert tags["verdict"] == chosen["verdict"]
+    for c in (c for c in chosen["comparisons"] if c["decides"]):
+        assert tags[f"vs_{c['baseline']}"].startswith(f"{c['outcome']}: {c['effect']}, p ")
+    assert tags["sweep"] == NAME and tags["data_source"] == "built-in"
+    assert tags["data_fingerprint"] == sweep["data_fingerprint"].strip()
+    data = index["data"]
+    assert tags["test_range"] == f"{data['test_first_time']} .. {data['test_last_time']}"
+    cv = index["models"][0]["cv_objective"]
+    assert tags["cv_score"].startswith(f"mse_ratio {cv:.5g} (skill {1 - cv:+.4f})")
+    assert chosen["verdict"] in version.description and NAME in version.description
+    beats = all(c["outcome"] == "better" for c in chosen["comparisons"] if c["decides"])
+    alias = "champion" if beats else "candidate"
+    assert info["alias"] == alias and version.aliases == [alias]
+    assert tags["beats_baselines"] == str(beats).lower()
+    assert tags["iu_p"] == fmt_p(chosen["iu_p"])  # the intersection-union p of the verdict
+    # the last line of the promotion says what happened
+    assert lines[-1].startswith(
+        f"MLflow: registered version {info['version']} of 'lstm-{NAME}' as {alias}: "
+    )
+
+
+def test_pyfunc_model_from_the_registry_forecasts_as_predict_does(promoted, tmp_path):
+    # mlflow.pyfunc.load_model("models:/lstm-<sweep>@<alias>").predict(bars) returns the
+    # forecasts of `python -m orchestrator.predict` for the same bars, bar for bar; the
+    # timestamp travels as a column (the signature's first input).
+    import mlflow
+
+    results, index, _ = promoted
+    info = index["chosen"]["mlflow"]
+    bars = make_bars(2000, seed=0)
+    file = tmp_path / "bars.parquet"
+    bars.reset_index().to_parquet(file, index=False)
+    out = tmp_path / "p.parquet"
+    model = results / NAME / "models/1"
+    assert predict_main(["--model", str(model), "--data", str(file), "--out", str(out)]) == 0
+    expected = pd.read_parquet(out).reset_index()
+    mlflow.set_tracking_uri(default_tracking_uri(results))
+    try:
+        loaded = mlflow.pyfunc.load_model(f"models:/lstm-{NAME}@{info['alias']}")
+        got = loaded.predict(bars.reset_index())
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert list(got.columns) == list(expected.columns)
+    assert len(got) == len(expected) > 1000
+    for col in ("timestamp", "target_timestamp"):  # MLflow gives ns, the file holds us
+        expected[col] = expected[col].astype("datetime64[ns]")
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    inputs = loaded.metadata.get_input_schema().input_names()
+    assert inputs == ["timestamp", "open", "high", "low", "close", "volume"]
+
+
+def test_champion_only_for_a_model_that_beats_every_baseline(promoted):
+    # The alias follows the chosen model's verdict: a model better than every baseline
+    # becomes champion (the alias moves to it from the previous champion); one that is not
+    # becomes candidate and the champion stays where it was. --no-register registers nothing.
+    import copy
+
+    results, index, _ = promoted
+    uri = default_tracking_uri(results)
+    client = MlflowClient(tracking_uri=uri)
+    name = "lstm-aliases"
+
+    def judged(outcome: str) -> dict:
+        out = copy.deepcopy(index)
+        for c in out["chosen"]["comparisons"]:
+            if c["decides"]:
+                c["outcome"] = outcome
+        return out
+
+    def log(idx: dict, **kw) -> dict:
+        return log_final_model(
+            uri,
+            experiment=EXPERIMENT,
+            sweep_name=NAME,
+            registered_name=name,
+            model_dir=results / NAME / "models/1",
+            index=idx,
+            log=lambda *_: None,
+            **kw,
+        )
+
+    first, second = log(judged("better")), log(judged("better"))
+    assert first["alias"] == second["alias"] == "champion"
+    assert client.get_model_version_by_alias(name, "champion").version == second["version"]
+    assert client.get_model_version(name, str(first["version"])).aliases == []
+    third = log(judged("no_difference"))
+    assert third["alias"] == "candidate"
+    assert client.get_model_version_by_alias(name, "champion").version == second["version"]
+    assert registry_line(third, judged("no_difference")["chosen"]).startswith(
+        f"MLflow: registered version {third['version']} of '{name}' as candidate: it does "
+        "not beat persistence and ridge"
+    )
+    before = len(client.search_model_versions(f"name = '{name}'"))
+    unregistered = log(judged("better"), register=False)
+    assert "version" not in unregistered and unregistered["model_uri"].startswith("models:/")
+    assert len(client.search_model_versions(f"name = '{name}'")) == before
+
+
+def test_a_nan_forecast_stops_promotion_before_anything_is_written_or_registered(
+    promoted, monkeypatch, capsys
+):
+    # One NaN in a model's test forecasts once gave "beats the baselines, p < 0.0001". Now it
+    # is one line naming the model, its rank and the row, exit 2, and the earlier promotion's
+    # files and registry stay as they were.
+    results, index, _ = promoted
+    out = results / NAME
+    before = (out / "promoted.json").read_text()
+    models = sorted((p, p.stat().st_mtime_ns) for p in (out / "models").rglob("*"))
+    client = MlflowClient(tracking_uri=default_tracking_uri(results))
+    versions = len(client.search_model_versions(f"name='lstm-{NAME}'"))
+    real = evaluation.predict
+
+    def one_nan(run, features):  # the fault: one test forecast becomes NaN
+        frame = real(run, features)
+        column = next(c for c in frame.columns if c.startswith("predicted_"))
+        frame.loc[frame.index[-5], column] = np.nan  # a test anchor near the end
+        return frame
+
+    monkeypatch.setattr(evaluation, "predict", one_nan)
+    argv = ["--name", NAME, "--results-dir", str(results), "--top-k", "1", "--seeds", "1"]
+    assert promote_main([*argv, "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: rank 1 seed 0 (trial ")
+    assert "test forecasts are NaN/inf, the first for table row" in err
+    assert (out / "promoted.json").read_text() == before
+    assert sorted((p, p.stat().st_mtime_ns) for p in (out / "models").rglob("*")) == models
+    assert len(client.search_model_versions(f"name='lstm-{NAME}'")) == versions
+    assert not list(out.glob(".models-partial-*"))
+
+
+def test_show_of_a_promoted_sweep_gives_its_verdict_and_registered_version(promoted):
+    # Rule: `python -m orchestrator.show --name <sweep>` after promotion ends with the
+    # chosen model's verdict and what the registry holds.
+    from orchestrator.show import describe_sweep
+
+    results, index, _ = promoted
+    text = "\n".join(describe_sweep(results / NAME))
+    assert f"Verdict: {index['chosen']['verdict']}" in text
+    info = index["chosen"]["mlflow"]
+    assert f"Registered: lstm-{NAME} version {info['version']} as {info['alias']}" in text
+    assert "Not promoted yet" not in text and "baseline:ridge" in text
 
 
 def test_report_is_one_self_contained_file(promoted):
     # report.html shows the verdicts, the comparison table and inline PNG plots, no outside files.
     results, index, _ = promoted
     page = (results / NAME / "report.html").read_text()
-    assert index["chosen"]["verdict"] in page.replace("&#x27;", "'")
+    assert index["chosen"]["verdict"] in html.unescape(page)
     assert "baseline: persistence" in page and "Fold audit" in page
     for title in (
         "Tests of the chosen model against each baseline",
@@ -339,6 +532,36 @@ def test_report_is_one_self_contained_file(promoted):
     md = (results / NAME / "report.md").read_text()
     assert "| baseline: persistence |" in md
     assert index["chosen"]["verdict"] in md and "not a backtester" in md
+
+
+def test_legends_of_the_promotion_plots_cover_no_curve(promoted):
+    # Rule: the loss curves', equity curves' and predictions' legends sit beside or below
+    # their axes, never on a curve.
+    from orchestrator import plots
+    from tests.test_report import legend_overlaps
+
+    results, index, _ = promoted
+    out = results / NAME
+    for fig in (
+        plots.loss_plot(out, index),
+        plots.equity_plot(out, index),
+        plots.prediction_plot(out, index),
+    ):
+        assert fig.legends or any(ax.get_legend() for ax in fig.axes)
+        assert legend_overlaps(fig) == []
+
+
+@pytest.mark.slow
+def test_promoted_report_in_chromium_has_no_table_wider_than_the_page(promoted, tmp_path):
+    # Rule: the whole report of a promotion (tests, test table, leaderboard, both audits)
+    # fits a 1400 px browser window.
+    from tests.browser import has_browser
+    from tests.test_report import assert_fits_in_chromium
+
+    if not has_browser():
+        pytest.skip("needs chromium and chromedriver (apt-get install -y chromium chromium-driver)")
+    results, _, _ = promoted
+    assert_fits_in_chromium(results / NAME / "report.html", tmp_path)
 
 
 def test_report_of_an_older_promotion_says_what_is_missing(promoted, tmp_path):
@@ -496,4 +719,9 @@ def test_the_two_documented_commands_print_progress_without_ray_noise(tmp_path):
     assert "Probability of backtest overfitting" in out
     assert "Failed to query Ray Train Controller" not in out
     assert "Started a local Ray instance" not in out
+    # Ray's core workers' lines stay in Ray's log files (as in a sweep)
+    assert "core_worker.cc" not in out and "PreemptionWatcher" not in out
+    assert (
+        out.strip().splitlines()[-1].startswith("MLflow: registered version 1 of 'lstm-demo' as ")
+    )
     assert (tmp_path / "results" / "demo" / "promoted.json").is_file()

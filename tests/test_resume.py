@@ -128,6 +128,9 @@ def test_ctrl_c_then_the_printed_hint_continues_the_same_sweep(tmp_path):
     resumed = run([*pasted, "--no-dashboard", "--num-cpus", "2"])
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert f"trial {first} fold" not in resumed.stdout  # a finished trial is not run again
+    # The tally counts the trial completed before the resume, and knows its score.
+    tallies = [ln for ln in resumed.stdout.splitlines() if " done: " in ln]
+    assert tallies and not [ln for ln in tallies if "no complete trial yet" in ln]
     after = json.loads((folder / "sweep.json").read_text())
     assert after["status"] == "finished"
     assert {k: after[k] for k in DECIDING} == {k: record[k] for k in DECIDING}

@@ -79,3 +79,67 @@ def test_bad_n_bars(n_bars):
     # n_bars must be an integer >= 3.
     with pytest.raises(ConfigError, match=r"n_bars must be an integer >= 3"):
         make_bars(n_bars)
+
+
+# ---------------------------------------------------------------------- sample files
+
+
+def test_the_sample_command_writes_the_built_in_series(tmp_path, capsys):
+    # Rule: `python -m trainables.synthetic --out bars.parquet --bars 4000` writes the
+    # built-in data (what a sweep without --data trains on) as a file any command reads.
+    from trainables.data import load_bars
+    from trainables.synthetic import main
+
+    out = tmp_path / "bars.parquet"
+    assert main(["--out", str(out), "--bars", "4000"]) == 0
+    assert capsys.readouterr().out.startswith("Wrote 4,000 bars (2020-01-01 00:00:00 .. ")
+    read = load_bars(out)
+    pd.testing.assert_frame_equal(read, make_bars(4000), check_freq=False, check_index_type=False)
+    csv = tmp_path / "bars.csv"
+    assert main(["--out", str(csv), "--bars", "500", "--seed", "3"]) == 0
+    assert np.allclose(load_bars(csv).to_numpy(), make_bars(500, seed=3).to_numpy())
+
+
+def test_a_universe_is_one_long_frame_of_learnable_tickers_with_their_own_seeds(tmp_path):
+    # Rule: --tickers 4: a ticker column, SYN0..SYN3 on the same timestamps, each the
+    # built-in series with seed + k; --ticker picks one back out.
+    from trainables.data import load_bars
+    from trainables.synthetic import main, make_universe
+
+    frame = make_universe(4, 600, seed=5)
+    assert list(frame.columns) == ["timestamp", "ticker", "open", "high", "low", "close", "volume"]
+    assert frame.groupby("ticker")["timestamp"].apply(list).map(tuple).nunique() == 1
+    out = tmp_path / "universe.parquet"
+    assert main(["--out", str(out), "--tickers", "4", "--bars", "600", "--seed", "5"]) == 0
+    for k in range(4):
+        picked = load_bars(out, ticker=f"SYN{k}")
+        assert np.allclose(picked.to_numpy(), make_bars(600, seed=5 + k).to_numpy())
+    closes = [load_bars(out, ticker=f"SYN{k}")["close"].to_numpy() for k in range(2)]
+    assert not np.allclose(closes[0], closes[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--bars", "2"], "--bars must be >= 3, but got 2"),
+        (["--tickers", "0"], "--tickers must be >= 1, but got 0"),
+        (["--out", "x.xlsx"], "use a .parquet, .pq or .csv file name"),
+    ],
+)
+def test_sample_command_refuses_bad_flags_in_one_line(tmp_path, capsys, args, needle):
+    from trainables.synthetic import main
+
+    argv = ["--out", str(tmp_path / "b.parquet"), *args] if "--out" not in args else args
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert needle in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_sample_command_never_overwrites_a_file(tmp_path, capsys):
+    from trainables.synthetic import main
+
+    out = tmp_path / "bars.parquet"
+    out.write_bytes(b"mine")
+    assert main(["--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"mine"

@@ -249,3 +249,35 @@ def test_a_store_failure_mid_sweep_warns_once_and_stops_tracking(uri: str) -> No
     assert not tracker.enabled
     assert len(lines.lines) == 1
     assert lines.lines[0].startswith(f"MLflow tracking at {uri} failed while logging the sweep")
+
+
+def test_fold_indices_and_settings_are_not_metrics(uri: str) -> None:
+    # Rule: a fold's index (the step says it) and the batch size a fold used are not
+    # measurements: no fold0_fold, fold_fold or fold0_batch_size metric; the batch size is
+    # a param (one when every fold used the same).
+    from orchestrator.leaderboard import TrialRecord
+    from orchestrator.progress import log_record
+
+    folds = [
+        {"fold": k, "mse_ratio": 0.9 + k / 100, "batch_size": 64, "epochs": 3, "seconds": 1.5}
+        for k in range(2)
+    ]
+    with SweepTracker(uri, experiment=EXPERIMENT, run_name=SWEEP, params=SPEC) as tracker:
+        log_record(
+            tracker,
+            TrialRecord("t1", {"hidden_size": 16}, folds, "completed"),
+            objective="mse_ratio",
+        )
+        mixed = [dict(folds[0]), {**folds[1], "batch_size": 128}]
+        log_record(
+            tracker,
+            TrialRecord("t2", {"hidden_size": 8}, mixed, "completed"),
+            objective="mse_ratio",
+        )
+    runs = _children_by_name(uri)
+    metrics = runs["t1"].data.metrics
+    assert not [m for m in metrics if m.endswith(("_fold", "_batch_size"))]
+    assert metrics["fold1_mse_ratio"] == pytest.approx(0.91) and metrics["fold0_epochs"] == 3
+    assert runs["t1"].data.params["batch_size_used"] == "64"
+    assert runs["t2"].data.params["fold0_batch_size"] == "64"
+    assert runs["t2"].data.params["fold1_batch_size"] == "128"

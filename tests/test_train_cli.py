@@ -59,6 +59,18 @@ def test_cli_writes_every_artifact(preset, tmp_path, capsys):
     if preset == "guide":  # the default target, the next log return: the training mean
         naive = f"training mean mse {test['naive_mse']:.6g} (skill {test['skill']:+.4f})"
         assert naive in stdout
+    # After epoch 1, how long the rest may take; on a CPU, one line: this preset needs a GPU.
+    lines = stdout.splitlines()
+    first = next(k for k, line in enumerate(lines) if line.startswith("Epoch 1/2 - "))
+    assert (
+        lines[first + 1].startswith("Epoch 1 took ")
+        and "the other 1 epochs take up to ~" in lines[first + 1]
+    )
+    warned = [
+        line for line in lines if line.startswith(f"warning: preset {preset} is sized for a GPU")
+    ]
+    assert len(warned) == (0 if torch.cuda.is_available() else 1)
+    assert not warned or "--preset cpu is sized for a CPU" in warned[0]
 
 
 def test_config_file_then_flags(tmp_path, bars_csv, capsys):

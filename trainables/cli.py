@@ -23,7 +23,7 @@ from typing import Any
 
 from trainables.bar_checks import DEFAULT_MAX_JUMP
 from trainables.config import ALIASES, specs, unknown_parameter
-from trainables.errors import ConfigError, DataWarning
+from trainables.errors import ConfigError, DataWarning, shown
 from trainables.timestamps import DST_CHOICES
 from trainables.values import read_value
 
@@ -143,12 +143,15 @@ def parse_value(name: str, text: str) -> Any:
         return text.strip()
     if spec.kind is tuple and not text.strip().startswith("["):
         return [v.strip() for v in text.split(",") if v.strip()]
-    return read_value(text, source=f"{name}={text}")
+    typed = text if len(text) <= 60 else text[:59] + "…"  # errors quote it on one line
+    return read_value(text, source=f"{name}={typed}")
 
 
 def setting(text: str) -> tuple[str, Any]:
     """argparse ``type`` of ``--set KEY=VALUE``: the key and its value (:func:`parse_value`)."""
     key, eq, value = text.partition("=")
     if not eq or not key.strip():
-        raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. --set epochs=20), not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"takes KEY=VALUE (e.g. --set epochs=20), not {shown(text)}"
+        )
     return key.strip(), parse_value(key.strip(), value)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, shown
 from trainables.params import (
     Spec,
     check,
@@ -384,7 +384,7 @@ def _canonical(d: dict[str, Any]) -> dict[str, Any]:
             value = "auto"
         if name in out and out[name] != value:
             raise ConfigError(
-                f"{name} is given twice with different values: {out[name]!r} and {key}={value!r}"
+                f"{name} is given twice with different values: {shown(out[name])} and {key}={shown(value)}"
             )
         out[name] = value
     return out
@@ -394,7 +394,7 @@ def unknown_parameter(key: Any) -> str:
     """The error text of a name that is no parameter, with the closest one."""
     close = difflib.get_close_matches(str(key), [*specs(), *ALIASES], n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown training parameter {key!r}{hint}"
+    return f"unknown training parameter {shown(key)}{hint}"
 
 
 def _bool_alias(key: str, value: Any, yes: Any, no: Any) -> Any:
@@ -402,7 +402,7 @@ def _bool_alias(key: str, value: Any, yes: Any, no: Any) -> Any:
         return yes if value else no
     if key == "mixed_precision" and value in choices_of("amp"):
         return value  # already one of amp's own values
-    raise ConfigError(f"{key} must be true or false, but got {key}={value!r}")
+    raise ConfigError(f"{key} must be true or false, but got {key}={shown(value)}")
 
 
 def _check_consistency(cfg: TrainConfig) -> None:

@@ -13,7 +13,10 @@ The checks themselves live in ``trainables.timestamps`` (times, zones, daylight 
 
 from __future__ import annotations
 
+import bz2
+import codecs
 import difflib
+import gzip
 import hashlib
 import lzma
 import zipfile
@@ -284,13 +287,47 @@ def _read(path: Path, source: str) -> pd.DataFrame:
             return pd.read_csv(path)
         return pd.read_parquet(path, engine="pyarrow")
     except UnicodeDecodeError as err:
+        # The reader decodes in chunks and counts from its chunk's start: find the offset
+        # in the file (of the decompressed text, for .gz/.bz2/.zip/.xz) by decoding it here.
+        offset, byte = _first_bad_utf8(path)
+        if offset is None:
+            offset, byte = err.start, err.object[err.start]
         raise DataError(
-            f"{source}: cannot read as CSV: not UTF-8 text (byte {err.object[err.start]:#04x}"
-            f" at byte {err.start:,}); save the file as UTF-8"
+            f"{source}: cannot read as CSV: not UTF-8 text (byte {byte:#04x} at byte "
+            f"{offset:,}); save the file as UTF-8"
         ) from err
     except _READ_ERRORS as err:  # the reader's own message, first line: it names the problem
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"{source}: cannot read as {kind}: {first_line}") from err
+
+
+def _first_bad_utf8(path: Path) -> tuple[int | None, int]:
+    """(offset, value) of the first byte of ``path`` that is not UTF-8, or (None, 0)."""
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    try:
+        with _open_decompressed(path) as stream:
+            while True:
+                chunk = stream.read(1 << 20)
+                pending = len(decoder.getstate()[0])  # bytes held back from the last chunk
+                try:
+                    decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as err:  # err.start counts from pending + chunk
+                    return offset - pending + err.start, err.object[err.start]
+                if not chunk:
+                    return None, 0
+                offset += len(chunk)
+    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError, IndexError):
+        return None, 0
+
+
+def _open_decompressed(path: Path):
+    """A binary stream of ``path``'s text (decompressed as pandas infers from the name)."""
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        archive = zipfile.ZipFile(path)
+        return archive.open(archive.namelist()[0])
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)
+    return opener(path, "rb")
 
 
 def _lowercase_columns(df: pd.DataFrame, source: str) -> pd.DataFrame:

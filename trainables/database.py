@@ -19,6 +19,9 @@ import contextlib
 import difflib
 import re
 import sqlite3
+import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +44,7 @@ __all__ = [
 
 CONNECT_TIMEOUT_S = 5  # a dead host fails in seconds, not after the OS's TCP timeout
 STATEMENT_TIMEOUT_S = 600  # a runaway --query stops; 1M bars take a few seconds
+WAIT_NOTICE_S = 10  # a query still running after this says so (then every 30 s)
 _NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+"')
 
 
@@ -320,7 +324,7 @@ class _Postgres(_Database):
         return f"${i + 1}"
 
     def probe(self, sql: str) -> tuple[list[str], set[str]]:
-        with self._failures():
+        with self._failures(), _waiting_notice(self.source):
             schema = self._run(sql).fetch_arrow_table().schema
         numeric = {
             f.name
@@ -331,11 +335,12 @@ class _Postgres(_Database):
         return list(schema.names), numeric
 
     def values(self, sql: str) -> list:
-        with self._failures():
+        with self._failures(), _waiting_notice(self.source):
             return [row[0] for row in self._run(sql).fetchall()]
 
     def fetch(self, sql: str, params: list) -> pd.DataFrame:
-        with self._failures():  # the server may fail while rows stream, not only at the start
+        # The server may fail while rows stream, not only at the start.
+        with self._failures(), _waiting_notice(self.source):
             table = self._run(sql, params).fetch_arrow_table()
         return table.to_pandas()
 
@@ -357,6 +362,33 @@ class _Postgres(_Database):
         with contextlib.suppress(*self._errors):
             self.cur.close()
             self.conn.close()
+
+
+@contextlib.contextmanager
+def _waiting_notice(source: str):
+    """A query that runs long says so on stderr, with how long it may still run: without
+    it a slow view or --query prints nothing for minutes."""
+    start, done = time.monotonic(), threading.Event()
+
+    def notice() -> None:
+        wait = WAIT_NOTICE_S
+        while not done.wait(wait):
+            ran = time.monotonic() - start
+            print(
+                f"{source}: waiting for the database: the query has run {ran:.0f} s; the "
+                f"server stops it at the {STATEMENT_TIMEOUT_S} s statement timeout",
+                file=sys.stderr,
+                flush=True,
+            )
+            wait = 30
+
+    thread = threading.Thread(target=notice, name="query-notice", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def _conninfo(url: URL) -> str:

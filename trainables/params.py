@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, shown
 
 __all__ = [
     "Param",
@@ -132,10 +132,10 @@ def check(spec: Spec, value: Any) -> Any:
     if p.choices:
         if isinstance(value, str) and value.strip().lower() in p.choices:
             return value.strip().lower()
-        raise ConfigError(f"{name} must be one of {list(p.choices)}, but got {name}={value!r}")
+        raise ConfigError(f"{name} must be one of {list(p.choices)}, but got {name}={shown(value)}")
     if spec.kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, but got {name}={value!r}")
+            raise ConfigError(f"{name} must be true or false, but got {name}={shown(value)}")
         return value
     if spec.kind is int:
         return _int(spec, value)
@@ -155,7 +155,7 @@ def _int(spec: Spec, value: Any) -> int:
     if not ok:
         words = "".join(f" or {w!r}" for w in p.words)
         raise ConfigError(
-            f"{name} must be an {_bounds(p, 'integer')}{words}, but got {name}={value!r}"
+            f"{name} must be an {_bounds(p, 'integer')}{words}, but got {name}={shown(value)}"
         )
     return int(value)
 
@@ -163,14 +163,14 @@ def _int(spec: Spec, value: Any) -> int:
 def _float(spec: Spec, value: Any) -> float:
     name, p = spec.name, spec.param
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, but got {name}={value!r}")
+        raise ConfigError(f"{name} must be a finite number, but got {name}={shown(value)}")
     value = float(value)
     too_low = p.low is not None and (value < p.low or (value == p.low and p.open_low))
     too_high = p.high is not None and (value > p.high or (value == p.high and p.open_high))
     if too_low or too_high:
         bounds = _bounds(p, "number")
         phrase = f"a {bounds}" if bounds.startswith("number") else f"in {bounds}"
-        raise ConfigError(f"{name} must be {phrase}, but got {name}={value!r}")
+        raise ConfigError(f"{name} must be {phrase}, but got {name}={shown(value)}")
     return value
 
 
@@ -178,7 +178,9 @@ def _text(spec: Spec, value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # a ticker such as 7203 written without quotes
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{spec.name} must be a non-empty string, but got {spec.name}={value!r}")
+        raise ConfigError(
+            f"{spec.name} must be a non-empty string, but got {spec.name}={shown(value)}"
+        )
     return value.strip()
 
 
@@ -195,7 +197,7 @@ def check_names(name: str, value: Any) -> tuple[str, ...]:
         or not all(isinstance(v, str) and v for v in value)
     ):
         raise ConfigError(
-            f"{name} must be a non-empty list of column names, but got {name}={value!r}"
+            f"{name} must be a non-empty list of column names, but got {name}={shown(value)}"
         )
     dupes = sorted({v for v in value if list(value).count(v) > 1})
     if dupes:
@@ -217,7 +219,7 @@ def check_class_weights(name: str, value: Any) -> str | tuple[float, ...]:
     if not ok:
         raise ConfigError(
             f"{name} must be None, 'balanced' or 3 positive numbers (down, flat, up), "
-            f"but got {name}={value!r}"
+            f"but got {name}={shown(value)}"
         )
     return tuple(float(v) for v in value)
 
@@ -226,7 +228,7 @@ def check_device(name: str, value: Any) -> str:
     """auto, cpu, cuda or cuda:N, lower-cased."""
     if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value.lower()):
         raise ConfigError(
-            f"{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', but got {name}={value!r}"
+            f"{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', but got {name}={shown(value)}"
         )
     return value.lower()
 

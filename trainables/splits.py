@@ -22,7 +22,7 @@ from math import comb
 import numpy as np
 import pandas as pd
 
-from trainables.errors import ConfigError, DataError
+from trainables.errors import ConfigError, DataError, shown
 
 __all__ = [
     "CombinatorialPurgedCV",
@@ -78,7 +78,7 @@ def _check_int(name: str, value: object, low: int, *, none_ok: bool = False) -> 
     if value is None and none_ok:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, but got {name}={value!r}")
+        raise ConfigError(f"{name} must be an integer >= {low}, but got {name}={shown(value)}")
 
 
 def _check_window(
@@ -417,7 +417,7 @@ def final_split(
     fractions = {"train": train, "val": val, "test": test}
     for name, value in fractions.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-            raise ConfigError(f"{name} must be a fraction in (0, 1), but got {name}={value!r}")
+            raise ConfigError(f"{name} must be a fraction in (0, 1), but got {name}={shown(value)}")
     total = train + val + test
     if abs(total - 1.0) > 1e-6:
         raise ConfigError(

@@ -14,8 +14,10 @@ import pandas as pd
 
 from trainables.config import TrainConfig
 from trainables.dataset import Targets
+from trainables.errors import DataError
 from trainables.features import build_features
 from trainables.labels import make_targets
+from trainables.origin import source_of
 from trainables.splits import FinalSplit, final_split
 
 __all__ = ["TableArrays", "build_table", "holdout_split"]
@@ -46,15 +48,18 @@ def build_table(bars: pd.DataFrame, cfg: TrainConfig) -> tuple[pd.DataFrame, Tar
     """Features (``f_cols`` plus the target column) and the targets of ``cfg.task``."""
     extra = [cfg.target_col] if cfg.target_col else []
     features = build_features(bars, cfg.f_cols, sma_window=cfg.sma_window, extra=extra)
-    targets = make_targets(
-        features,
-        bars,
-        task=cfg.task,
-        f_cols=list(cfg.f_cols),
-        target_col=cfg.target_col,
-        horizon=cfg.horizon,
-        threshold=cfg.threshold,
-    )
+    try:
+        targets = make_targets(
+            features,
+            bars,
+            task=cfg.task,
+            f_cols=list(cfg.f_cols),
+            target_col=cfg.target_col,
+            horizon=cfg.horizon,
+            threshold=cfg.threshold,
+        )
+    except DataError as err:  # too few rows for the horizon: say which data
+        raise DataError(f"{source_of(bars, 'the built-in data')}: {err}") from None
     return features, targets
 
 

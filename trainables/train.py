@@ -39,6 +39,7 @@ from trainables.cli import (
 )
 from trainables.config import ALIASES, SECTIONS, TrainConfig, specs, unknown_parameter
 from trainables.dataset import Targets, prepare_fold_for
+from trainables.disk import as_disk_error, check_writable
 from trainables.errors import ConfigError, DataError, UserError
 from trainables.labels import describe_targets
 from trainables.naive import naive_forecast, naive_kind
@@ -185,6 +186,7 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     out = Path(opts.out or Path("results", "train", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
     if out.exists():
         raise ConfigError(f"--out {out} already exists; choose a new directory")
+    check_writable(out.parent, what="--out")  # before the data are read or a model trains
 
     bars = make_bars() if builtin else read_bars(source)
     source = "built-in synthetic bars" if builtin else source.describe()
@@ -210,7 +212,13 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     log(
         f"Model: {cfg.cell.upper()} hidden={cfg.hidden_size}, layers={cfg.num_layers}, sequence_length={cfg.sequence_length}"
     )
-    result = fit(cfg, fold, log=log)
+    if opts.preset in _GPU_PRESETS and not torch.cuda.is_available():
+        log(
+            f"warning: preset {opts.preset} is sized for a GPU ({cfg.num_layers}x"
+            f"{cfg.hidden_size} {cfg.cell.upper()}, up to {cfg.epochs} epochs); on this CPU "
+            "it is slow (an estimate follows epoch 1); --preset cpu is sized for a CPU"
+        )
+    result = fit(cfg, fold, log=log, on_epoch=_estimate(cfg, log))
 
     summary = _save(
         out,
@@ -226,6 +234,36 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
         f"Artifacts: {out}/ (model.pt, config.json, scaler.json, training_metrics.json, predictions.parquet)"
     )
     return out
+
+
+# Presets sized for a GPU (docs/parameters.md, "Presets"): a CPU gets a warning line.
+_GPU_PRESETS = ("guide", "parameters")
+
+
+def _estimate(cfg: TrainConfig, log):
+    """An on_epoch callback that says, after epoch 1, how long the whole run may take."""
+
+    def after(record) -> None:
+        if record.epoch != 1 or cfg.epochs <= 1:
+            return
+        left = (cfg.epochs - 1) * record.seconds
+        stop = (
+            f"; early stopping after {cfg.patience} epochs without improvement may end it sooner"
+            if cfg.patience
+            else ""
+        )
+        log(
+            f"Epoch 1 took {record.seconds:.1f}s: the other {cfg.epochs - 1} epochs take up to "
+            f"~{_duration(left)} at this pace{stop}"
+        )
+
+    return after
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _stem(opts: argparse.Namespace) -> str:
@@ -321,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except OSError as err:  # the disk filled up while the run was saved
+            disk = as_disk_error(err, where="--out", exit_code=1)
+            if disk is None:
+                raise
+            print(f"error: {disk}", file=sys.stderr)
+            return disk.exit_code
         except KeyboardInterrupt as err:
             print("interrupted: no run folder was written", file=sys.stderr)
             return interrupt_exit_code(err)

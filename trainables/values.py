@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, shown
 
 __all__ = ["Loader", "load_yaml", "read_mapping_file", "read_value"]
 
@@ -83,6 +83,10 @@ def load_yaml(text: str, *, source: str) -> Any:
         raise ConfigError(f"{where}: invalid YAML: {err.problem}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: invalid YAML: {err}") from err
+    except RecursionError:  # '[[[[...' or '{{{{...' thousands deep: no setting is that
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{source}: not a value: {shown(str(err), 80)[1:-1]}") from None
 
 
 def read_value(text: str, *, source: str = "value") -> Any:
