@@ -35,6 +35,7 @@ from orchestrator.jobs import job_metadata
 from orchestrator.mlflow_store import UNIVERSE_TAG
 from orchestrator.objective import objective_of
 from orchestrator.outcome import collect_records
+from orchestrator.preflight import check_request
 from orchestrator.progress import StatusCallback
 from orchestrator.ray_session import check_fits, start_ray, trial_resources
 from orchestrator.record import DECIDING, check_resume, refuse_existing
@@ -79,6 +80,7 @@ def run_universe(spec: SweepSpec, *, log=print) -> UniverseOutcome:
     universe owns its folder while it runs (orchestrator/folder_lock.py)."""
     spec = resolve_space(spec)
     out_dir = Path(spec.results_dir) / spec.sweep_name
+    check_request(spec, out_dir)  # name, writable folder, free space, resources: no work yet
     lock = FolderLock(out_dir, purpose="universe resume" if spec.resume else "universe")
     try:
         return _owned(spec, out_dir, lock, log)

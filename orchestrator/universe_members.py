@@ -108,8 +108,8 @@ def prepare_members(
         ends = [pd.Timestamp(kept[t]["end"]) for t in wanted if kept[t].get("end")]
         if ends and source is not None:  # the rows the tickers started on, none later
             source = replace(source, end=max(ends).isoformat())
-    if not wanted:
-        return {}, refused
+        if not wanted:  # every ticker has run all its trials: nothing to read
+            return {}, refused
     read = read_universe(source, wanted)
     refused.update(read.refused)
     members = {}

@@ -31,6 +31,7 @@ from orchestrator.promote import PromoteSpec, _start_ray, promote
 from orchestrator.tickers import TICKERS_DIR, ticker_dir
 from orchestrator.tracking import SweepTracker, default_tracking_uri
 from orchestrator.universe_record import read_universe_record
+from orchestrator.universe_registry import alias_line, settle_aliases
 from orchestrator.universe_report import write_universe_report
 from orchestrator.verdicts import fmt_p
 from trainables.errors import ConfigError, UserError
@@ -68,6 +69,7 @@ def promote_universe(spec: PromoteSpec, *, ticker: str | None = None, log=print)
             if started:
                 ray.shutdown()
         verdict = universe_verdict(out_dir, record)
+        _settle(spec, record, verdict, log)
         write_json(out_dir / UNIVERSE_PROMOTED, verdict)
         html, md = write_universe_report(out_dir, verdict)
     _track(spec, record, verdict, log)
@@ -83,7 +85,8 @@ def _promote_ticker(spec: PromoteSpec, out_dir: Path, ticker: str, member: dict,
         spec,
         name=folder,
         results_dir=str(out_dir / TICKERS_DIR),
-        registered_name=spec.registered_name or f"lstm-{spec.name}-{folder}",
+        # one registered model per ticker: a shared name would pass champion between them
+        registered_name=f"{spec.registered_name or 'lstm-' + spec.name}-{folder}",
     )
     log(f"--- {ticker}: promotion of {out_dir / TICKERS_DIR / folder}")
     try:
@@ -155,6 +158,7 @@ def _ticker_entry(path: Path) -> dict:
             for c in deciding
         ],
         "test": chosen.get("test", {}),
+        "mlflow": chosen.get("mlflow"),  # its registered version, if any
         "n_test": index.get("data", {}).get("n_test"),
     }
 
@@ -181,14 +185,29 @@ def verdict_lines(verdict: dict) -> list[str]:
             f"  {ticker}: {mark}; intersection-union {fmt_p(row['iu_p'])}, adjusted "
             f"{fmt_p(row['adjusted_p'])}"
         )
+        demoted = alias_line(ticker, row, row.get("alias"))
+        if demoted:
+            lines.append(demoted)
     return lines
+
+
+def _tracking_uri(spec: PromoteSpec, record: dict) -> str:
+    return (
+        spec.mlflow_uri or record.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir))
+    )
+
+
+def _settle(spec: PromoteSpec, record: dict, verdict: dict, log) -> None:
+    """Champion only for the FDR's winners (orchestrator/universe_registry.py)."""
+    aliases = settle_aliases(_tracking_uri(spec, record), verdict, log=log)
+    for ticker, row in verdict["tickers"].items():
+        if ticker in aliases:
+            row["alias"] = aliases[ticker]
 
 
 def _track(spec: PromoteSpec, record: dict, verdict: dict, log) -> None:
     """The universe's MLflow run gets the verdict's numbers (never fails the promotion)."""
-    uri = (
-        spec.mlflow_uri or record.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir))
-    )
+    uri = _tracking_uri(spec, record)
     metrics = {
         "fdr_winners": float(len(verdict["fdr"]["winners"])),
         "fdr_family": float(verdict["fdr"]["family"]),

@@ -333,3 +333,66 @@ def test_ctrl_c_or_sigterm_stops_a_universe_and_the_printed_command_finishes_it(
     assert record["status"] == "finished"
     pd.testing.assert_frame_equal(read_leaderboard(ticker_dir(results / "cc", "AAA")), aaa)
     assert len(read_leaderboard(ticker_dir(results / "cc", "BRK.B"))) == 2
+
+
+def test_show_lists_a_universe_and_its_tickers(swept, capsys):
+    # orchestrator.show reads a universe (universe.json, no sweep.json at its top): one row
+    # in the list, one row per ticker with --name, a ticker's sweep with --ticker.
+    from orchestrator.show import main as show_main
+
+    root, out, _ = swept
+    results = str(root / "results")
+    assert show_main(["--results-dir", results]) == 0
+    listed = capsys.readouterr().out
+    assert "u (universe, 3 tickers)" in listed and "6/9" in listed
+    assert show_main(["--results-dir", results, "--name", "u"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("Universe 'u': 3 tickers x 3 trials")
+    rows = {line.split()[0]: line for line in shown.splitlines() if line.strip()}
+    assert "finished" in rows["AAA"] and "finished" in rows["BRK.B"]
+    assert rows["TINY:"].startswith("TINY: refused: ")
+    assert show_main(["--results-dir", results, "--name", "u", "--ticker", "BRK.B"]) == 0
+    one = capsys.readouterr().out
+    assert one.startswith("Sweep 'BRK_2eB'") and "Trials: 3 of 3 finished" in one
+    assert show_main(["--results-dir", results, "--name", "u", "--ticker", "NOPE"]) == 2
+    assert "--ticker 'NOPE' is not a ticker of 'u'" in capsys.readouterr().err
+
+
+def test_a_bad_name_is_refused_before_any_work(tmp_path, bars_file):
+    # The universe runs the single sweep's pre-work checks (orchestrator/preflight.py).
+    spec = tiny(tmp_path, bars_file, name="../outside")
+    with pytest.raises(ConfigError, match="--name"):
+        run_universe(spec, log=lambda *_: None)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "outside").exists()
+
+
+def test_resume_leaves_a_finished_ticker_alone(tmp_path, bars_file):
+    # A universe stopped after AAA had finished and while BRK.B had not: --resume reads,
+    # reruns and rewrites nothing of AAA. (The stop is injected by writing the record as a
+    # stop would leave it.)
+    spec = tiny(tmp_path, bars_file, tickers="AAA,BRK.B", trials=1, max_concurrent=1)
+    out = run_universe(spec, log=lambda *_: None)
+    path = out.out_dir / "universe.json"
+    record = json.loads(path.read_text())
+    record["status"] = "interrupted"
+    record["members"]["BRK.B"]["status"] = "interrupted"
+    path.write_text(json.dumps(record))
+    aaa = ticker_dir(out.out_dir, "AAA")
+    stamps = {p.name: p.stat().st_mtime_ns for p in aaa.iterdir() if p.is_file()}
+    lines: list[str] = []
+    again = run_universe(SweepSpec(**{**spec.__dict__, "resume": True}), log=lines.append)
+    assert not again.interrupted
+    assert any("1 tickers x 1 trials" in line and "(resumed)" in line for line in lines)
+    assert not any(line.startswith("AAA") for line in lines)
+    assert {p.name: p.stat().st_mtime_ns for p in aaa.iterdir() if p.is_file()} == stamps
+    record = json.loads(path.read_text())
+    assert record["status"] == "finished"
+    assert {m["status"] for m in record["members"].values()} == {"finished"}
+    uri = default_tracking_uri(tmp_path / "results")
+    assert len(find_child_runs(uri, "lstm-sweeps", "u/AAA")) == 1  # its one trial, once
+    # Every ticker done but the record left open: --resume closes it, runs nothing.
+    record["status"] = "interrupted"
+    path.write_text(json.dumps(record))
+    last = run_universe(SweepSpec(**{**spec.__dict__, "resume": True}), log=lambda *_: None)
+    assert last.already_finished
+    assert json.loads(path.read_text())["status"] == "finished"
