@@ -140,20 +140,25 @@ def main() -> None:
     )
     p.add_argument("--report-only", action="store_true", help="report the rows of --out only")
     args = p.parse_args()
+    if args.report_only:
+        if not args.out or not Path(args.out).is_file():
+            raise SystemExit("--report-only needs --out with the rows of an earlier run")
+        report(pd.read_csv(args.out), args)
+        return
     cfg = PRESETS["cpu"].replace(epochs=args.epochs, hidden_size=args.hidden)
     start = time.perf_counter()
     tables = []
     for k in range(args.universes):
         tables.append(one_universe(args.first_seed + 1000 * k, args, cfg))
         t = tables[-1]
+        if args.out:  # each universe's rows as soon as they are in: a long run can be cut
+            header = not Path(args.out).is_file()
+            t.to_csv(args.out, mode="a", header=header, index=False)
         print(
             f"universe {k}: named {list(t[t.winner].ticker)} ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
-    rows = pd.concat(tables, ignore_index=True)
-    if args.out:
-        rows.to_csv(args.out, index=False)
-    report(rows, args)
+    report(pd.concat(tables, ignore_index=True), args)
 
 
 if __name__ == "__main__":

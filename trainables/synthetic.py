@@ -365,7 +365,9 @@ def write_sample(argv: list[str] | None = None, *, log=print) -> Path:
         log(f"Wrote {args.bars:,} bars ({span}, seed {args.seed}) to {out}")
     else:
         names = ticker_names(args.tickers)
-        walks = f" and {args.random_walks} random walks (RW0..)" if args.random_walks else ""
+        n = args.random_walks
+        walks = f" and {n} random walk{'s' if n > 1 else ''} (RW0{f'..RW{n - 1}' if n > 1 else ''})"
+        walks = walks if n else ""
         log(
             f"Wrote {args.tickers} tickers x {args.bars:,} bars ({names[0]}..{names[-1]}, seeds "
             f"{args.seed}..{args.seed + args.tickers - 1}{walks}, {span}) to {out}: pick one "
