@@ -274,3 +274,15 @@ def previous_best(out_dir: Path) -> list[tuple[float, str]]:
     done = trial_rows(pd.read_parquet(path, columns=["trial_id", "status", "objective"]))
     done = done[(done["status"] == "completed") & done["objective"].notna()]
     return [(float(v), str(t)) for v, t in zip(done["objective"], done["trial_id"], strict=True)]
+
+
+def table_text(frame: pd.DataFrame) -> str:
+    """A table for the terminal: empty cells for missing values (pandas prints ``<NA>`` for
+    the baselines' missing params whatever ``na_rep`` says) and 5 significant digits."""
+
+    def cell(v) -> str:
+        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        return f"{v:.5g}" if isinstance(v, float) else str(v)
+
+    return frame.astype(object).map(cell).to_string(index=False)

@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from orchestrator.leaderboard import TrialRecord, objective_value
+from orchestrator.leaderboard import TrialRecord, objective_value, table_text
 from orchestrator.prepare import SweepData
 from orchestrator.progress import error_line, trial_record
 from orchestrator.trial import oof_file
@@ -199,11 +199,7 @@ def print_summary(outcome: SweepOutcome, objective: str, mode: str, log) -> None
             shown = ranked[cols]
             if not refs.empty:  # the baselines on the same folds, below the trials, unranked
                 shown = pd.concat([shown, refs.reindex(columns=cols)], ignore_index=True)
-            log(
-                shown.rename(columns=lambda c: c.removeprefix("param_")).to_string(
-                    index=False, float_format=lambda v: f"{v:.5g}", na_rep=""
-                )
-            )
+            log(table_text(shown.rename(columns=lambda c: c.removeprefix("param_"))))
     names = {k for k in outcome.files if k != "tune"}
     if (Path(outcome.out_dir) / "optuna.db").is_file():
         names.add("optuna.db")  # the Optuna study: optuna-dashboard, optuna.load_study

@@ -88,12 +88,14 @@ def prepare_sweep_data(
     timezone: str | None = None,
     dst: str = "raise",
     max_jump: float = DEFAULT_MAX_JUMP,
+    window_set: bool = False,
 ) -> SweepData:
     """Load, featurise, cut the holdout off and compute the folds shared by every trial.
 
     Folds are computed once with the longest ``sequence_length`` any trial may use, so all
     trials are scored on the same evaluation samples and every purge is wide enough for all.
-    ``bars``: already loaded (then ``source`` names them in messages).
+    ``bars``: already loaded (then ``source`` names them in messages). ``window_set``: the
+    window length was fixed by ``--set`` (a smaller space would not shorten it).
     """
     source = source or data or "built-in data"  # the caller's name hides a URL's password
     if bars is None:  # else the caller loaded them (orchestrator.sweep_data)
@@ -108,7 +110,9 @@ def prepare_sweep_data(
         )
     except (ConfigError, DataError) as err:
         warmup = len(bars) - len(features)
-        raise too_few_rows(err, len(features), warmup, base, inner_val, source, **shape) from None
+        raise too_few_rows(
+            err, len(features), warmup, base, inner_val, source, window_set=window_set, **shape
+        ) from None
     n_rows, test_first_row = _sweep_rows(split, base.horizon, sequence_length_max)
     rows = np.arange(n_rows)
     index = features.index[:n_rows]
@@ -205,10 +209,12 @@ def rows_needed(
     return high
 
 
-def too_few_rows(err, n_features, warmup, base, inner_val, source, **shape) -> Exception:
+def too_few_rows(
+    err, n_features, warmup, base, inner_val, source, *, window_set=False, **shape
+) -> Exception:
     """The error for rows too few for the folds: what is needed and what would fit (fewer
-    folds, or the smoke space's shorter windows), in bars; ``err`` itself when the rows are
-    enough and something else is wrong."""
+    folds, or the smoke space's shorter windows; a shorter --set when --set fixed the
+    window), in bars; ``err`` itself when the rows are enough and something else is wrong."""
     need = rows_needed(base, inner_val=inner_val, **shape)
     if need is not None and n_features >= need:
         return err
@@ -223,9 +229,10 @@ def too_few_rows(err, n_features, warmup, base, inner_val, source, **shape) -> E
     from orchestrator.spaces import load_space  # here only: spec.py imports this module
     from orchestrator.spec import longest_sequence
 
-    smoke = longest_sequence(load_space("smoke"), base)
+    # A window fixed by --set stays fixed in every space: only fewer folds can help then.
+    smoke = length if window_set else longest_sequence(load_space("smoke"), base)
     tries = [(f"--folds {k}", length, k) for k in range(folds - 1, 1, -1)]
-    if smoke < length or folds > 2:
+    if not window_set and (smoke < length or folds > 2):
         tries += [(f"--space smoke --folds {k}", smoke, k) for k in range(folds, 1, -1)]
     for flags, seq, k in tries:
         need_try = rows_needed(
@@ -237,11 +244,13 @@ def too_few_rows(err, n_features, warmup, base, inner_val, source, **shape) -> E
         base, inner_val=inner_val, **{**shape, "n_splits": 2, "sequence_length": min(smoke, length)}
     )
     tried_all = min(smoke, length) == length and folds == 2  # nothing smaller to offer
+    smallest_flags = "--folds 2" if window_set else "--space smoke --folds 2"
     more = (
-        ""
-        if tried_all or not smallest
-        else f"; even --space smoke --folds 2 needs {smallest + warmup:,}"
+        "" if tried_all or not smallest else f"; even {smallest_flags} needs {smallest + warmup:,}"
     )
+    if window_set:
+        more += "; or --set a shorter sequence_length" if more else "; --set a shorter one"
+
     return DataError(f"{what}{more}")
 
 

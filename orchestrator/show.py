@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from orchestrator.folder_lock import effective_status, holder
-from orchestrator.leaderboard import BASELINE
+from orchestrator.leaderboard import BASELINE, table_text
 from orchestrator.record import RECORD_FILE
 from orchestrator.show_universe import describe_universe, is_universe, ticker_folder, universe_row
 from trainables.errors import ConfigError, UserError
@@ -146,7 +146,7 @@ def _top_trials(out_dir, record, board, objective: str, mode: str, top: int) -> 
     shown = pd.concat([ranked[cols], refs.reindex(columns=cols)], ignore_index=True)
     if shown.empty:
         return [head]
-    lines = [head + ":", _text(shown.rename(columns=lambda c: c.removeprefix("param_")))]
+    lines = [head + ":", table_text(shown.rename(columns=lambda c: c.removeprefix("param_")))]
     if not refs.empty:
         lines[0] = head + "; below them the baselines on the same folds:"
         settings = refs.get("baseline_setting", pd.Series([""] * len(refs), index=refs.index))
@@ -158,17 +158,6 @@ def _top_trials(out_dir, record, board, objective: str, mode: str, top: int) -> 
         if described:
             lines.append("Baseline settings: " + "; ".join(described))
     return lines
-
-
-def _text(frame: pd.DataFrame) -> str:
-    """A table with empty cells for missing values and 5 significant digits."""
-
-    def cell(v) -> str:
-        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        return f"{v:.5g}" if isinstance(v, float) else str(v)
-
-    return frame.astype(object).map(cell).to_string(index=False)
 
 
 def _running_trials(out_dir: Path, record: dict, objective: str, mode: str, top: int):
@@ -197,7 +186,11 @@ def _running_trials(out_dir: Path, record: dict, objective: str, mode: str, top:
     params = [c for c in done.columns if c.startswith("params_")]
     table = done[["number", objective, *(["skill"] if "skill" in done else []), *params]]
     table = table.rename(columns=lambda c: c.removeprefix("params_"))
-    return [*lines, "Completed trials so far (from the Optuna study), best first:", _text(table)]
+    return [
+        *lines,
+        "Completed trials so far (from the Optuna study), best first:",
+        table_text(table),
+    ]
 
 
 def _study_frame(path: Path, name: str) -> pd.DataFrame:

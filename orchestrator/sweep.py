@@ -81,7 +81,7 @@ from orchestrator.sweep_data import (
 from orchestrator.tracking import SweepTracker, default_tracking_uri
 from orchestrator.trial import run_trial
 from orchestrator.tuner import experiment_path, make_tuner, run_tuner, study_storage
-from trainables.config import TrainConfig
+from trainables.config import ALIASES, TrainConfig
 
 __all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
 
@@ -205,6 +205,7 @@ def _sweep_data(spec: SweepSpec, space: SearchSpace, base: TrainConfig, bars) ->
         timezone=spec.timezone,
         dst=spec.dst,
         max_jump=spec.max_jump,
+        window_set="sequence_length" in {ALIASES.get(k, k) for k in spec.overrides},
     )
 
 

@@ -56,7 +56,10 @@ def test_set_that_leaves_the_data_too_short_fails_before_any_work(tmp_path, caps
     captured = capsys.readouterr()
     assert code == 2
     assert captured.out.startswith("--set sequence_length=100000 wins over space smoke")
-    assert "too few for sequence_length=100000" in captured.err and captured.err.count("\n") == 1
+    assert "too few for 2 walk-forward folds with sequence_length=100000" in captured.err
+    assert captured.err.count("\n") == 1
+    # --set fixes the window in every space: the smoke space is no way out, a shorter --set is
+    assert "--space smoke" not in captured.err and "a shorter one" in captured.err
     assert not (tmp_path / "r").exists()
 
 

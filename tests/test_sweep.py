@@ -122,6 +122,8 @@ def test_sweep_writes_every_result_file_and_mlflow_runs(tmp_path):
     assert f"skill {ridge.skill:+.2f}" in lines[announced]
     assert "beat ridge on CV" in lines[-1] or "beats ridge on CV" in lines[-1]
     assert any("baseline:ridge" in line for line in lines)  # in the final top-trials table
+    table = next(line for line in lines if "baseline:ridge" in line)
+    assert "<NA>" not in table and "nan" not in table  # a baseline has no params: empty cells
     client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "results"))
     exp = client.get_experiment_by_name("lstm-sweeps")
     parent = find_parent(client, exp.experiment_id, "t")
