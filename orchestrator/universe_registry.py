@@ -39,7 +39,9 @@ def settle_aliases(uri: str, verdict: dict, *, log=print) -> dict[str, str]:
             client.get_registered_model(next(iter(registered.values()))["registered_model"])
         return {t: _settle(client, verdict, t, info) for t, info in registered.items()}
     except TRACKING_ERRORS as err:
-        log(f"MLflow at {uri}: the universe's verdict is not on the registered versions ({short_reason(err)})")
+        log(
+            f"MLflow at {uri}: the universe's verdict is not on the registered versions ({short_reason(err)})"
+        )
         return {}
 
 
