@@ -20,6 +20,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 __all__ = [
     "TRIAL_ID_TAG",
+    "UNIVERSE_TAG",
     "artifact_location",
     "as_text",
     "child_runs",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 TRIAL_ID_TAG = "trial_id"
+# A universe's ticker sweep is a run below the universe's run, tagged with the universe's name:
+# find_parent finds it by name like a top-level sweep (orchestrator/universe.py).
+UNIVERSE_TAG = "lstm.universe"
 # How long the start-up probe may wait on an HTTP store. MLflow's own defaults (7 retries with
 # exponential backoff, 120 s timeout) would hang a sweep for minutes on a dead server.
 _PROBE_TIMEOUT_S = 5
@@ -46,7 +50,9 @@ def find_parent(client: MlflowClient, experiment_id: str, run_name: str) -> Run 
         run_view_type=ViewType.ACTIVE_ONLY,
         order_by=["attributes.start_time DESC"],
     )
-    parents = [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags]
+    parents = [
+        r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags or UNIVERSE_TAG in r.data.tags
+    ]
     return parents[0] if parents else None
 
 

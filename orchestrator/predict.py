@@ -5,6 +5,8 @@
     python -m orchestrator.predict --model results/<name>/models/1            # built-in data
     python -m orchestrator.predict --model results/<name>/models/1 \
         --data-env BARS_DB --table vw_ticker_timeseries --ticker AAPL --start 2026-01-01
+    python -m orchestrator.predict --name <universe> --data new.parquet    # every ticker's model
+    python -m orchestrator.predict --name <universe> --ticker AAPL --data new.parquet
 
 ``--model`` is a seed folder (one saved run: that model) or a rank folder (``models/<rank>``:
 the mean of its seeds' outputs, the promoted "seed ensemble"; class probabilities are
@@ -193,7 +195,17 @@ def _parser() -> ArgumentParser:
         description="Forecasts from a promoted model (a seed folder, or a rank folder: the "
         "mean of its seeds) for new bars, with the model's saved scaler and settings.",
     )
-    p.add_argument("--model", required=True, help="results/<name>/models/<rank>[/seed<k>]")
+    p.add_argument("--model", help="results/<name>/models/<rank>[/seed<k>]")
+    p.add_argument(
+        "--name",
+        help="instead of --model: a universe in --results-dir; every promoted ticker's model "
+        "forecasts its own bars of --data (a long table with a ticker column), or only "
+        "--ticker's (orchestrator/universe_predict.py)",
+    )
+    p.add_argument("--results-dir", default="results", help="with --name (default: %(default)s)")
+    p.add_argument(
+        "--rank", type=int, default=1, help="with --name: the promoted rank (default: %(default)s)"
+    )
     p.add_argument(
         "--data",
         help="bars as CSV or Parquet, or a database URL with --table/--query "
@@ -219,6 +231,12 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
         raise ConfigError(f"--out {out} is a folder; name a file, e.g. {out}/predictions.parquet")
     if out is not None:
         check_writable(out.parent, what="--out")  # before the model and the bars are read
+    if (args.model is None) == (args.name is None):
+        raise ConfigError("give --model (one promoted model) or --name (a universe's models)")
+    if args.name is not None:
+        preds = _universe(args, log)
+        _emit(preds, out, log, what=f"universe {args.name}")
+        return preds
     model = Path(args.model)
     if not model.exists():
         raise ConfigError(f"--model {model}: no such folder")
@@ -232,12 +250,36 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
     else:
         bars = _builtin_bars(model)
     preds = predict_bars(runs, bars)
+    _emit(preds, out, log, what=f"{len(runs)} model(s)")
+    return preds
+
+
+def _emit(preds: pd.DataFrame, out: Path | None, log, *, what: str) -> None:
     if out is not None:
         _write_atomic(preds, out)
-        log(f"{len(preds):,} predictions from {len(runs)} model(s) -> {out}")
+        log(f"{len(preds):,} predictions from {what} -> {out}")
     else:
         preds.to_csv(sys.stdout)
-    return preds
+
+
+def _universe(args, log) -> pd.DataFrame:
+    """--name: a universe's promoted models (one ticker's with --ticker) on --data's bars."""
+    from orchestrator.universe_predict import universe_models, universe_predictions
+
+    models = universe_models(Path(args.results_dir) / args.name, rank=args.rank, ticker=args.ticker)
+    if args.data is None and args.data_env is None:
+        raise ConfigError(f"--name {args.name}: give the new bars with --data (or --data-env)")
+    runs = {t: load_model(m) for t, m in models.items()}
+    needed = tuple(
+        dict.fromkeys(
+            c for r in runs.values() for c in needed_columns(r) if c not in REQUIRED_COLUMNS
+        )
+    )
+    if args.ticker is not None:  # one ticker: exactly what --model <its models/rank> gives
+        source = BarSource.from_flags(args, columns=needed)
+        return predict_bars(runs[args.ticker], read_bars(source))
+    source = BarSource.from_flags(args, ticker=None, columns=needed)
+    return universe_predictions(runs, source, predict_one=predict_bars, log=log)
 
 
 def _write_atomic(preds: pd.DataFrame, out: Path) -> None:

@@ -50,6 +50,7 @@ from orchestrator.report import summary_lines, write_report
 from orchestrator.retrain import train_all
 from orchestrator.tracking import default_tracking_uri
 from orchestrator.trading import bars_per_year, trading_view
+from orchestrator.universe_record import is_universe
 from trainables.atomic import replace_folder
 from trainables.cli import ArgumentParser, command_line, interrupt_exit_code, setting
 from trainables.disk import as_disk_error, check_writable
@@ -220,7 +221,8 @@ def _publish(spec: PromoteSpec, sweep: dict, out_dir: Path, index: dict, chosen,
     index["chosen"]["mlflow"] = log_final_model(
         spec.mlflow_uri or sweep.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir)),
         experiment=EXPERIMENT,
-        sweep_name=spec.name,
+        # a universe's ticker: its sweep's run is "<universe>/<ticker>" (orchestrator/universe.py)
+        sweep_name=sweep.get("mlflow_run") or spec.name,
         registered_name=spec.registered_name or f"lstm-{spec.name}",
         model_dir=out_dir / chosen["path"],
         index=index,
@@ -284,7 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
         "untouched test part against every baseline with significance tests, save, "
         "register and report them. See docs/promotion.md.",
     )
-    p.add_argument("--name", required=True, help="the sweep's name (a folder in --results-dir)")
+    p.add_argument(
+        "--name",
+        required=True,
+        help="the sweep's name (a folder in --results-dir), or a universe's: then every ticker "
+        "is promoted and the universe's verdict controls the false discovery rate",
+    )
+    p.add_argument(
+        "--ticker", help="with a universe's --name: promote this ticker only (default: all)"
+    )
     p.add_argument("--results-dir", default=d.results_dir, help="default: %(default)s")
     p.add_argument("--top-k", type=int, default=d.top_k, help="configs (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=d.seeds, help="per config (default: %(default)s)")
@@ -340,7 +350,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             args = vars(build_parser().parse_args(argv))
             args["overrides"] = dict(args["overrides"])
-            promote(PromoteSpec(**args))
+            ticker = args.pop("ticker")
+            spec = PromoteSpec(**args)
+            if is_universe(Path(spec.results_dir) / spec.name):
+                from orchestrator.universe_promote import promote_universe
+
+                promote_universe(spec, ticker=ticker)
+            elif ticker is not None:
+                raise ConfigError(
+                    f"--ticker is for a universe's promotion; {spec.name!r} is a single sweep "
+                    "(its ticker is the one it was swept on)"
+                )
+            else:
+                promote(spec)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -54,6 +54,7 @@ DECIDING = (
     "dst",
     "max_jump",
     "ticker",
+    "tickers",
     "space",
     "trials",
     "task",

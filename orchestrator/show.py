@@ -3,6 +3,7 @@
     python -m orchestrator.show                      # every sweep in results/: status, trials, best skill, date
     python -m orchestrator.show --name <sweep>       # one sweep: settings, statuses, top trials with the
                                                      # baselines on the same folds, fold audit, verdict
+    python -m orchestrator.show --name <universe> [--ticker T]   # a universe: one row per ticker
 
 Pure reading: it opens only the files a sweep and a promotion write (sweep.json,
 leaderboard.parquet, fold_audit.csv, promoted.json and, while a sweep runs, its optuna.db
@@ -26,6 +27,7 @@ import pandas as pd
 from orchestrator.folder_lock import effective_status, holder
 from orchestrator.leaderboard import BASELINE, table_text
 from orchestrator.record import RECORD_FILE
+from orchestrator.show_universe import describe_universe, is_universe, ticker_folder, universe_row
 from trainables.errors import ConfigError, UserError
 
 __all__ = ["describe_sweep", "list_sweeps", "main"]
@@ -123,7 +125,6 @@ def describe_sweep(out_dir: Path, *, top: int = _TOP) -> list[str]:
         f"{counts.get(s, 0)} {s}" for s in order if counts.get(s) or s != "interrupted"
     )
     lines.append(f"Trials: {done} of {record.get('trials')} finished: {text}")
-    # A universe (one study per ticker) will add its section here: one row per ticker.
     lines += _top_trials(out_dir, record, board, objective, mode, top)
     lines += _fold_audit(out_dir)
     lines += _promotion(out_dir)
@@ -292,6 +293,12 @@ def list_sweeps(results_dir: Path) -> list[str]:
     for d in sorted(p for p in results_dir.iterdir() if p.is_dir()):
         if d.name.startswith(".") or d.name in _NOT_SWEEPS:
             continue
+        if is_universe(d):  # a universe: one row (orchestrator/show_universe.py)
+            try:
+                rows.append(universe_row(d))
+            except (ConfigError, OSError, ValueError, KeyError) as err:
+                odd.append(f"{d.name}: unreadable universe ({err})")
+            continue
         if not (d / RECORD_FILE).is_file():
             odd.append(f"{d.name}: no {RECORD_FILE} (not a sweep, or one that never started)")
             continue
@@ -315,13 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--name", help="one sweep (a folder of --results-dir)")
     p.add_argument("--results-dir", default="results", help="default: %(default)s")
+    p.add_argument("--ticker", help="with --name of a universe: one ticker's sweep")
     p.add_argument("--top", type=int, default=_TOP, help="trials shown (default: %(default)s)")
     args = p.parse_args(argv)
     try:
-        if args.name is None:
-            lines = list_sweeps(Path(args.results_dir))
-        else:
-            lines = describe_sweep(_sweep_dir(Path(args.results_dir), args.name), top=args.top)
+        lines = _lines(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -329,13 +334,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _lines(args) -> list[str]:
+    results_dir = Path(args.results_dir)
+    if args.name is None:
+        if args.ticker is not None:
+            raise ConfigError("--ticker needs --name of a universe")
+        return list_sweeps(results_dir)
+    out_dir = _sweep_dir(results_dir, args.name)
+    if is_universe(out_dir):
+        if args.ticker is None:
+            return describe_universe(out_dir)
+        return describe_sweep(ticker_folder(out_dir, args.ticker), top=args.top)
+    if args.ticker is not None:
+        raise ConfigError(f"--ticker: {args.name!r} is a single sweep, not a universe")
+    return describe_sweep(out_dir, top=args.top)
+
+
 def _sweep_dir(results_dir: Path, name: str) -> Path:
     out_dir = results_dir / name
-    if (out_dir / RECORD_FILE).is_file():
+    if (out_dir / RECORD_FILE).is_file() or is_universe(out_dir):
         return out_dir
     known = []
     if results_dir.is_dir():
-        known = sorted(d.name for d in results_dir.iterdir() if (d / RECORD_FILE).is_file())
+        known = sorted(
+            d.name for d in results_dir.iterdir() if (d / RECORD_FILE).is_file() or is_universe(d)
+        )
     there = f"sweeps there: {', '.join(known)}" if known else "no sweeps there"
     raise ConfigError(f"no sweep {name!r} in {results_dir}/ ({there})")
 

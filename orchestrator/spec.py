@@ -16,6 +16,7 @@ from orchestrator.names import safe_stem
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.spaces import SearchSpace
 from orchestrator.sweep_data import bar_source
+from orchestrator.tickers import parse_tickers
 from trainables.config import ALIASES, TrainConfig
 from trainables.data import DEFAULT_MAX_JUMP
 from trainables.errors import ConfigError, shown
@@ -50,6 +51,8 @@ class SweepSpec:
     space_auto: bool = False  # the space was picked by 'auto' (recorded, and said)
     data: str | None = None  # a file or a database URL (orchestrator/sweep_data.py)
     ticker: str | None = None
+    # a universe (orchestrator/universe.py): 'all', 'A,B,C' or '@file'; None: one series
+    tickers: str | None = None
     data_env: str | None = None  # an environment variable holding the database URL
     table: str | None = None
     query: str | None = None
@@ -150,6 +153,19 @@ class SweepSpec:
                     f"--{name} {flag} and --set {key}={value} disagree; give {name} once"
                 )
         bar_source(self)  # the data flags fit together (before any work)
+        if self.tickers is not None:
+            self._check_universe()
+
+    def _check_universe(self) -> None:
+        """--tickers: a universe of the data's tickers (refused here before any work)."""
+        if self.ticker is not None or "ticker" in self.overrides:
+            raise ConfigError("give --ticker (one ticker) or --tickers (a universe), not both")
+        if self.data is None and self.data_env is None:
+            raise ConfigError(
+                "--tickers reads the tickers of your data: give --data (a file or a database "
+                "URL with --table/--query) holding a ticker column"
+            )
+        parse_tickers(self.tickers)
 
     @property
     def sweep_name(self) -> str:

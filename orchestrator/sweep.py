@@ -406,9 +406,10 @@ def _tuner(spec, space, base, data: SweepData, record: SweepRecord, callbacks, l
 
 
 def _write(
-    spec, base, data: SweepData, record, records, results, tracker, baselines=()
+    spec, base, data: SweepData, record, records, results, tracker, baselines=(), *, study=None
 ) -> SweepOutcome:
-    """Every trial's record in MLflow, the result files, and the Optuna study made consistent."""
+    """Every trial's record in MLflow, the result files, and the Optuna study made consistent.
+    ``study``: (storage URL, study name) when not the sweep's own (a universe's ticker)."""
     objective, mode = objective_of(base.task)
     out_dir, n_folds = record.path.parent, len(data.folds)
     interrupted = len(records) < spec.trials or any(r.status == "interrupted" for r in records)
@@ -422,9 +423,10 @@ def _write(
     full = with_baselines(board, list(baselines), n_folds=n_folds, objective=objective, mode=mode)
     files = write_results(out_dir, leaderboard=full, best_config=best, audit=data.audit, oof=oof)
     files["sweep.json"] = record.path
-    files["tune"] = Path("/".join(experiment_path(spec, out_dir, out_dir.name)))
+    files["tune"] = Path(record.data.get("experiment_path") or "")
     if not interrupted:
-        reconcile_study(study_storage(out_dir), out_dir.name, records, objective)
+        storage, name = study or (study_storage(out_dir), out_dir.name)
+        reconcile_study(storage, name, records, objective)
     ranked = board[board["rank"].notna()] if not board.empty else board
     summary = {}
     for b in baselines:  # parent-run metrics baseline_<name>_objective / _skill

@@ -31,6 +31,8 @@ from orchestrator.promote_spec import PromoteSpec
 from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
 from orchestrator.spec import SCHEDULERS, SweepSpec, resolve_space
 from orchestrator.sweep import run_sweep
+from orchestrator.universe import run_universe
+from orchestrator.universe_record import is_universe, read_universe_record
 from trainables.cli import ArgumentParser, bar_options, command_line, setting
 from trainables.config import choices_of
 from trainables.errors import ConfigError, UserError
@@ -99,6 +101,13 @@ def _what_to_sweep(p: argparse.ArgumentParser) -> None:
         "sqlite:///bars.db) with --table or --query (default: the built-in generated data)",
     )
     g.add_argument("--ticker", help="ticker to pick from multi-ticker data (default: none)")
+    g.add_argument(
+        "--tickers",
+        metavar="all|A,B,C|@FILE",
+        help="a universe: tune every ticker of the data (all), a list, or the tickers in a "
+        "file (one a line), each its own sweep, all in one Tune run on one Ray; --trials is "
+        "per ticker (docs/sweeps.md, Universes) (default: none)",
+    )
     add_source_arguments(g, snapshot=True)
     bar_options(g, explicit=True)  # None unless given: --resume tells given from default
     g.add_argument(
@@ -343,7 +352,8 @@ def _resume_spec(given: dict) -> SweepSpec:
         raise ConfigError("--resume needs --name of the sweep to continue (see results/)")
     results_dir = given.get("results_dir", _DEFAULTS["results_dir"])
     check_existing_name(given["name"])  # an older sweep's name may break today's rule
-    record = read_record(Path(results_dir) / given["name"])
+    folder = Path(results_dir) / given["name"]
+    record = read_universe_record(folder) if is_universe(folder) else read_record(folder)
     if given.get("space") == "auto":
         given.pop("space")  # the record says which space auto picked
     check_resume(record, {k: v for k, v in given.items() if k in DECIDING})
@@ -364,7 +374,8 @@ _received: list[int] = []
 
 def _after_interrupt(spec: SweepSpec | None) -> str:
     """What a user can do after an interruption outside Tune's own graceful stop."""
-    if spec is None or not (Path(spec.results_dir) / (spec.name or "") / "sweep.json").is_file():
+    folder = Path(spec.results_dir) / (spec.name or "") if spec is not None else None
+    if folder is None or not ((folder / "sweep.json").is_file() or is_universe(folder)):
         return "the sweep had not started: nothing was written"
     hint = f"python -m orchestrator.tune --resume --name {spec.name}"
     if spec.results_dir != _DEFAULTS["results_dir"]:
@@ -396,6 +407,8 @@ def _main(argv: list[str] | None, *, fast_start: bool = False) -> int:
         head = head_for(spec.address) if as_job else None
         if head is not None:  # our persistent head: the sweep runs there as a Ray job
             return submit_sweep(sys.argv[1:] if argv is None else argv, spec, head)
+        if spec.tickers is not None:
+            return _universe(spec, promotion)
         outcome = run_sweep(spec, fast_start=fast_start)
         if outcome.first_failure:
             print(
@@ -421,6 +434,29 @@ def _main(argv: list[str] | None, *, fast_start: bool = False) -> int:
         return 128 + (_received[0] if _received else signal.SIGINT)
     if outcome.interrupted and not outcome.stopped_by_budget:
         return 128 + (_received[0] if _received else signal.SIGINT)
+    return 0
+
+
+def _universe(spec: SweepSpec, promotion: PromoteSpec | None) -> int:
+    """A universe's run and its exit code: 1 when a ticker failed in training (every trial of
+    it failed), 130/143 when interrupted (not by its time budget), else 0."""
+    outcome = run_universe(spec)
+    if outcome.failed:
+        names = ", ".join(outcome.failed)
+        print(
+            f"error: {len(outcome.failed)} of {len(outcome.board)} tickers of universe "
+            f"{outcome.name!r} failed in training ({names}); the others' results are written",
+            file=sys.stderr,
+        )
+        return 1
+    if outcome.interrupted and not outcome.stopped_by_budget:
+        return 128 + (_received[0] if _received else signal.SIGINT)
+    if promotion is not None and outcome.interrupted:
+        print("the universe was interrupted: not promoting", file=sys.stderr)
+    elif promotion is not None:
+        from orchestrator.universe_promote import promote_universe
+
+        promote_universe(replace(promotion, name=outcome.name))
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -24,6 +25,7 @@ from orchestrator.spec import SweepSpec
 from orchestrator.study_search import FoldOptunaSearch
 
 __all__ = [
+    "TunePlan",
     "experiment_path",
     "make_tuner",
     "report_rungs",
@@ -110,9 +112,52 @@ def study_storage(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
 
 
+@dataclass
+class TunePlan:
+    """What a new Tune run searches with: the searcher, the scheduler, how many trials, and
+    (a universe) how its trials are named. A single sweep's is ``sweep_plan``'s."""
+
+    searcher: object
+    scheduler: object
+    num_samples: int
+    trial_name: object = None  # Tune's trial_name_creator (None: Tune's own names)
+
+
+def sweep_plan(spec: SweepSpec, space, *, mode, objective, n_folds, name, out_dir) -> TunePlan:
+    """One sweep's plan: FoldOptunaSearch with its study in ``out_dir/optuna.db`` and the
+    scheduler of ``--scheduler``."""
+    # The study lives in sqlite next to the leaderboard, so it can be loaded with Optuna:
+    # optuna.load_study(study_name=<sweep>, storage="sqlite:///results/<sweep>/optuna.db")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+    # COMPLETE only for trials that ran every fold, PRUNED/FAIL otherwise (the leaderboard's
+    # statuses), intermediate values at fold ends: orchestrator/study_search.py.
+    searcher = FoldOptunaSearch(
+        space=to_optuna(space),
+        metric="objective",
+        mode=mode,
+        seed=spec.seed,
+        study_name=name,
+        storage=optuna.storages.RDBStorage(study_storage(out_dir)),
+    )
+    return TunePlan(searcher, scheduler(spec, n_folds, objective), spec.trials)
+
+
 def make_tuner(
-    spec, space, trainable, *, mode, objective, n_folds, name, out_dir, exp, callbacks, log
+    spec,
+    space,
+    trainable,
+    *,
+    mode,
+    objective,
+    n_folds,
+    name,
+    out_dir,
+    exp,
+    callbacks,
+    log,
+    plan: TunePlan | None = None,
 ):
+    """A new Tuner (``plan``, default ``sweep_plan``) or, on --resume, the one restored."""
     storage_path, exp_name = exp
     exp_path = f"{storage_path}/{exp_name}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,19 +179,10 @@ def make_tuner(
         # The driver died before Tune saved anything: no trial ran, start the trials afresh.
         log(f"Nothing of sweep {name!r} ran under Tune yet ({exp_path}); starting its trials")
         (out_dir / "optuna.db").unlink(missing_ok=True)
-    # The study lives in sqlite next to the leaderboard, so it can be loaded with Optuna:
-    # optuna.load_study(study_name=<sweep>, storage="sqlite:///results/<sweep>/optuna.db")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
-    # COMPLETE only for trials that ran every fold, PRUNED/FAIL otherwise (the leaderboard's
-    # statuses), intermediate values at fold ends: orchestrator/study_search.py.
-    searcher = FoldOptunaSearch(
-        space=to_optuna(space),
-        metric="objective",
-        mode=mode,
-        seed=spec.seed,
-        study_name=name,
-        storage=optuna.storages.RDBStorage(study_storage(out_dir)),
-    )
+    if plan is None:
+        plan = sweep_plan(
+            spec, space, mode=mode, objective=objective, n_folds=n_folds, name=name, out_dir=out_dir
+        )
     # Each trial needs cpus_per_trial for each of its training workers.
     per_trial = spec.cpus_per_trial * spec.workers_per_trial
     max_concurrent = spec.max_concurrent or max(
@@ -157,11 +193,12 @@ def make_tuner(
         tune_config=tune.TuneConfig(
             metric="objective",
             mode=mode,
-            search_alg=searcher,
-            scheduler=scheduler(spec, n_folds, objective),
-            num_samples=spec.trials,
+            search_alg=plan.searcher,
+            scheduler=plan.scheduler,
+            num_samples=plan.num_samples,
             max_concurrent_trials=max_concurrent,
             reuse_actors=True,
+            trial_name_creator=plan.trial_name,
         ),
         run_config=tune.RunConfig(
             name=exp_name,

@@ -17,10 +17,11 @@ from orchestrator.leaderboard import read_leaderboard
 STATE_OF = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL", "interrupted": "RUNNING"}
 
 
-def assert_study_matches(out_dir: Path) -> pd.DataFrame:
+def assert_study_matches(out_dir: Path, *, study: tuple[Path, str] | None = None) -> pd.DataFrame:
     """The study's state counts equal the leaderboard's trial status counts (baseline rows
     left out), each COMPLETE value is its trial's objective, and the leaderboard holds its
-    baseline rows. Returns the full leaderboard."""
+    baseline rows. ``study``: (optuna.db, study name) when not the sweep's own (a universe's
+    ticker). Returns the full leaderboard."""
     full = read_leaderboard(out_dir, baselines=True)
     board = read_leaderboard(out_dir)
     record = json.loads((out_dir / "sweep.json").read_text())
@@ -32,7 +33,8 @@ def assert_study_matches(out_dir: Path) -> pd.DataFrame:
     )
     assert refs["rank"].isna().all() and refs.objective.notna().all()
     assert [b["name"] for b in record["baselines"]] == names[task]
-    study = optuna.load_study(study_name=out_dir.name, storage=f"sqlite:///{out_dir / 'optuna.db'}")
+    db, name = study or (out_dir / "optuna.db", out_dir.name)
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
     states = Counter(t.state.name for t in study.trials)
     assert states == Counter(STATE_OF[s] for s in board.status), (states, board.status.tolist())
     # The COMPLETE values are the completed trials' objectives, one for one.

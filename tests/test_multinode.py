@@ -281,3 +281,38 @@ def test_cluster_with_token_auth_refuses_a_driver_without_the_token(tmp_path):
     assert done.returncode != 0, out[-3000:]
     assert "InvalidAuthToken" in out  # refused by the cluster, not merely unreachable
     assert "fold 1/" not in out
+
+
+def test_a_universe_with_address_runs_its_trials_on_both_nodes(tmp_path):
+    # One universe (two tickers, each its own sweep) on a 2-node cluster: its trials land on
+    # both nodes, the tickers' data reaching the other node through the object store.
+    from tests.bars_db import users_bars
+
+    bars = tmp_path / "universe.parquet"
+    users_bars({"AAA": 0, "BRK.B": 1}, 900).to_parquet(bars, index=False)
+    results, storage = tmp_path / "results", tmp_path / "shared"
+    with ray_cluster(workers=1) as cluster:
+        cmd = sweep_cmd(
+            results,
+            "mnu",
+            *["--space", str(uniform_space(tmp_path / "uniform.yaml", epochs=3))],
+            *["--data", str(bars), "--tickers", "all"],
+            *["--trials", "2", "--folds", "2", "--max-concurrent", "2"],
+            *["--address", cluster.address, "--storage", str(storage)],
+        )
+        done = subprocess.run(
+            cmd, env=cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        head_ip = cluster.head_ip
+    record = json.loads((results / "mnu" / "universe.json").read_text())
+    assert {m["status"] for m in record["members"].values()} == {"finished"}
+    rows = trial_rows(storage / "mnu" / "tune")
+    tickers = {r["config"]["ticker"] for trial in rows.values() for r in trial}
+    assert tickers == {"AAA", "BRK.B"} and len(rows) == 4
+    nodes = {r["node_ip"] for trial in rows.values() for r in trial}
+    assert nodes == {head_ip, WORKER_IP}  # both nodes ran trials of the universe
+    for ticker in ("AAA", "BRK.B"):
+        folder = results / "mnu" / "tickers" / record["members"][ticker]["folder"]
+        board = read_leaderboard(folder)
+        assert len(board) == 2 and set(board.status) == {"completed"}

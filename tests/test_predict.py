@@ -261,8 +261,8 @@ def test_too_few_bars_names_the_file(models, write_bars, capsys):
 
 
 def test_missing_model_flag_is_one_line(capsys):
-    # argparse's errors are one line too, not the whole usage text.
+    # Neither --model nor a universe's --name (#22): one line, not the whole usage text.
     assert main([]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: the following arguments are required: --model"
+        "error: give --model (one promoted model) or --name (a universe's models)"
     )

@@ -118,11 +118,28 @@ def test_a_universe_is_one_long_frame_of_learnable_tickers_with_their_own_seeds(
     assert not np.allclose(closes[0], closes[1])
 
 
+def test_the_sample_command_adds_random_walk_tickers(tmp_path, capsys):
+    # --random-walks 2: RW0, RW1 beside the learnable tickers, each make_universe's.
+    from trainables.data import load_bars
+    from trainables.synthetic import main, make_universe
+
+    out = tmp_path / "fdr.parquet"
+    argv = ["--out", str(out), "--tickers", "2", "--random-walks", "2", "--bars", "300"]
+    assert main(argv) == 0
+    line = capsys.readouterr().out
+    assert "2 tickers x 300 bars (SYN0..SYN1, seeds 0..1 and 2 random walks (RW0..RW1)" in line
+    want = make_universe(2, 300, random_walks=2)
+    for ticker in ("SYN1", "RW0", "RW1"):
+        part = want[want.ticker == ticker].drop(columns="ticker").set_index("timestamp")
+        assert np.allclose(load_bars(out, ticker=ticker).to_numpy(), part.to_numpy())
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["--bars", "2"], "--bars must be >= 3, but got 2"),
         (["--tickers", "0"], "--tickers must be >= 1, but got 0"),
+        (["--random-walks", "-1"], "--random-walks must be >= 0, but got -1"),
         (["--out", "x.xlsx"], "use a .parquet, .pq or .csv file name"),
     ],
 )

@@ -51,6 +51,8 @@ __all__ = [
     "bars_from_frame",
     "check_enough_rows",
     "load_bars",
+    "read_table",
+    "split_tickers",
     "validate_bars",
 ]
 
@@ -112,11 +114,14 @@ def bars_from_frame(
     timezone: str | None = None,
     dst: str = "raise",
     max_jump: float = DEFAULT_MAX_JUMP,
+    rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """A frame as a file or a database gave it -> checked bars: what ``load_bars`` does after
-    reading (column names, ticker, timestamp parsing, then ``validate_bars``)."""
+    reading (column names, ticker, timestamp parsing, then ``validate_bars``). ``rows``: the
+    file's row of each of ``df``'s rows (default 0, 1, ...), for messages: one ticker's part
+    of a file (``split_tickers``) keeps the file's own row numbers."""
     df = _lowercase_columns(df, source)
-    rows = np.arange(len(df))
+    rows = np.arange(len(df)) if rows is None else np.asarray(rows)
     df, rows = _pick_ticker(df, source, rows, ticker=ticker, ticker_col=ticker_col)
     df, parsed = _set_timestamp_index(df, source, rows, timestamp_col=timestamp_col)
     bars = _validate(df, source, rows, parsed, timezone=timezone, dst=dst, max_jump=max_jump)
@@ -235,6 +240,38 @@ def bars_fingerprint(bars: pd.DataFrame) -> str:
         block = bars.iloc[start : start + _HASH_ROWS].to_numpy(dtype=np.float64)
         h.update(np.ascontiguousarray(block))
     return f"sha256:{h.hexdigest()}"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV or Parquet file's rows as they are, before any check (``load_bars`` checks them);
+    DataError naming the file when it cannot be read."""
+    path = Path(path)
+    return _read(path, str(path))
+
+
+def split_tickers(
+    df: pd.DataFrame, source: str, *, ticker_col: str | None = None
+) -> tuple[str, dict[str, tuple[pd.DataFrame, np.ndarray]]]:
+    """A multi-ticker frame cut by ticker, in one pass: (the ticker column's name, ticker ->
+    (its rows, their row numbers in ``df``)), tickers as text in the order they first appear.
+    Each part goes to ``bars_from_frame(part, ..., ticker=T, rows=rows)``, which checks it as
+    ``load_bars(path, ticker=T)`` checks that ticker (the same bars, the same messages)."""
+    df = _lowercase_columns(df, source)
+    col = _find_column(df, source, ticker_col, _TICKER_NAMES, "ticker column")
+    if col is None:
+        raise DataError(
+            f"{source}: no ticker column (looked for {', '.join(_TICKER_NAMES)}); a universe "
+            f"needs one; columns are {list(df.columns)}"
+        )
+    labels = df[col].astype(str).to_numpy()
+    codes, names = pd.factorize(labels, sort=False)  # first-seen order, one pass
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    parts = {}
+    for k, name in enumerate(names):
+        rows = order[bounds[k] : bounds[k + 1]]
+        parts[str(name)] = (df.iloc[rows], rows)
+    return col, parts
 
 
 # --- reading -------------------------------------------------------------------------------

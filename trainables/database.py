@@ -22,6 +22,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,15 @@ from sqlalchemy.engine import URL
 from trainables.data import REQUIRED_COLUMNS, TICKER_NAMES, TIMESTAMP_NAMES
 from trainables.errors import ConfigError, DataError
 
-__all__ = ["CONNECT_TIMEOUT_S", "STATEMENT_TIMEOUT_S", "Request", "Result", "read_database"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "STATEMENT_TIMEOUT_S",
+    "Request",
+    "Result",
+    "TickersResult",
+    "read_database",
+    "read_database_tickers",
+]
 
 CONNECT_TIMEOUT_S = 5  # a dead host fails in seconds, not after the OS's TCP timeout
 STATEMENT_TIMEOUT_S = 600  # a runaway --query stops; 1M bars take a few seconds
@@ -85,7 +94,8 @@ def _relation(request: Request) -> str:
     return ".".join(parts)
 
 
-def _read(db: _Database, relation: str, request: Request, source: str) -> Result:
+def _layout(db: _Database, relation: str, request: Request, source: str) -> _Layout:
+    """The relation's timestamp and ticker columns and the columns to select (checked)."""
     names, numeric = db.probe(f"SELECT * FROM {relation} LIMIT 0")
     by_key = {n.strip().lower(): n for n in names}
     what = "query's result" if request.query is not None else "table"
@@ -109,20 +119,40 @@ def _read(db: _Database, relation: str, request: Request, source: str) -> Result
                 f"{source}: no column {name!r}{hint} in the {what}; columns are {names}"
             )
     selected = [ts, *(by_key[c.strip().lower()] for c in wanted)]
+    return _Layout(names, selected, ts, ticker_col, numeric, what)
 
+
+@dataclass(frozen=True)
+class _Layout:
+    names: list[str]  # every column of the relation
+    selected: list[str]  # the timestamp column, then the bar columns the run reads
+    ts: str
+    ticker_col: str | None
+    numeric: set[str]  # NUMERIC columns the server casts to double precision
+    what: str  # "table" or "query's result", for messages
+
+    def select_list(self, *, ticker: bool = False) -> str:
+        cols = [self.selected[0], *([self.ticker_col] if ticker else []), *self.selected[1:]]
+        return ", ".join(
+            f"CAST({_quote(c)} AS double precision) AS {_quote(c)}"
+            if c in self.numeric
+            else _quote(c)
+            for c in cols
+        )
+
+
+def _read(db: _Database, relation: str, request: Request, source: str) -> Result:
+    layout = _layout(db, relation, request, source)
+    ts, ticker_col = layout.ts, layout.ticker_col
     ticker = request.ticker
     if ticker is not None and ticker_col is None:
         raise DataError(
-            f"{source}: --ticker {ticker!r} needs a ticker column in the {what} (looked for "
-            f"{', '.join(TICKER_NAMES)}); columns are {names}"
+            f"{source}: --ticker {ticker!r} needs a ticker column in the {layout.what} (looked "
+            f"for {', '.join(TICKER_NAMES)}); columns are {layout.names}"
         )
     if ticker_col is not None and ticker is None:
         _pick_ticker(db, relation, ticker_col, None, source)  # several tickers: say so first
-
-    columns = ", ".join(
-        f"CAST({_quote(c)} AS double precision) AS {_quote(c)}" if c in numeric else _quote(c)
-        for c in selected
-    )
+    columns = layout.select_list()
     frame = _select(db, relation, columns, ts, ticker_col, ticker, request)
     if frame.empty and ticker is not None:
         # The tickers present are looked up only now: the message, or the same ticker in
@@ -131,6 +161,53 @@ def _read(db: _Database, relation: str, request: Request, source: str) -> Result
         if stored != ticker:
             frame = _select(db, relation, columns, ts, ticker_col, stored, request)
     return Result(frame, ts, db.filters_time)
+
+
+@dataclass(frozen=True)
+class TickersResult:
+    """Every requested ticker's rows of a relation, read in one query."""
+
+    frame: pd.DataFrame  # the timestamp, ticker and bar columns, ordered by ticker, time
+    timestamp_col: str
+    ticker_col: str
+    time_filtered: bool
+    present: list[str]  # every ticker in the relation, sorted
+
+
+def read_database_tickers(
+    url: URL, request: Request, source: str, choose: Callable[[list[str]], list[str] | None]
+) -> TickersResult:
+    """Several tickers' rows in one read-only transaction: the tickers present first
+    (``SELECT DISTINCT``), then one query for the rows of ``choose(present)`` (None: every
+    ticker), the list and the time range in the WHERE clause as bound parameters."""
+    relation = _relation(request)
+    db = _Postgres(url, source) if url.get_backend_name() == "postgresql" else _Sqlite(url, source)
+    try:
+        layout = _layout(db, relation, request, source)
+        if layout.ticker_col is None:
+            raise DataError(
+                f"{source}: --tickers needs a ticker column in the {layout.what} (looked for "
+                f"{', '.join(TICKER_NAMES)}); columns are {layout.names}"
+            )
+        col = _quote(layout.ticker_col)
+        present = sorted(
+            str(v) for v in db.values(f"SELECT DISTINCT {col} FROM {relation}") if v is not None
+        )
+        tickers = choose(present)
+        where, params = _time_where(db, layout.ts, request, [])
+        if tickers is not None:
+            if not tickers:
+                return TickersResult(pd.DataFrame(), layout.ts, layout.ticker_col, True, present)
+            marks = ", ".join(db.marker(len(params) + k) for k in range(len(tickers)))
+            where.append(f"{col} IN ({marks})")
+            params += list(tickers)
+        sql = f"SELECT {layout.select_list(ticker=True)} FROM {relation}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        frame = db.fetch(f"{sql} ORDER BY {col}, {_quote(layout.ts)}", params)
+        return TickersResult(frame, layout.ts, layout.ticker_col, db.filters_time, present)
+    finally:
+        db.close()
 
 
 def _select(
@@ -147,15 +224,24 @@ def _select(
     if ticker is not None:
         where.append(f"{_quote(ticker_col)} = {db.marker(len(params))}")
         params.append(ticker)
+    where, params = _time_where(db, ts, request, where, params)
+    sql = f"SELECT {columns} FROM {relation}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return db.fetch(f"{sql} ORDER BY {_quote(ts)}", params)
+
+
+def _time_where(
+    db: _Database, ts: str, request: Request, where: list[str], params: list | None = None
+) -> tuple[list[str], list]:
+    """``where``/``params`` plus the time range (PostgreSQL: SQLite filters once parsed)."""
+    params = [] if params is None else params
     if db.filters_time:
         for op, bound in ((">=", request.start), ("<=", request.end)):
             if bound is not None:
                 where.append(f"{_quote(ts)} {op} {db.marker(len(params))}")
                 params.append(bound.to_pydatetime())
-    sql = f"SELECT {columns} FROM {relation}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return db.fetch(f"{sql} ORDER BY {_quote(ts)}", params)
+    return where, params
 
 
 def _pick_ticker(

@@ -32,10 +32,15 @@ from trainables.features import FEATURES
 __all__ = [
     "BarSource",
     "add_source_arguments",
+    "cut_range",
     "is_database_url",
+    "parse_url",
     "public_url",
+    "range_text",
     "read_bars",
     "run_columns",
+    "strict_numbers",
+    "time_of",
 ]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -47,7 +52,7 @@ def is_database_url(text: str | None) -> bool:
     return bool(text) and _SCHEME.match(text) is not None
 
 
-def _parse_url(text: str, shown: str) -> URL:
+def parse_url(text: str, shown: str) -> URL:
     scheme = _SCHEME.match(text).group(1).lower()
     backend = scheme.split("+")[0]
     if backend not in _BACKENDS:
@@ -132,7 +137,7 @@ class BarSource:
                 f"{self.describe()}: say what to read with --table NAME (a table or view) "
                 f"or --query 'SELECT ...'"
             )
-        start, end = _time("--start", self.start), _time("--end", self.end)
+        start, end = time_of("--start", self.start), time_of("--end", self.end)
         if start is not None and end is not None and _utc(start) > _utc(end):
             raise ConfigError(f"--start {self.start} is after --end {self.end}")
 
@@ -180,21 +185,21 @@ def read_bars(source: BarSource) -> pd.DataFrame:
     location = source.location
     if location is None:
         raise ConfigError("no data given: pass --data (a file or a database URL) or --data-env")
-    start, end = _time("--start", source.start), _time("--end", source.end)
+    start, end = time_of("--start", source.start), time_of("--end", source.end)
     if not source.is_database:
         bars = load_bars(location, ticker=source.ticker, **source.checks)
-        return _cut(bars, start, end, str(location))
-    url = _parse_url(location, public_url(location))
+        return cut_range(bars, start, end, str(location))
+    url = parse_url(location, public_url(location))
     name = source.describe()
     request = Request(source.table, source.query, source.ticker, start, end, source.columns)
     result = read_database(url, request, name)
     frame = result.frame
     if frame.empty:
         picked = f" for ticker {source.ticker!r}" if source.ticker else ""
-        raise DataError(f"{name}: no rows{picked}{_range_text(start, end)}")
-    frame = _strict_numbers(frame, name, result.timestamp_col, source.columns or ())
+        raise DataError(f"{name}: no rows{picked}{range_text(start, end)}")
+    frame = strict_numbers(frame, name, result.timestamp_col, source.columns or ())
     bars = bars_from_frame(frame, name, timestamp_col=result.timestamp_col, **source.checks)
-    return bars if result.time_filtered else _cut(bars, start, end, name)
+    return bars if result.time_filtered else cut_range(bars, start, end, name)
 
 
 def run_columns(f_cols: Iterable[str], target_cols: Iterable[str | None] = ()) -> tuple[str, ...]:
@@ -240,7 +245,7 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, snapshot: bool = Fa
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _time(flag: str, text: str | None) -> pd.Timestamp | None:
+def time_of(flag: str, text: str | None) -> pd.Timestamp | None:
     if text is None:
         return None
     try:
@@ -257,7 +262,7 @@ def _utc(stamp: pd.Timestamp) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _cut(
+def cut_range(
     bars: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None, name: str
 ) -> pd.DataFrame:
     if start is None and end is None:
@@ -270,19 +275,19 @@ def _cut(
         keep &= index <= _utc(end)
     if not keep.any():
         raise DataError(
-            f"{name}: no rows{_range_text(start, end)} (the data run from {bars.index[0]} "
+            f"{name}: no rows{range_text(start, end)} (the data run from {bars.index[0]} "
             f"to {bars.index[-1]})"
         )
     return bars.loc[keep]
 
 
-def _range_text(start: pd.Timestamp | None, end: pd.Timestamp | None) -> str:
+def range_text(start: pd.Timestamp | None, end: pd.Timestamp | None) -> str:
     if start is None and end is None:
         return ""
     return f" from {start if start is not None else 'the start'} to {end if end is not None else 'the end'}"
 
 
-def _strict_numbers(
+def strict_numbers(
     frame: pd.DataFrame, name: str, timestamp_col: str, columns: Iterable[str]
 ) -> pd.DataFrame:
     """Columns the run asked for must hold numbers (text or Decimal becomes float); a value

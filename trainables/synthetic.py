@@ -46,7 +46,10 @@ Sample bars in a file, for the README's examples or your own tries::
     python -m trainables.synthetic --out universe.parquet --tickers 4      # 4 tickers, long format
 
 ``make_universe`` writes several tickers as one long frame (a ``ticker`` column), each the
-built-in series with its own seed (``seed + k``).
+built-in series with its own seed (``seed + k``), and, with ``random_walks``, tickers that are
+pure random walks beside them (``RW<k>``: nothing in their past predicts their next return;
+``random_walk_bars``): a universe where a fair verdict names the learnable tickers and none
+of the random walks (benchmarks/universe_fdr.py).
 """
 
 from __future__ import annotations
@@ -60,7 +63,15 @@ import pandas as pd
 
 from trainables.errors import ConfigError, UserError
 
-__all__ = ["Simulation", "main", "make_bars", "make_universe", "simulate", "ticker_names"]
+__all__ = [
+    "Simulation",
+    "main",
+    "make_bars",
+    "make_universe",
+    "random_walk_bars",
+    "simulate",
+    "ticker_names",
+]
 
 # Regimes: bull, bear, quiet. Rows of _TRANSITION sum to 1; the diagonal keeps a regime
 # for 1 / (1 - p) bars on average.
@@ -228,6 +239,33 @@ def ticker_names(n_tickers: int) -> list[str]:
     return [f"SYN{k}" for k in range(n_tickers)]
 
 
+def random_walk_bars(
+    n_bars: int = 4000, *, seed: int = 0, freq: str = "1h", start: str = "2020-01-01"
+) -> pd.DataFrame:
+    """Bars of a pure random walk in the ``load_bars`` format: log returns iid Student-t(5)
+    with the built-in series' typical size (0.005 a bar), volume log-normal and independent
+    of everything. No forecast from past bars beats the training mean of the returns."""
+    simulate(3, freq=freq, start=start)  # the same checks of start and freq, the same errors
+    index = pd.DatetimeIndex(
+        pd.date_range(start=start, periods=int(n_bars), freq=freq, name="timestamp"), freq=None
+    )
+    rng = np.random.default_rng(seed)
+    n = int(n_bars)
+    sigma = 0.005
+    returns = sigma * rng.standard_t(_T_DOF, n) / np.sqrt(_T_DOF / (_T_DOF - 2))
+    close = 100.0 * np.exp(np.cumsum(returns))
+    prev_close = np.concatenate([[100.0], close[:-1]])
+    open_ = prev_close * np.exp(0.05 * sigma * rng.standard_normal(n))
+    high = np.maximum(open_, close) * np.exp(0.6 * sigma * np.abs(rng.standard_normal(n)))
+    low = np.minimum(open_, close) * np.exp(-0.6 * sigma * np.abs(rng.standard_normal(n)))
+    volume = np.round(np.exp(np.log(1.5e6) + _VOLUME_NOISE * rng.standard_normal(n)))
+    return pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": volume},
+        index=index,
+        dtype=np.float64,
+    )
+
+
 def make_universe(
     n_tickers: int,
     n_bars: int = 4000,
@@ -235,16 +273,27 @@ def make_universe(
     seed: int = 0,
     freq: str = "1h",
     start: str = "2020-01-01",
+    random_walks: int = 0,
 ) -> pd.DataFrame:
     """``n_tickers`` learnable series as one long frame: columns ``timestamp, ticker, open,
     high, low, close, volume``, ticker ``SYN<k>`` drawn with seed ``seed + k`` (so SYN0 is
-    ``make_bars(n_bars, seed=seed)``), every ticker on the same timestamps."""
-    if isinstance(n_tickers, bool) or not isinstance(n_tickers, (int, np.integer)) or n_tickers < 1:
-        raise ConfigError(f"n_tickers must be an integer >= 1, but got n_tickers={n_tickers!r}")
+    ``make_bars(n_bars, seed=seed)``), every ticker on the same timestamps; then
+    ``random_walks`` tickers ``RW<k>``, random walks (``random_walk_bars``) with seed
+    ``seed + 100_000 + k``."""
+    for name, value, low in (("n_tickers", n_tickers, 0), ("random_walks", random_walks, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, but got {name}={value!r}")
+    if n_tickers + random_walks < 1:
+        raise ConfigError("a universe needs at least one ticker (n_tickers or random_walks)")
     frames = []
     for k, name in enumerate(ticker_names(int(n_tickers))):
         bars = make_bars(n_bars, seed=seed + k, freq=freq, start=start).reset_index()
         bars.insert(1, "ticker", name)
+        frames.append(bars)
+    for k in range(int(random_walks)):
+        bars = random_walk_bars(n_bars, seed=seed + 100_000 + k, freq=freq, start=start)
+        bars = bars.reset_index()
+        bars.insert(1, "ticker", f"RW{k}")
         frames.append(bars)
     return pd.concat(frames, ignore_index=True)
 
@@ -265,6 +314,13 @@ def _parser():
         default=1,
         help="1: one series, no ticker column; more: a long frame with a ticker column "
         "(SYN0, SYN1, ...; pick one with --ticker) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--random-walks",
+        type=int,
+        default=0,
+        help="with --tickers: this many random-walk tickers (RW0, RW1, ...) beside the "
+        "learnable ones, which no model should beat its baselines on (default: %(default)s)",
     )
     p.add_argument(
         "--seed",
@@ -289,28 +345,33 @@ def write_sample(argv: list[str] | None = None, *, log=print) -> Path:
         raise ConfigError(f"--out {out}: use a .parquet, .pq or .csv file name")
     if out.exists():
         raise ConfigError(f"--out {out} already exists; choose another name or remove it")
-    for flag, value, low in (("--bars", args.bars, 3), ("--tickers", args.tickers, 1)):
+    checks = (("--bars", args.bars, 3), ("--tickers", args.tickers, 1))
+    for flag, value, low in (*checks, ("--random-walks", args.random_walks, 0)):
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, but got {value}")
     kw = {"seed": args.seed, "freq": args.freq, "start": args.start}
+    several = args.tickers > 1 or args.random_walks > 0
     frame = (
-        make_bars(args.bars, **kw).reset_index()
-        if args.tickers == 1
-        else make_universe(args.tickers, args.bars, **kw)
+        make_universe(args.tickers, args.bars, random_walks=args.random_walks, **kw)
+        if several
+        else make_bars(args.bars, **kw).reset_index()
     )
     if out.suffix.lower() == ".csv":
         write_file(out, lambda tmp: frame.to_csv(tmp, index=False))
     else:
         write_file(out, lambda tmp: frame.to_parquet(tmp, index=False))
     span = f"{frame['timestamp'].iloc[0]} .. {frame['timestamp'].iloc[-1]}"
-    if args.tickers == 1:
+    if not several:
         log(f"Wrote {args.bars:,} bars ({span}, seed {args.seed}) to {out}")
     else:
         names = ticker_names(args.tickers)
+        n = args.random_walks
+        walks = f" and {n} random walk{'s' if n > 1 else ''} (RW0{f'..RW{n - 1}' if n > 1 else ''})"
+        walks = walks if n else ""
         log(
             f"Wrote {args.tickers} tickers x {args.bars:,} bars ({names[0]}..{names[-1]}, seeds "
-            f"{args.seed}..{args.seed + args.tickers - 1}, {span}) to {out}: pick one with "
-            f"--ticker {names[0]}"
+            f"{args.seed}..{args.seed + args.tickers - 1}{walks}, {span}) to {out}: pick one "
+            f"with --ticker {names[0]}, or all with --tickers all"
         )
     return out
 

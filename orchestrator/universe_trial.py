@@ -1,0 +1,22 @@
+"""The Tune trainable of a universe, in a module of its own: Ray workers import only this
+(and orchestrator.trial), not the driver's modules (MLflow, the records, the summary)."""
+
+from __future__ import annotations
+
+import ray
+
+from orchestrator.names import encode_ticker
+from orchestrator.trial import run_trial
+
+__all__ = ["trial_name", "universe_trial"]
+
+
+def universe_trial(config: dict, *, data: dict, **kw) -> None:
+    """``run_trial`` on the trial's ticker's data (``data``: ticker -> the ObjectRef of its
+    SweepData, read from the object store; nothing of another ticker stays in the worker)."""
+    run_trial(config, data=ray.get(data[config["ticker"]]), **kw)
+
+
+def trial_name(trial) -> str:
+    """A trial's name in Tune (and its folder's): the ticker's folder name, then its id."""
+    return f"run_trial_{encode_ticker(str(trial.config['ticker']))}_{trial.trial_id}"
