@@ -91,6 +91,7 @@ class SweepSpec:
     time_budget: float | None = None  # seconds; no new trial starts once spent
     smoke_test: bool = False
     fail_at_fold: int | None = None  # fault injection for tests: crash once at this fold
+    fail_ticker: str | None = None  # fault injection for tests: every trial of it crashes
 
     def __post_init__(self) -> None:
         checks = [

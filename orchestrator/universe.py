@@ -202,6 +202,7 @@ def _tuner(spec, space, base, members: dict, out_dir: Path, n_folds: int, callba
         cpus=spec.cpus_per_trial,
         gpus=spec.gpus_per_trial,
         fail_at_fold=spec.fail_at_fold,
+        fail_ticker=spec.fail_ticker,
         rungs=report_rungs(spec, n_folds),  # as a single sweep's trials: what ASHA acts on
     )
     trainable = tune.with_resources(trainable, trial_resources(spec))

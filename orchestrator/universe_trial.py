@@ -11,9 +11,12 @@ from orchestrator.trial import run_trial
 __all__ = ["trial_name", "universe_trial"]
 
 
-def universe_trial(config: dict, *, data: dict, **kw) -> None:
+def universe_trial(config: dict, *, data: dict, fail_ticker: str | None = None, **kw) -> None:
     """``run_trial`` on the trial's ticker's data (``data``: ticker -> the ObjectRef of its
-    SweepData, read from the object store; nothing of another ticker stays in the worker)."""
+    SweepData, read from the object store; nothing of another ticker stays in the worker).
+    ``fail_ticker``: a test hook, every trial (and retry) of that ticker crashes."""
+    if config["ticker"] == fail_ticker:
+        raise RuntimeError(f"injected fault: every trial of ticker {fail_ticker} crashes")
     run_trial(config, data=ray.get(data[config["ticker"]]), **kw)
 
 

@@ -213,6 +213,29 @@ def test_every_ticker_refused_stops_before_any_work(tmp_path, bars_file, capsys)
     assert not (results / "none").exists()  # nothing half-written
 
 
+def test_a_ticker_whose_every_trial_fails_is_exit_1_and_the_others_are_written(
+    tmp_path, bars_file, capsys
+):
+    # Rule: a ticker that failed in training makes the command exit 1 naming it; the other
+    # tickers' sweeps finish and are written as if it were not there.
+    from orchestrator.tune import _universe
+
+    spec = tiny(tmp_path, bars_file, tickers="AAA,BRK.B", fail_ticker="AAA", max_retries=0)
+    code = _universe(spec, None)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "error: 1 of 2 tickers of universe 'u' failed in training (AAA)" in err
+    members = json.loads((tmp_path / "results" / "u" / "universe.json").read_text())["members"]
+    status = {t: m["status"] for t, m in members.items()}
+    assert status["AAA"] == "failed" and status["BRK.B"] == "finished", status
+    board = read_leaderboard(ticker_dir(tmp_path / "results" / "u", "AAA"))
+    assert (board[board.status != "baseline"].status == "failed").all()
+    ok = read_leaderboard(ticker_dir(tmp_path / "results" / "u", "BRK.B"))
+    assert (ok.status.isin(["completed", "pruned", "baseline"])).all() and (
+        ok.status == "completed"
+    ).any()
+
+
 @pytest.mark.slow
 def test_time_budget_leaves_tickers_not_started_and_resume_finishes_them(tmp_path, bars_file):
     # A budget spent during the first ticker (long trials, one at a time): the other ticker is
