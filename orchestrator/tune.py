@@ -31,7 +31,6 @@ from orchestrator.promote_spec import PromoteSpec
 from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
 from orchestrator.spec import SCHEDULERS, SweepSpec, resolve_space
 from orchestrator.sweep import run_sweep
-from orchestrator.universe import run_universe
 from orchestrator.universe_record import is_universe, read_universe_record
 from trainables.cli import ArgumentParser, bar_options, command_line, setting
 from trainables.config import choices_of
@@ -440,6 +439,8 @@ def _main(argv: list[str] | None, *, fast_start: bool = False) -> int:
 def _universe(spec: SweepSpec, promotion: PromoteSpec | None) -> int:
     """A universe's run and its exit code: 1 when a ticker failed in training (every trial of
     it failed), 130/143 when interrupted (not by its time budget), else 0."""
+    from orchestrator.universe import run_universe  # here: it loads MLflow (not before Ray)
+
     outcome = run_universe(spec)
     if outcome.failed:
         names = ", ".join(outcome.failed)

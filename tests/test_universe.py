@@ -246,10 +246,10 @@ def test_time_budget_leaves_tickers_not_started_and_resume_finishes_them(tmp_pat
         bars_file,
         tickers="AAA,BRK.B",
         trials=2,
-        epochs=40,
+        epochs=200,  # 2 trials of 2 folds of 200 epochs: longer than the budget anywhere
         max_concurrent=1,
         scheduler="none",
-        overrides={"patience": 100},  # every epoch runs: trials take seconds each
+        overrides={"patience": 1000},  # every epoch runs: trials take seconds each
     )
     out = run_universe(SweepSpec(**{**spec.__dict__, "time_budget": 10}), log=lines.append)
     assert out.stopped_by_budget and out.interrupted

@@ -44,8 +44,8 @@ def test_a_universe_from_the_users_view_sweeps_resumes_promotes_and_predicts(pg_
             space="smoke",
             trials=2,
             folds=2,
-            epochs=40,
-            overrides={"patience": 100},  # every epoch runs: the budget ends the first ticker
+            epochs=200,  # 2 trials of 2 folds of 200 epochs: longer than the budget anywhere
+            overrides={"patience": 1000},  # every epoch runs: the budget ends the first ticker
             scheduler="none",
             max_concurrent=1,
             num_cpus=2,
