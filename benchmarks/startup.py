@@ -4,6 +4,7 @@
     python benchmarks/startup.py --against /tmp/perf-base          # and an older checkout
     python benchmarks/startup.py --mission /tmp/perf-base --rounds 2
         # `python -m orchestrator.tune --trials 50` in that checkout and in this one
+    python benchmarks/startup.py --mission /tmp/perf-base --extra "--max-concurrent 1"
 
 Every side runs as its own command line (a fresh interpreter, as a user runs it), one after
 the other within a round, in an order that alternates between rounds, so each round sees
@@ -114,7 +115,11 @@ def run_sides(sides: dict, rounds: int) -> dict[str, list[dict]]:
         for name in order if r % 2 == 0 else reversed(order):
             make_cmd, cwd = sides[name]
             with tempfile.TemporaryDirectory() as tmp:
-                marks, _ = timed(make_cmd(tmp), cwd, _env(cwd))
+                marks, lines = timed(make_cmd(tmp), cwd, _env(cwd))
+            # what the trials did: the same work on both sides, or not (--mission)
+            for line in lines:
+                if line.startswith(("Trials:", "The best trial")):
+                    print(f"  round {r + 1} {name}: {line}", flush=True)
             seen[name].append(marks)
             phases = ", ".join(f"{k} {v:.1f}" for k, v in marks.items())
             print(f"  round {r + 1} {name}: {phases}", flush=True)
@@ -164,7 +169,7 @@ def startup(args) -> None:
 
 
 def mission(args) -> None:
-    bare = ["--trials", str(args.trials)]
+    bare = ["--trials", str(args.trials), *args.extra.split()]
     sides = {
         "before": (lambda tmp: sweep_cmd(bare, tmp), Path(args.mission)),
         "after": (lambda tmp: sweep_cmd(bare, tmp), ROOT),
@@ -190,6 +195,12 @@ def main() -> None:
     p.add_argument("--against", help="an older checkout: its --smoke-test as a third side")
     p.add_argument("--mission", help="an older checkout: the bare mission command there and here")
     p.add_argument("--trials", type=int, default=50, help="trials of --mission (default 50)")
+    p.add_argument(
+        "--extra",
+        default="",
+        help="more flags for both sides of --mission, e.g. '--max-concurrent 1' (the same "
+        "trials on both sides when the search did not change: their time alone compared)",
+    )
     args = p.parse_args()
     mission(args) if args.mission else startup(args)
 
