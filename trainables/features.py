@@ -117,7 +117,8 @@ def build_features(
             _require_columns(bars, reads, name)
             columns[name] = compute(bars, int(sma_window)).astype(np.float64)
         else:
-            columns[name] = bars[name].astype(np.float64, copy=False)  # copied once, below
+            column = bars[name]  # copied once, below (astype's copy= is deprecated in pandas 3)
+            columns[name] = column if column.dtype == np.float64 else column.astype(np.float64)
     frame = pd.DataFrame(columns, index=bars.index)
 
     start = warmup_rows(names, sma_window=int(sma_window))
