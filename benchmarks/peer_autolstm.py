@@ -94,7 +94,8 @@ def peer(bars: pd.DataFrame, trials: int, test_start: pd.Timestamp, val_size: in
 
     for name in ("lightning", "pytorch_lightning", "ray", "neuralforecast"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    # the peer's own libraries' warnings only (their progress and deprecation noise); ours stay
+    warnings.filterwarnings("ignore", module=r"(lightning|pytorch_lightning|neuralforecast|ray)\b")
     df = pd.DataFrame({"unique_id": "bars", "ds": bars.index.tz_localize(None), "y": bars.close})
     n_test = int((df.ds >= test_start.tz_localize(None)).sum())
     start = time.time()
