@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.names import check_existing_name
+from orchestrator.state_seal import new_seal
 from trainables.errors import ConfigError
 from trainables.sources import public_url
 
@@ -189,6 +190,8 @@ class SweepRecord:
         record.update(extra)
         record.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
         record.setdefault("trial_status", {})
+        # What --resume may unpickle (orchestrator/state_seal.py).
+        record.setdefault("state_seal", new_seal(out_dir, record))
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         out = cls(out_dir, record)
         out.update(status="running")

@@ -72,6 +72,7 @@ from orchestrator.spec import (  # noqa: F401 - re-exported: the sweep's public 
     set_wins,
     space_note,
 )
+from orchestrator.state_seal import resealed
 from orchestrator.sweep_data import (
     data_record,
     load_sweep_bars,
@@ -279,7 +280,9 @@ def _open_record(
     runtime = {k: getattr(spec, k) for k in RUNTIME if hasattr(spec, k)}
     if previous:
         record = SweepRecord(out_dir, previous)
-        record.update(status="running", experiment_path=exp, **runtime)
+        record.update(
+            status="running", experiment_path=exp, **runtime, **resealed(out_dir, previous)
+        )
         return record
     lock.acquire()
     refuse_existing(out_dir, out_dir.name)  # again, now that no other sweep can start here

@@ -28,10 +28,11 @@ from orchestrator.jobs import submit_sweep
 from orchestrator.names import check_existing_name, check_new_name
 from orchestrator.prepare import CV_SCHEMES
 from orchestrator.promote_spec import PromoteSpec
-from orchestrator.record import DECIDING, RUNTIME, check_resume, read_record
+from orchestrator.record import DECIDING, RECORD_FILE, RUNTIME, check_resume, read_record
 from orchestrator.spec import SCHEDULERS, SweepSpec, resolve_space
+from orchestrator.state_seal import seal_problem
 from orchestrator.sweep import run_sweep
-from orchestrator.universe_record import is_universe, read_universe_record
+from orchestrator.universe_record import UNIVERSE_FILE, is_universe, read_universe_record
 from trainables.cli import ArgumentParser, bar_options, command_line, setting
 from trainables.config import choices_of
 from trainables.errors import ConfigError, UserError
@@ -255,6 +256,13 @@ def _where(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue sweep --name as its sweep.json recorded it (finished trials are kept)",
     )
+    w.add_argument(
+        "--trust-state",
+        action="store_true",
+        help="with --resume: resume a folder this user's key did not seal (one made before "
+        "sweeps were sealed, or elsewhere), whose Tune state is unpickled; only for folders "
+        "whose origin you know",
+    )
 
 
 def _promotion(p: argparse.ArgumentParser) -> None:
@@ -334,6 +342,8 @@ def parse_args(argv: list[str] | None = None) -> SweepSpec:
     given = _given(argv)
     if given.get("resume"):
         return _resume_spec(given)
+    if given.get("trust_state"):
+        raise ConfigError("--trust-state goes with --resume (it vouches for a folder resumed)")
     settings = dict(given)
     if settings.get("smoke_test"):
         for key, value in SMOKE.items():
@@ -352,7 +362,12 @@ def _resume_spec(given: dict) -> SweepSpec:
     results_dir = given.get("results_dir", _DEFAULTS["results_dir"])
     check_existing_name(given["name"])  # an older sweep's name may break today's rule
     folder = Path(results_dir) / given["name"]
-    record = read_universe_record(folder) if is_universe(folder) else read_record(folder)
+    universe = is_universe(folder)
+    record = read_universe_record(folder) if universe else read_record(folder)
+    trusted = given.pop("trust_state", False)
+    problem = seal_problem(record, folder / (UNIVERSE_FILE if universe else RECORD_FILE))
+    if problem and not trusted and record.get("status") != "finished":
+        raise ConfigError(problem)  # a finished sweep's resume unpickles nothing
     if given.get("space") == "auto":
         given.pop("space")  # the record says which space auto picked
     check_resume(record, {k: v for k, v in given.items() if k in DECIDING})

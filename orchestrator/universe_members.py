@@ -33,6 +33,7 @@ from orchestrator.record import (
 )
 from orchestrator.spaces import space_to_dict
 from orchestrator.spec import SweepSpec, base_config
+from orchestrator.state_seal import resealed
 from orchestrator.sweep import _sweep_data
 from orchestrator.sweep_data import (
     SNAPSHOT,
@@ -187,7 +188,9 @@ def open_records(spec, out_dir: Path, previous, space, base, members, refused, l
     runtime = {k: getattr(spec, k) for k in RUNTIME if hasattr(spec, k)}
     if previous is not None:
         record = UniverseRecord(out_dir, previous)
-        record.update(status="running", experiment_path=exp, **runtime)
+        record.update(
+            status="running", experiment_path=exp, **runtime, **resealed(out_dir, previous)
+        )
         for member in members.values():
             member.record = SweepRecord(member.folder, read_record(member.folder))
             ticker_runtime = {k: getattr(member.spec, k) for k in RUNTIME if hasattr(spec, k)}

@@ -28,6 +28,7 @@ from orchestrator.folder_lock import (
 )
 from orchestrator.leaderboard import read_leaderboard
 from orchestrator.promote import main as promote_main
+from orchestrator.state_seal import new_seal
 from orchestrator.sweep import SweepSpec, run_sweep
 from orchestrator.tune import main as tune_main
 
@@ -104,9 +105,9 @@ def test_promotion_refuses_a_folder_another_promotion_holds(tmp_path, capsys):
 def test_resume_refuses_a_folder_in_use_before_reading_any_data(tmp_path, capsys):
     folder = tmp_path / "r" / "s"
     folder.mkdir(parents=True)
-    (folder / "sweep.json").write_text(
-        json.dumps({"name": "s", "space": "smoke", "status": "running"})
-    )
+    record = {"name": "s", "space": "smoke", "status": "running", "created": "2026-12-06"}
+    record["state_seal"] = new_seal(folder, record)  # this user's own sweep (state_seal.py)
+    (folder / "sweep.json").write_text(json.dumps(record))
     before = _digest(folder)
     with FolderLock(folder, purpose="sweep"):
         code = tune_main(["--resume", "--name", "s", "--results-dir", str(tmp_path / "r")])

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.leaderboard import read_leaderboard
 from orchestrator.record import DECIDING
+from orchestrator.state_seal import seal_holds
 from orchestrator.tracking import default_tracking_uri, find_child_runs
 from orchestrator.tune import main, parse_args
 from trainables.synthetic import make_bars
@@ -75,11 +76,13 @@ def interrupt_after_first_trial(cmd: list[str], sig: int) -> tuple[int, str, str
     return proc.returncode, first, "".join(lines) + rest
 
 
-def run(cmd: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=timeout)
+def run(cmd: list[str], timeout: int = 400, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=env or ENV, cwd=ROOT, timeout=timeout
+    )
 
 
-def test_ctrl_c_then_the_printed_hint_continues_the_same_sweep(tmp_path):
+def test_ctrl_c_then_the_printed_hint_continues_the_same_sweep(tmp_path, monkeypatch):
     results = tmp_path / "results"
     data = tmp_path / "bars.csv"
     make_bars(1000, seed=3).to_csv(data)
@@ -123,9 +126,20 @@ def test_ctrl_c_then_the_printed_hint_continues_the_same_sweep(tmp_path):
     changed = run(pasted)
     assert changed.returncode == 2 and "changed since it started" in changed.stderr
     data.write_text(original)
+    # Another user (another key) is refused before anything is unpickled, in one line, and
+    # so is a --trust-state without --resume.
+    elsewhere = {**ENV, "XDG_CONFIG_HOME": str(tmp_path / "another-user")}
+    foreign = run(pasted, env=elsewhere)
+    assert foreign.returncode == 2 and len(foreign.stderr.splitlines()) == 1, foreign.stderr
+    assert "not sealed in this folder with this user's key" in foreign.stderr
+    assert "--trust-state" in foreign.stderr and "Traceback" not in foreign.stderr
+    stray = run([*sweep_cmd(results, "s2"), "--trust-state"])
+    assert stray.returncode == 2 and "--trust-state goes with --resume" in stray.stderr
     assert (folder / "sweep.json").read_bytes() == before
+    assert not (results / "s2").exists()
 
-    resumed = run([*pasted, "--no-dashboard", "--num-cpus", "2"])
+    # That user vouches for the folder: it resumes, and is sealed with their key from now on.
+    resumed = run([*pasted, "--trust-state", "--no-dashboard", "--num-cpus", "2"], env=elsewhere)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert f"trial {first} fold" not in resumed.stdout  # a finished trial is not run again
     # The tally counts the trial completed before the resume, and knows its score.
@@ -145,8 +159,12 @@ def test_ctrl_c_then_the_printed_hint_continues_the_same_sweep(tmp_path):
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{folder / 'optuna.db'}")
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
 
+    assert after["state_seal"] != record["state_seal"]
+    monkeypatch.setenv("XDG_CONFIG_HOME", elsewhere["XDG_CONFIG_HOME"])
+    assert seal_holds(folder, after) and not seal_holds(folder, record)
+    monkeypatch.undo()
     # Resuming a finished sweep says so, shows its answer again and trains nothing.
-    again = run(pasted)
+    again = run(pasted, env=elsewhere)
     assert again.returncode == 0
     assert "already finished" in again.stdout and "Top trials by mse_ratio" in again.stdout
     assert " fold 1/2 " not in again.stdout
