@@ -43,15 +43,15 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.objective import running_objective  # noqa: E402
-from orchestrator.prepare import SweepData, prepare_sweep_data  # noqa: E402
-from orchestrator.trial import fold_score  # noqa: E402
-from trainables.config import TrainConfig  # noqa: E402
-from trainables.dataset import FoldData, prepare_fold_for  # noqa: E402
-from trainables.naive import naive_forecast, residual_applies  # noqa: E402
-from trainables.synthetic import make_bars  # noqa: E402
-from trainables.trainer import fit  # noqa: E402
-from trainables.windows import sliding_windows  # noqa: E402
+from orchestrator.stats.objective import running_objective  # noqa: E402
+from orchestrator.sweep.prepare import SweepData, prepare_sweep_data  # noqa: E402
+from orchestrator.sweep.trial import fold_score  # noqa: E402
+from trainables.bars.synthetic import make_bars  # noqa: E402
+from trainables.parameters.train_config import TrainConfig  # noqa: E402
+from trainables.prep.dataset import FoldData, prepare_fold_for  # noqa: E402
+from trainables.prep.naive import naive_forecast, residual_applies  # noqa: E402
+from trainables.prep.windows import sliding_windows  # noqa: E402
+from trainables.training.trainer import fit  # noqa: E402
 
 OHLCV_R = ("open", "high", "low", "close", "volume", "log_return")
 ALL_COLS = (*OHLCV_R, "volume_ratio", "log_volume", "hl_range", "volatility", "sma_gap")

@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from orchestrator.objective import running_objective
-from orchestrator.prepare import prepare_sweep_data
-from orchestrator.spaces import load_space, sample_configs
-from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold_for
-from trainables.trainer import fit
+from orchestrator.stats.objective import running_objective
+from orchestrator.sweep.prepare import prepare_sweep_data
+from orchestrator.sweep.spaces import load_space, sample_configs
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import prepare_fold_for
+from trainables.training.trainer import fit
 
 
 def random_walk(n: int, seed: int) -> pd.DataFrame:

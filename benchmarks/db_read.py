@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests import pgserver  # noqa: E402
 from tests.bars_db import VIEW, PgSchema, sqlite_view  # noqa: E402
-from trainables.data import bars_fingerprint, load_bars  # noqa: E402
-from trainables.sources import BarSource, read_bars  # noqa: E402
-from trainables.synthetic import make_bars  # noqa: E402
+from trainables.bars.files import bars_fingerprint, load_bars  # noqa: E402
+from trainables.bars.sources import BarSource, read_bars  # noqa: E402
+from trainables.bars.synthetic import make_bars  # noqa: E402
 
 
 def users_rows(n: int, ticker: str, seed: int) -> pd.DataFrame:

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import Ridge
 
-from trainables.features import build_features
-from trainables.synthetic import simulate
+from trainables.bars.synthetic import simulate
+from trainables.prep.features import build_features
 
 
 def lags(x: np.ndarray, n: int) -> np.ndarray:

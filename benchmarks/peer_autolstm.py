@@ -4,7 +4,7 @@
     python benchmarks/peer_autolstm.py        # 8 trials each on 2,000 daily bars
     python benchmarks/peer_autolstm.py --trials 4 --bars 1000
 
-One run, the two tools back to back on the same series: ``trainables.synthetic.make_bars(
+One run, the two tools back to back on the same series: ``trainables.bars.synthetic.make_bars(
 bars, freq="1D")``, its last 15% the test part (the sweep's own holdout, cut for the
 space's longest window), the next close the target.
 
@@ -42,10 +42,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainables.config import TrainConfig  # noqa: E402
-from trainables.dataset import prepare_fold_for  # noqa: E402
-from trainables.synthetic import make_bars  # noqa: E402
-from trainables.table import build_table, holdout_split  # noqa: E402
+from trainables.bars.synthetic import make_bars  # noqa: E402
+from trainables.parameters.train_config import TrainConfig  # noqa: E402
+from trainables.prep.dataset import prepare_fold_for  # noqa: E402
+from trainables.prep.model_table import build_table, holdout_split  # noqa: E402
 
 LONGEST = 30  # the daily space's longest window: the sweep cuts its holdout with it
 
@@ -68,7 +68,7 @@ def ours(path: Path, trials: int, tmp: Path) -> tuple[float, dict]:
 def our_test(bars: pd.DataFrame, best: dict) -> pd.Series:
     """The best config trained on the train part, early-stopped on validation: its
     one-step forecasts of the test bars' close, by target timestamp."""
-    from trainables.trainer import fit
+    from trainables.training.trainer import fit
 
     cfg = TrainConfig.from_dict(best)
     features, targets = build_table(bars, cfg)

@@ -17,7 +17,7 @@ import time
 
 import ray
 
-from orchestrator.sweep import SweepSpec, run_sweep
+from orchestrator.sweep.run import SweepSpec, run_sweep
 
 
 def one(scheduler: str, args, tmp: str):

@@ -4,7 +4,7 @@
     python benchmarks/scale.py                          # 4k, 40k, 400k and 2M one-minute bars
     python benchmarks/scale.py --sizes 4000 400000
 
-For each size: ``trainables.synthetic.make_bars(n, freq="1min")`` written to Parquet once
+For each size: ``trainables.bars.synthetic.make_bars(n, freq="1min")`` written to Parquet once
 (not timed), then
 
 * **the command**: ``python -m orchestrator.tune --data bars.parquet --smoke-test --trials 1
@@ -41,11 +41,11 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.prepare import prepare_sweep_data  # noqa: E402
-from orchestrator.spaces import load_space  # noqa: E402
-from orchestrator.spec import SweepSpec, base_config, longest_sequence  # noqa: E402
-from trainables.dataset import prepare_fold_for  # noqa: E402
-from trainables.synthetic import make_bars  # noqa: E402
+from orchestrator.sweep.prepare import prepare_sweep_data  # noqa: E402
+from orchestrator.sweep.spaces import load_space  # noqa: E402
+from orchestrator.sweep.spec import SweepSpec, base_config, longest_sequence  # noqa: E402
+from trainables.bars.synthetic import make_bars  # noqa: E402
+from trainables.prep.dataset import prepare_fold_for  # noqa: E402
 
 
 def run_command(path: Path, results: Path) -> dict:

@@ -20,12 +20,12 @@ import pandas as pd
 import ray
 import torch
 
-from orchestrator.prepare import prepare_sweep_data
-from orchestrator.spaces import load_space
-from orchestrator.sweep import SweepSpec, base_config, longest_sequence, run_sweep
-from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold_for
-from trainables.trainer import fit
+from orchestrator.sweep.prepare import prepare_sweep_data
+from orchestrator.sweep.run import SweepSpec, base_config, longest_sequence, run_sweep
+from orchestrator.sweep.spaces import load_space
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import prepare_fold_for
+from trainables.training.trainer import fit
 
 
 def sequential_baseline(spec: SweepSpec, board: pd.DataFrame) -> float:

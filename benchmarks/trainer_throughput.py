@@ -6,12 +6,12 @@
     python benchmarks/trainer_throughput.py --against /tmp/old   # + an older trainer's fit
     python benchmarks/trainer_throughput.py --plain  # + our fit without the fast paths
 
-Both sides train on the same synthetic bars (``trainables.synthetic.make_bars``), the same
+Both sides train on the same synthetic bars (``trainables.bars.synthetic.make_bars``), the same
 features, targets and scaled fold (``prepare_fold``) and an LSTM of the same size, with
 Adam, MSE and gradient clipping at 1.0, and each epoch ends with a pass over the same
 evaluation set. They differ in the loop:
 
-* ours: ``trainables.trainer.fit`` itself: the scaled series goes to the device once and
+* ours: ``trainables.training.trainer.fit`` itself: the scaled series goes to the device once and
   each batch is gathered from it by anchor indices (``gather_windows``); no per-sample
   Python, no worker processes.
 * baseline, as the users' single-ticker trainer does it (docs/parameters.md, "The
@@ -24,7 +24,7 @@ process that waits in its ``on_epoch`` callback between rounds) and one baseline
 this process, so each round sees the same load on a shared machine. The first round is a
 warm-up. ``--against DIR`` adds a side: the ``fit`` of an older ``DIR/trainables`` (e.g.
 ``git archive <commit> trainables | tar -x -C DIR``), imported as ``trainables_old``;
-``--plain`` one more: our ``fit`` with ``trainables.fast_paths`` switched off. The fits'
+``--plain`` one more: our ``fit`` with ``trainables.training.fast_paths`` switched off. The fits'
 order reverses every round. Reported: per side, the median training samples/s (training
 samples per second of whole-epoch wall time, evaluation pass included); the median of the
 per-round ratios ours/baseline (the verdicts use it) and ours/old; the achieved GFLOP/s of
@@ -69,12 +69,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from trainables import fast_paths
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData, prepare_fold
-from trainables.features import build_features
-from trainables.labels import make_targets
-from trainables.synthetic import make_bars
-from trainables.trainer import fit
+from trainables.bars.synthetic import make_bars
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData, prepare_fold
+from trainables.prep.features import build_features
+from trainables.prep.labels import make_targets
+from trainables.training.trainer import fit
 
 F_COLS = ["open", "high", "low", "close", "volume", "log_return"]
 # Evaluation anchors per epoch, the same for both sides. 1024 = the trainer's inference batch
@@ -416,7 +416,7 @@ def run(
     where = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device)
     print(
         f"device: {device} ({where}, {torch.get_num_threads()} torch threads); "
-        f"torch {torch.__version__}; ours = trainables.trainer.fit"
+        f"torch {torch.__version__}; ours = trainables.training.trainer.fit"
         + (f", old = {against}/trainables (trainer.fit)" if against else "")
         + f"; fast paths {'on' if fast_paths.enabled() else 'off'}"
     )

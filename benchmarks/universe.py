@@ -3,7 +3,7 @@
     python benchmarks/universe.py                        # 8 tickers x --space smoke --trials 4
     python benchmarks/universe.py --tickers 8 --trials 4 --max-concurrent 2 --bars 4000
 
-Both sides sweep the same tickers (``trainables.synthetic.make_universe``, one Parquet file)
+Both sides sweep the same tickers (``trainables.bars.synthetic.make_universe``, one Parquet file)
 with the same space, trials, folds and ``--max-concurrent``, and each ticker with the same
 seed (a universe derives each ticker's seed from its own ``--seed`` and the ticker; the
 single-ticker commands are given that seed), so they sample the same configs:
@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.tickers import ticker_seed
-from trainables.synthetic import make_universe, ticker_names
+from orchestrator.records.tickers import ticker_seed
+from trainables.bars.synthetic import make_universe, ticker_names
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,19 +4,19 @@ often are the learnable tickers found?
     python benchmarks/universe_fdr.py                       # 8 universes of 4 + 16 tickers
     python benchmarks/universe_fdr.py --universes 4 --learnable 4 --random-walks 16 --bars 8000
 
-Each universe is one long frame from ``trainables.synthetic.make_universe``: ``--learnable``
+Each universe is one long frame from ``trainables.bars.synthetic.make_universe``: ``--learnable``
 tickers with the built-in signal (series long enough for the test part to have power) and
 ``--random-walks`` tickers that are pure random walks, one seed per universe. Every ticker is
 judged as promotion judges a chosen model, with promotion's own code: the final split and
-the holdout guard (``orchestrator.holdout``), a model trained on the train part with early
-stopping on validation and refit on train+validation (``orchestrator.retrain.fit_and_refit``),
-the baselines fit on the same rows (``orchestrator.baselines``), the test part read once,
-every deciding comparison (``orchestrator.verdicts``) and the intersection-union p-value
-(``orchestrator.fdr.iu_p_of``). The model is one fixed config (``--hidden``, ``--epochs``,
+the holdout guard (``orchestrator.promotion.holdout``), a model trained on the train part with early
+stopping on validation and refit on train+validation (``orchestrator.promotion.retrain.fit_and_refit``),
+the baselines fit on the same rows (``orchestrator.promotion.baselines``), the test part read once,
+every deciding comparison (``orchestrator.stats.verdicts``) and the intersection-union p-value
+(``orchestrator.stats.fdr.iu_p_of``). The model is one fixed config (``--hidden``, ``--epochs``,
 the CPU preset otherwise) instead of a sweep's best: the sweep is the expensive part, and
 what is measured here is the verdict across tickers, which reads only the test part.
 
-Then Benjamini-Yekutieli at 10% across each universe's tickers (``orchestrator.fdr``), and:
+Then Benjamini-Yekutieli at 10% across each universe's tickers (``orchestrator.stats.fdr``), and:
 
 * the false discovery proportion per universe (random walks named / tickers named) and its
   mean over universes (the FDR, which BY keeps <= 10%), and the share of random walks named;
@@ -36,15 +36,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.baselines import baseline_forecasts, fit_baselines
-from orchestrator.evaluation import judge, outputs_on_test
-from orchestrator.fdr import FDR_LEVEL, adjust, iu_p_of
-from orchestrator.holdout import HoldoutData, HoldoutGuard
-from orchestrator.retrain import fit_and_refit
+from orchestrator.promotion.baselines import baseline_forecasts, fit_baselines
+from orchestrator.promotion.evaluation import judge, outputs_on_test
+from orchestrator.promotion.holdout import HoldoutData, HoldoutGuard
+from orchestrator.promotion.retrain import fit_and_refit
+from orchestrator.stats.fdr import FDR_LEVEL, adjust, iu_p_of
 from trainables.artifacts import save_run
-from trainables.presets import PRESETS
-from trainables.synthetic import make_universe
-from trainables.table import build_table, holdout_split
+from trainables.bars.synthetic import make_universe
+from trainables.parameters.presets import PRESETS
+from trainables.prep.model_table import build_table, holdout_split
 
 
 def judged_p(bars: pd.DataFrame, cfg, work: Path) -> float:

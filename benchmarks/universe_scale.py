@@ -29,9 +29,9 @@ from pathlib import Path
 import psutil
 import ray
 
-from orchestrator.spec import SweepSpec
-from orchestrator.universe import run_universe
-from trainables.synthetic import make_universe
+from orchestrator.sweep.spec import SweepSpec
+from orchestrator.universe.run import run_universe
+from trainables.bars.synthetic import make_universe
 
 
 class PeakRSS:
@@ -94,7 +94,7 @@ def main() -> None:
 
 
 def report(args, u: Path, root: Path, wall: float, first: float, rss: PeakRSS) -> None:
-    from orchestrator.tracking import SweepTracker
+    from orchestrator.tracking.sweep_runs import SweepTracker
 
     n, trials = args.tickers, args.tickers * args.trials
     tune = u / "tune"
@@ -139,10 +139,10 @@ def report(args, u: Path, root: Path, wall: float, first: float, rss: PeakRSS) -
 
 
 def _one_ticker_data(args):
-    from orchestrator.prepare import prepare_sweep_data
-    from orchestrator.spaces import load_space
-    from orchestrator.spec import base_config, longest_sequence
-    from trainables.synthetic import make_bars
+    from orchestrator.sweep.prepare import prepare_sweep_data
+    from orchestrator.sweep.spaces import load_space
+    from orchestrator.sweep.spec import base_config, longest_sequence
+    from trainables.bars.synthetic import make_bars
 
     spec = SweepSpec(space=args.space, folds=args.folds)
     space = load_space(args.space)

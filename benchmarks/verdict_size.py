@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from orchestrator.significance import (  # noqa: E402
+from orchestrator.stats.significance import (  # noqa: E402
     ALPHA,
     detectable_factor,
     ewc_standard_error,
@@ -98,7 +98,7 @@ OUTCOMES = {
 
 def ewc_t(d: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray, int]:
     """(t statistics, standard errors, dof) of the EWC test of each column's mean: the
-    standard error ``orchestrator.significance`` computes for one series, for all at once."""
+    standard error ``orchestrator.stats.significance`` computes for one series, for all at once."""
     se, dof = ewc_standard_error(d, horizon)
     with np.errstate(divide="ignore", invalid="ignore"):
         return d.mean(axis=0) / se, se, dof

@@ -2,7 +2,7 @@
 
 A sweep's own Ray (no ``--address``) and its dashboard end with the sweep. A head started
 here outlives its sweeps: ``python -m orchestrator.tune --address auto ...`` runs each sweep
-on it as a Ray job named after the sweep (orchestrator/jobs.py), so the dashboard's Jobs page
+on it as a Ray job named after the sweep (orchestrator/sweep/jobs.py), so the dashboard's Jobs page
 lists every sweep since the head started, with its settings and its output. The job list
 lives in the head's memory and goes with ``stop``; MLflow and results/<name>/ stay the
 permanent record.
@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator import ray_auth
-from orchestrator.head import (
+from orchestrator.runtime import ray_auth
+from orchestrator.runtime.head import (
     Head,
     default_temp_dir,
     head_jobs,

@@ -8,7 +8,7 @@
 Pure reading: it opens only the files a sweep and a promotion write (sweep.json,
 leaderboard.parquet, fold_audit.csv, promoted.json and, while a sweep runs, its optuna.db
 read-only), never takes a folder's lock (it only asks who holds it, to tell a running sweep
-from one that was killed: orchestrator.folder_lock.holder) and never starts Ray, so it works
+from one that was killed: orchestrator.records.folder_lock.holder) and never starts Ray, so it works
 while a sweep runs and on a machine without one. A folder it cannot read is one line, not a traceback; an unknown sweep
 is one line on stderr and exit code 2.
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.folder_lock import effective_status, holder
-from orchestrator.leaderboard import BASELINE, table_text
-from orchestrator.record import RECORD_FILE
-from orchestrator.show_universe import describe_universe, is_universe, ticker_folder, universe_row
+from orchestrator.records.folder_lock import effective_status, holder
+from orchestrator.records.leaderboard import BASELINE, table_text
+from orchestrator.records.sweep_record import RECORD_FILE
+from orchestrator.universe.show import describe_universe, is_universe, ticker_folder, universe_row
 from trainables.errors import ConfigError, UserError
 
 __all__ = ["describe_sweep", "list_sweeps", "main"]
@@ -79,7 +79,7 @@ def _leaderboard(out_dir: Path) -> pd.DataFrame | None:
 
 def _status(out_dir: Path, record: dict) -> str:
     """The record's status as it is now: a ``running`` record whose lock nobody holds was
-    left by a sweep that ended without closing it (orchestrator.folder_lock; the lock is
+    left by a sweep that ended without closing it (orchestrator.records.folder_lock; the lock is
     looked at, never taken)."""
     status = record.get("status", "unknown")
     now = holder(out_dir)
@@ -293,7 +293,7 @@ def list_sweeps(results_dir: Path) -> list[str]:
     for d in sorted(p for p in results_dir.iterdir() if p.is_dir()):
         if d.name.startswith(".") or d.name in _NOT_SWEEPS:
             continue
-        if is_universe(d):  # a universe: one row (orchestrator/show_universe.py)
+        if is_universe(d):  # a universe: one row (orchestrator/universe/show.py)
             try:
                 rows.append(universe_row(d))
             except (ConfigError, OSError, ValueError, KeyError) as err:

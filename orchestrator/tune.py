@@ -23,20 +23,30 @@ import sys
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
-from orchestrator.head import head_for
-from orchestrator.jobs import submit_sweep
-from orchestrator.names import check_existing_name, check_new_name
-from orchestrator.prepare import CV_SCHEMES
-from orchestrator.promote_spec import PromoteSpec
-from orchestrator.record import DECIDING, RECORD_FILE, RUNTIME, check_resume, read_record
-from orchestrator.spec import SCHEDULERS, SweepSpec, resolve_space
+from orchestrator.promotion.spec import PromoteSpec
+from orchestrator.records.names import check_existing_name, check_new_name
+from orchestrator.records.sweep_record import (
+    DECIDING,
+    RECORD_FILE,
+    RUNTIME,
+    check_resume,
+    read_record,
+)
+from orchestrator.records.universe_record import (
+    UNIVERSE_FILE,
+    is_universe,
+    read_universe_record,
+)
+from orchestrator.runtime.head import head_for
 from orchestrator.state_seal import seal_problem
-from orchestrator.sweep import run_sweep
-from orchestrator.universe_record import UNIVERSE_FILE, is_universe, read_universe_record
+from orchestrator.sweep.jobs import submit_sweep
+from orchestrator.sweep.prepare import CV_SCHEMES
+from orchestrator.sweep.run import run_sweep
+from orchestrator.sweep.spec import SCHEDULERS, SweepSpec, resolve_space
+from trainables.bars.sources import add_source_arguments
 from trainables.cli import ArgumentParser, bar_options, command_line, setting
-from trainables.config import choices_of
 from trainables.errors import ConfigError, UserError
-from trainables.sources import add_source_arguments
+from trainables.parameters.train_config import choices_of
 
 __all__ = ["main", "parse_args", "parse_duration"]
 
@@ -436,7 +446,7 @@ def _main(argv: list[str] | None, *, fast_start: bool = False) -> int:
         elif promotion is not None:
             # Promotion's modules (Ray Train, scikit-learn, statsmodels, matplotlib) load
             # only when it runs: a sweep alone starts seconds sooner without them.
-            from orchestrator.promote import promote
+            from orchestrator.promotion.run import promote
 
             promote(replace(promotion, name=outcome.name))
     except UserError as err:
@@ -454,7 +464,7 @@ def _main(argv: list[str] | None, *, fast_start: bool = False) -> int:
 def _universe(spec: SweepSpec, promotion: PromoteSpec | None) -> int:
     """A universe's run and its exit code: 1 when a ticker failed in training (every trial of
     it failed), 130/143 when interrupted (not by its time budget), else 0."""
-    from orchestrator.universe import run_universe  # here: it loads MLflow (not before Ray)
+    from orchestrator.universe.run import run_universe  # here: it loads MLflow (not before Ray)
 
     outcome = run_universe(spec)
     if outcome.failed:
@@ -470,13 +480,13 @@ def _universe(spec: SweepSpec, promotion: PromoteSpec | None) -> int:
     if promotion is not None and outcome.interrupted:
         print("the universe was interrupted: not promoting", file=sys.stderr)
     elif promotion is not None:
-        from orchestrator.universe_promote import promote_universe
+        from orchestrator.promotion.universe import promote_universe
 
         promote_universe(replace(promotion, name=outcome.name))
     return 0
 
 
 if __name__ == "__main__":
-    from orchestrator.ray_session import exit_without_teardown
+    from orchestrator.runtime.ray_session import exit_without_teardown
 
     exit_without_teardown(main(fast_start=True))

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from trainables.synthetic import make_bars
+from trainables.bars.synthetic import make_bars
 
 VIEW = "vw_ticker_timeseries"
 PRICES = ("open", "high", "low", "close")

@@ -12,7 +12,7 @@ import pytest
 
 from tests import pgserver
 from tests.bars_db import PgSchema
-from trainables.synthetic import make_bars
+from trainables.bars.synthetic import make_bars
 
 
 @pytest.fixture(scope="session")

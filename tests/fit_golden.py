@@ -4,7 +4,7 @@
     python -m tests.fit_golden gru        # only the named case(s)
 
 Regenerate only in a commit that explains why the trainer's numbers changed;
-tests/test_fit_golden.py compares every run with its file. Each case trains a 2-layer net
+tests/training/test_fit_golden.py compares every run with its file. Each case trains a 2-layer net
 with dropout on the CPU (one thread: oneDNN's results depend on the thread count) for a few
 epochs, on a train / early-stopping / evaluation split of ``make_bars``. Kept: the final
 weights, the predictions of the evaluation anchors, each epoch's losses, learning rate and
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from tests.folds import make_fold
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData
-from trainables.synthetic import make_bars
-from trainables.trainer import FitResult, fit
+from trainables.bars.synthetic import make_bars
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData
+from trainables.training.trainer import FitResult, fit
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 F_COLS = ("open", "high", "low", "close", "volume", "log_return")

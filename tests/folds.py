@@ -1,4 +1,4 @@
-"""One way for tests to cut a fold from bars, the way the product does (trainables.table)."""
+"""One way for tests to cut a fold from bars, the way the product does (trainables.prep.model_table)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData, Targets, prepare_fold_for
-from trainables.splits import FinalSplit
-from trainables.table import build_table, holdout_split
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData, Targets, prepare_fold_for
+from trainables.prep.model_table import build_table, holdout_split
+from trainables.prep.splits import FinalSplit
 
 
 @dataclass

@@ -10,7 +10,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from orchestrator.leaderboard import read_leaderboard
+from orchestrator.records.leaderboard import read_leaderboard
 
 # The leaderboard's trial status -> the Optuna state the sweep's searcher tells; a trial the
 # sweep was cut in (interrupted) stays RUNNING until a resumed run finishes it.

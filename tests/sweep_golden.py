@@ -3,7 +3,7 @@
     python -m tests.sweep_golden        # rewrite tests/golden/sweep_smoke.json from this code
 
 Regenerate only in a commit that explains why a sweep's answer changed (a refactor keeps it
-identical). tests/test_sweep.py runs the same sweep and compares its leaderboard: the sampled
+identical). tests/sweep/test_sweep.py runs the same sweep and compares its leaderboard: the sampled
 configs, statuses, where each pruned trial stopped, the objective and every per-fold score.
 Left out: trial ids (random) and timings. Kept beside it: every decision the scheduler made
 (a rung cutoff, the fold race, the incumbent), with the two numbers it compared, so the test
@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import ray
 
-import orchestrator.tuner
-from orchestrator.sweep import SweepSpec, run_sweep
+import orchestrator.sweep.tuner
+from orchestrator.sweep.run import SweepSpec, run_sweep
 from tests.fit_golden import GOLDEN_RTOL, platform
 
 GOLDEN = Path(__file__).parent / "golden" / "sweep_smoke.json"
@@ -51,17 +51,17 @@ def leaderboard(results_dir: Path) -> dict:
     """The sweep's leaderboard as JSON-ready columns and rows (floats keep every bit; a
     missing value is None), and the scheduler's decisions in the order it made them."""
     made = []
-    factory = orchestrator.tuner.scheduler
+    factory = orchestrator.sweep.tuner.scheduler
 
     def keep(*args, **kwargs):  # the sweep's own scheduler, kept to read its decisions
         made.append(factory(*args, **kwargs))
         return made[-1]
 
-    orchestrator.tuner.scheduler = keep
+    orchestrator.sweep.tuner.scheduler = keep
     try:
         board = run_sweep(spec(results_dir), log=lambda *_: None).leaderboard
     finally:
-        orchestrator.tuner.scheduler = factory
+        orchestrator.sweep.tuner.scheduler = factory
     board = board.drop(columns=list(VOLATILE)).astype(object)
     rows = [[None if pd.isna(v) else v for v in row] for row in board.itertuples(index=False)]
     decisions = [_decision(d) for d in made[0].decisions]

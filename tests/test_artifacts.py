@@ -11,10 +11,10 @@ import torch
 
 from tests.folds import make_fold
 from trainables.artifacts import FILES, load_run, predict, save_run
-from trainables.config import TrainConfig
+from trainables.bars.synthetic import make_bars
 from trainables.errors import DataError
-from trainables.synthetic import make_bars
-from trainables.trainer import fit
+from trainables.parameters.train_config import TrainConfig
+from trainables.training.trainer import fit
 
 
 @pytest.fixture(autouse=True)

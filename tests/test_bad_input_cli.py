@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_bad_input_property import _apply, _parquet_bytes, _retime
-from trainables.synthetic import make_bars
+from trainables.bars.synthetic import make_bars
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,12 +28,12 @@ import pandas as pd
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.names import RESERVED
-from trainables.bar_checks import MAX_ABS
-from trainables.data import REQUIRED_COLUMNS, load_bars
+from orchestrator.records.names import RESERVED
+from trainables.bars.checks import MAX_ABS
+from trainables.bars.files import REQUIRED_COLUMNS, load_bars
+from trainables.bars.synthetic import make_bars
 from trainables.errors import DataError, DataWarning
-from trainables.features import build_features
-from trainables.synthetic import make_bars
+from trainables.prep.features import build_features
 
 F_COLS = ["open", "high", "low", "close", "volume", "log_return", "hl_range", "volume_ratio"]
 EXTRA = ["rsi", "sma_gap", "volatility", "log_volume"]
@@ -251,8 +251,8 @@ def test_names_and_output_folders_pass_or_fail_in_one_line_before_any_work(tmp_p
     # Any name in any kind of results folder: the checks a sweep makes before any work pass
     # exactly when the name is a valid new name and the folder can take a sweep; otherwise
     # the CLI says why in one line (naming --name or the folder), exits 2, writes nothing.
-    from orchestrator.preflight import check_request
-    from orchestrator.spec import SweepSpec
+    from orchestrator.sweep.preflight import check_request
+    from orchestrator.sweep.spec import SweepSpec
     from orchestrator.tune import main as tune_main
     from tests.mounts import fill, read_only, small_fs
     from trainables.errors import UserError

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from orchestrator import ray_auth
-from orchestrator.head import STATE_FILE, Head, head_for, running_head
+from orchestrator.runtime.head import STATE_FILE, Head, head_for, running_head
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import ray
 
-import orchestrator.record as record_module
-import orchestrator.sweep as sweep_module
-from orchestrator.folder_lock import effective_status, holder
-from orchestrator.predict import main as predict_main
-from orchestrator.promote import main as promote_main
-from orchestrator.sweep import SweepSpec, run_sweep
+import orchestrator.records.sweep_record as record_module
+import orchestrator.sweep.run as sweep_module
+from orchestrator.models.predict import main as predict_main
+from orchestrator.promotion.run import main as promote_main
+from orchestrator.records.folder_lock import effective_status, holder
+from orchestrator.sweep.run import SweepSpec, run_sweep
 from orchestrator.tune import main as tune_main
 from tests.mounts import fill, read_only, small_fs
 from tests.study_check import assert_study_matches
@@ -130,7 +130,7 @@ def test_impossible_resources_are_refused_before_ray_starts_and_nothing_is_writt
 
 
 class _FullDisk:
-    """``orchestrator.record._write`` failing with ENOSPC as on a full disk: every write
+    """``orchestrator.records.sweep_record._write`` failing with ENOSPC as on a full disk: every write
     (``first_trial=False``), or from the first trial's status on."""
 
     def __init__(self, real, *, first_trial: bool) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
-from orchestrator.folder_lock import FolderLock
-from orchestrator.preflight import StartGuard
-from orchestrator.spaces import load_space
-from orchestrator.sweep import _data_and_record, base_config
+from orchestrator.records.folder_lock import FolderLock
+from orchestrator.sweep.preflight import StartGuard
+from orchestrator.sweep.run import _data_and_record, base_config
+from orchestrator.sweep.spaces import load_space
 from orchestrator.tune import parse_args
-from trainables.synthetic import make_bars
+from trainables.bars.synthetic import make_bars
 
 BARS = 200_000
 BAR_BYTES = 48  # a bar's own numbers: five float64 columns and its time
@@ -19,7 +19,7 @@ BAR_BYTES = 48  # a bar's own numbers: five float64 columns and its time
 
 def test_the_driver_holds_at_most_four_copies_of_the_bars(tmp_path):
     # Rule: reading, checking, featurising, folding and the CV baselines of a 200k-bar
-    # file (the command line's path, orchestrator.sweep._data_and_record) peak at <= 4
+    # file (the command line's path, orchestrator.sweep.run._data_and_record) peak at <= 4
     # copies of the bars' 48 B (tracemalloc: numpy's and Python's allocations, not Arrow's
     # pool; measured 150 B/bar), and the arrays the trials read, the record and the
     # baselines are what stays: <= 1.5 copies (measured 43 B/bar; with the bars kept

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from trainables.data import load_bars
+from trainables.bars.files import load_bars
+from trainables.bars.synthetic import make_bars
 from trainables.errors import DataError
-from trainables.synthetic import make_bars
 from trainables.train import main as train_main
 
 HEAD = b"timestamp,open,high,low,close,volume\n"

@@ -19,9 +19,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from orchestrator.leaderboard import read_leaderboard
-from orchestrator.sweep import SweepSpec, run_sweep
-from orchestrator.tracking import default_tracking_uri, find_child_runs
+from orchestrator.records.leaderboard import read_leaderboard
+from orchestrator.sweep.run import SweepSpec, run_sweep
+from orchestrator.tracking.sweep_runs import default_tracking_uri, find_child_runs
 from tests.study_check import assert_study_matches
 from tests.test_multinode import (
     ROOT,

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.leaderboard import read_leaderboard
-from orchestrator.tracking import default_tracking_uri, find_child_runs
+from orchestrator.records.leaderboard import read_leaderboard
+from orchestrator.tracking.sweep_runs import default_tracking_uri, find_child_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]

@@ -19,11 +19,16 @@ import numpy as np
 import optuna
 import pytest
 
-from orchestrator.cv_baselines import CVBaseline
-from orchestrator.folder_lock import FolderLock
-from orchestrator.leaderboard import TrialRecord, build_leaderboard, with_baselines, write_results
+from orchestrator.records.folder_lock import FolderLock
+from orchestrator.records.leaderboard import (
+    TrialRecord,
+    build_leaderboard,
+    with_baselines,
+    write_results,
+)
 from orchestrator.show import describe_sweep, list_sweeps, main
-from trainables.splits import PurgedWalkForward, audit_frame
+from orchestrator.sweep.cv_baselines import CVBaseline
+from trainables.prep.splits import PurgedWalkForward, audit_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 

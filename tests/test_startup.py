@@ -20,24 +20,27 @@ PROMOTION_ONLY = (
     "matplotlib",
     "statsmodels",
     "orchestrator.promote",
-    "orchestrator.plots",
+    "orchestrator.promotion.run",  # the code of `python -m orchestrator.promote`
+    "orchestrator.promotion.evaluation",
+    "orchestrator.promotion.plots",
     "orchestrator.report",
-    "orchestrator.significance",
-    "orchestrator.retrain",
-    "orchestrator.registry",  # since #25: the promoted model's run and registry entry
-    "orchestrator.pyfunc_model",
-    "orchestrator.report_layout",
+    "orchestrator.promotion.report",
+    "orchestrator.stats.significance",
+    "orchestrator.promotion.retrain",
+    "orchestrator.models.registry",  # since #25: the promoted model's run and registry entry
+    "orchestrator.models.pyfunc_model",
+    "orchestrator.promotion.report_layout",
     "orchestrator.show",
 )
 
 _SWEEP_PATH = """
 import json, sys
 from orchestrator.tune import build_parser, parse_args
-from orchestrator.sweep import base_config, run_sweep
-from orchestrator.cv_baselines import cv_baselines
-from orchestrator.spaces import load_space
-from orchestrator.sweep import _sweep_data
-from orchestrator.sweep_data import load_sweep_bars
+from orchestrator.sweep.run import base_config, run_sweep
+from orchestrator.sweep.cv_baselines import cv_baselines
+from orchestrator.sweep.spaces import load_space
+from orchestrator.sweep.run import _sweep_data
+from orchestrator.sweep.data_source import load_sweep_bars
 
 build_parser().format_help()  # what --help does
 parse_args(["--trials", "50"])  # the bare command: --space auto asks for a CUDA GPU
@@ -62,7 +65,7 @@ def test_a_sweep_loads_no_promotion_module():
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
-    assert "orchestrator.sweep" in loaded and "orchestrator.ridge" in loaded
+    assert "orchestrator.sweep.run" in loaded and "orchestrator.promotion.ridge" in loaded
     found = sorted(m for m in loaded if m.split(".")[0] in PROMOTION_ONLY or m in PROMOTION_ONLY)
     assert not found, f"a sweep loaded promotion-only modules: {found}"
     # Nor torch (the trials' processes load it; on a machine without a GPU driver --space
@@ -72,7 +75,7 @@ def test_a_sweep_loads_no_promotion_module():
 
 
 def _gpu_driver() -> bool:
-    from orchestrator.spec import gpu_driver_present
+    from orchestrator.sweep.spec import gpu_driver_present
 
     return gpu_driver_present()
 
@@ -81,16 +84,16 @@ def test_the_cuda_probe_agrees_with_torch():
     # Where no GPU driver is found, torch finds no CUDA device either.
     import torch
 
-    from orchestrator.spec import cuda_available
+    from orchestrator.sweep.spec import cuda_available
 
     assert cuda_available() == torch.cuda.is_available()
 
 
 def test_a_data_error_while_ray_starts_is_one_line_at_once(tmp_path):
-    # The command starts Ray beside reading the data (orchestrator/ray_start.py): a data
+    # The command starts Ray beside reading the data (orchestrator/runtime/ray_start.py): a data
     # error is still the only line (Ray's own warnings are held back), exit 2, nothing
     # written, and the command does not wait for Ray to come up and shut down.
-    from trainables.synthetic import make_bars
+    from trainables.bars.synthetic import make_bars
 
     bars = make_bars(1200)
     bars.iloc[600, bars.columns.get_loc("close")] = 1e300
@@ -115,8 +118,8 @@ def test_main_thread_imports_go_on_while_ray_starts_beside_them(tmp_path, monkey
     # guard's 120 s bound). Ray's lines come after, in order; stop() ends the start thread.
     import ray
 
-    from orchestrator.ray_start import BackgroundRay
-    from orchestrator.spec import SweepSpec
+    from orchestrator.runtime.ray_start import BackgroundRay
+    from orchestrator.sweep.spec import SweepSpec
 
     fresh = [m for m in ("xml.dom.minidom", "wave", "tabnanny") if m not in sys.modules]
     (tmp_path / "late_module_23.py").write_text("".join(f"import {m}\n" for m in fresh))

@@ -7,13 +7,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from orchestrator.outcome import SweepOutcome, print_summary
-from orchestrator.prepare import prepare_sweep_data
-from orchestrator.spaces import load_space
-from orchestrator.spec import SweepSpec, base_config, longest_sequence
+from orchestrator.sweep.prepare import prepare_sweep_data
+from orchestrator.sweep.results import SweepOutcome, print_summary
+from orchestrator.sweep.spaces import load_space
+from orchestrator.sweep.spec import SweepSpec, base_config, longest_sequence
 from orchestrator.tune import main as tune_main
+from trainables.bars.synthetic import make_bars
 from trainables.errors import DataError
-from trainables.synthetic import make_bars
 
 
 def _prepare(bars: pd.DataFrame, space: str, folds: int):

@@ -13,8 +13,8 @@ import torch
 
 import trainables.train as train_cli
 from trainables.artifacts import FILES
+from trainables.bars.synthetic import make_bars
 from trainables.errors import UserError
-from trainables.synthetic import make_bars
 
 TINY = [
     "--hidden_size",

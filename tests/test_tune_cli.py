@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.tune import main, parse_args, promote_spec
-from trainables.synthetic import make_bars
+from trainables.bars.synthetic import make_bars
 
 
 def run_cli(capsys, tmp_path, *args: str) -> tuple[int, str]:
@@ -89,7 +89,7 @@ def test_set_types_values_from_the_training_config():
 def test_space_auto_fits_the_machine(monkeypatch, gpu, space, share):
     # The bare command picks the CPU-sized space without a CUDA GPU and the GPU-sized one
     # (batch_size auto, a quarter GPU per trial) with one; the choice names the sweep.
-    import orchestrator.spec as sweep
+    import orchestrator.sweep.spec as sweep
 
     monkeypatch.setattr(sweep, "cuda_available", lambda: gpu)
     spec = parse_args(["--trials", "50"])
@@ -170,8 +170,8 @@ def test_reading_a_sweep_needs_no_ray():
     import sys
 
     code = (
-        "import sys; import orchestrator.holdout, orchestrator.report, orchestrator.spec, "
-        "orchestrator.record; print('ray' in sys.modules)"
+        "import sys; import orchestrator.promotion.holdout, orchestrator.report, orchestrator.sweep.spec, "
+        "orchestrator.records.sweep_record; print('ray' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

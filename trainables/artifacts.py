@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData
 from trainables.errors import DataError
-from trainables.metrics import CLASS_NAMES, outputs_to_predictions
-from trainables.model import SequenceModel
-from trainables.scaling import scaler_from_dict
-from trainables.trainer import FitResult, evaluate, predict_scaled
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData
+from trainables.prep.scaling import scaler_from_dict
+from trainables.training.metrics import CLASS_NAMES, outputs_to_predictions
+from trainables.training.network import SequenceModel
+from trainables.training.trainer import FitResult, evaluate, predict_scaled
 
 __all__ = ["FILES", "LoadedRun", "load_run", "predict", "save_run"]
 

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from trainables.bar_checks import DEFAULT_MAX_JUMP
-from trainables.config import ALIASES, specs, unknown_parameter
+from trainables.bars.checks import DEFAULT_MAX_JUMP
+from trainables.bars.timestamps import DST_CHOICES
 from trainables.errors import ConfigError, DataWarning, shown
-from trainables.timestamps import DST_CHOICES
-from trainables.values import read_value
+from trainables.parameters.train_config import ALIASES, specs, unknown_parameter
+from trainables.parameters.values import read_value
 
 __all__ = [
     "ArgumentParser",
@@ -132,7 +132,7 @@ def parse_value(name: str, text: str) -> Any:
 
     A text parameter (a choice, a column, a ticker) takes the text as typed (``--ticker 7203``
     stays '7203'); a list parameter also takes ``a,b,c``; anything else is read by
-    :func:`trainables.values.read_value`, as in a ``--config`` or space file (``1e-3`` is a
+    :func:`trainables.parameters.values.read_value`, as in a ``--config`` or space file (``1e-3`` is a
     number, only true/false are booleans). Ranges are TrainConfig's to check.
     """
     canonical = ALIASES.get(name, name)

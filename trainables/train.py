@@ -30,6 +30,9 @@ import torch
 
 from trainables.artifacts import save_run
 from trainables.atomic import partial_name
+from trainables.bars.provenance import at_row, origin_of
+from trainables.bars.sources import BarSource, add_source_arguments, read_bars, run_columns
+from trainables.bars.synthetic import make_bars
 from trainables.cli import (
     ArgumentParser,
     bar_options,
@@ -37,21 +40,24 @@ from trainables.cli import (
     interrupt_exit_code,
     parse_value,
 )
-from trainables.config import ALIASES, SECTIONS, TrainConfig, specs, unknown_parameter
-from trainables.dataset import Targets, prepare_fold_for
 from trainables.disk import as_disk_error, check_writable
 from trainables.errors import ConfigError, DataError, UserError
-from trainables.labels import describe_targets
-from trainables.naive import naive_forecast, naive_kind
-from trainables.origin import at_row, origin_of
-from trainables.params import Spec, default_text, range_text
-from trainables.presets import PRESETS
-from trainables.sources import BarSource, add_source_arguments, read_bars, run_columns
-from trainables.splits import FinalSplit
-from trainables.synthetic import make_bars
-from trainables.table import build_table, holdout_split
-from trainables.trainer import fit
-from trainables.values import read_mapping_file
+from trainables.parameters.fields import Spec, default_text, range_text
+from trainables.parameters.presets import PRESETS
+from trainables.parameters.train_config import (
+    ALIASES,
+    SECTIONS,
+    TrainConfig,
+    specs,
+    unknown_parameter,
+)
+from trainables.parameters.values import read_mapping_file
+from trainables.prep.dataset import Targets, prepare_fold_for
+from trainables.prep.labels import describe_targets
+from trainables.prep.model_table import build_table, holdout_split
+from trainables.prep.naive import naive_forecast, naive_kind
+from trainables.prep.splits import FinalSplit
+from trainables.training.trainer import fit
 
 __all__ = ["add_training_flags", "build_config", "default_preset", "main", "run"]
 
@@ -342,7 +348,7 @@ def _test_summary(out: Path) -> str:
         if k in metrics
     ]
     if "naive_mse" in metrics:
-        # skill is against the naive forecast that fits the target (trainables.naive):
+        # skill is against the naive forecast that fits the target (trainables.prep.naive):
         # persistence for a price level, the training mean for a return
         naive = " and ".join(dict.fromkeys(metrics.get("naive") or ["naive"]))
         parts.append(

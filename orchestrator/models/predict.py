@@ -11,7 +11,7 @@
 ``--model`` is a seed folder (one saved run: that model) or a rank folder (``models/<rank>``:
 the mean of its seeds' outputs, the promoted "seed ensemble"; class probabilities are
 averaged, i.e. a soft vote). Each run uses its own saved scaler and settings. ``--data`` is a
-file or a database URL (with ``--table``/``--query``, as for a sweep: trainables.sources);
+file or a database URL (with ``--table``/``--query``, as for a sweep: trainables.bars.sources);
 without it the built-in data of the sweep that made the model is used. Data lacking a column
 the model was trained on is refused with one line naming the missing columns (exit 2).
 
@@ -36,14 +36,14 @@ import pyarrow.parquet as pq
 
 from trainables.artifacts import LoadedRun, load_run, predict
 from trainables.atomic import write_file
+from trainables.bars.files import REQUIRED_COLUMNS
+from trainables.bars.provenance import at_row, source_of
+from trainables.bars.sources import BarSource, add_source_arguments, read_bars
+from trainables.bars.synthetic import make_bars
 from trainables.cli import ArgumentParser, bar_options, command_line, interrupt_exit_code
-from trainables.data import REQUIRED_COLUMNS
 from trainables.disk import check_writable
 from trainables.errors import ConfigError, DataError, UserError
-from trainables.features import FEATURES, build_features, warmup_rows
-from trainables.origin import at_row, source_of
-from trainables.sources import BarSource, add_source_arguments, read_bars
-from trainables.synthetic import make_bars
+from trainables.prep.features import FEATURES, build_features, warmup_rows
 
 __all__ = ["OUT_SUFFIXES", "load_model", "main", "needed_columns", "predict_bars"]
 
@@ -200,7 +200,7 @@ def _parser() -> ArgumentParser:
         "--name",
         help="instead of --model: a universe in --results-dir; every promoted ticker's model "
         "forecasts its own bars of --data (a long table with a ticker column), or only "
-        "--ticker's (orchestrator/universe_predict.py)",
+        "--ticker's (orchestrator/models/universe_predict.py)",
     )
     p.add_argument("--results-dir", default="results", help="with --name (default: %(default)s)")
     p.add_argument(
@@ -264,7 +264,7 @@ def _emit(preds: pd.DataFrame, out: Path | None, log, *, what: str) -> None:
 
 def _universe(args, log) -> pd.DataFrame:
     """--name: a universe's promoted models (one ticker's with --ticker) on --data's bars."""
-    from orchestrator.universe_predict import universe_models, universe_predictions
+    from orchestrator.models.universe_predict import universe_models, universe_predictions
 
     models = universe_models(Path(args.results_dir) / args.name, rank=args.rank, ticker=args.ticker)
     if args.data is None and args.data_env is None:

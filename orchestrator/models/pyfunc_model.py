@@ -7,8 +7,8 @@ and MLflow 3 refuses to load such a pickle without an opt-in.
 
 ``load_context`` reads the artifact ``model`` (the rank folder ``models/<rank>``: one
 ``seed<k>/`` per seed, each ``model.pt`` read with ``torch.load(weights_only=True)``,
-``scaler.json`` and ``config.json``) through ``orchestrator.predict.load_model``, and
-``predict`` is ``orchestrator.predict.predict_bars``: the same forecasts, bar for bar, as
+``scaler.json`` and ``config.json``) through ``orchestrator.models.predict.load_model``, and
+``predict`` is ``orchestrator.models.predict.predict_bars``: the same forecasts, bar for bar, as
 ``python -m orchestrator.predict --model models/<rank>``.
 
 Input: bars with a ``timestamp`` column (a signature carries no index) and the columns the
@@ -31,13 +31,13 @@ class BarForecaster(PythonModel):
     """Forecasts for every bar that ends a full window (the seeds' mean)."""
 
     def load_context(self, context) -> None:
-        from orchestrator.predict import load_model  # the project: installed where it serves
+        from orchestrator.models.predict import load_model  # the project: installed where it serves
 
         self.runs = load_model(context.artifacts["model"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from orchestrator.predict import predict_bars
-        from trainables.data import bars_from_frame
+        from orchestrator.models.predict import predict_bars
+        from trainables.bars.files import bars_from_frame
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         bars = bars_from_frame(frame, "the model input")

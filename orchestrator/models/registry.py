@@ -4,7 +4,7 @@ Promotion logs one run, ``promoted-<time>``, in the sweep's experiment, nested u
 sweep's parent run by the ``mlflow.parentRunId`` tag; the parent itself is never reopened,
 so it keeps the start and end times of the sweep. The run holds the test metrics, the
 verdict (tag and description), ``promoted.json`` and the model: an MLflow pyfunc model
-logged from code (``orchestrator/pyfunc_model.py``; no pickle), whose artifact ``model`` is
+logged from code (``orchestrator/models/pyfunc_model.py``; no pickle), whose artifact ``model`` is
 the rank folder (every seed's ``model.pt``, ``scaler.json``, ``config.json``).
 
 It is then registered as a new version of ``lstm-<sweep>``, with tags and a description
@@ -34,7 +34,8 @@ from mlflow.types import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
-from orchestrator.mlflow_store import (
+from orchestrator.stats.verdicts import fmt_p
+from orchestrator.tracking.store import (
     artifact_location,
     as_text,
     fast_fail_http,
@@ -44,8 +45,7 @@ from orchestrator.mlflow_store import (
     sqlite_path,
     truncate,
 )
-from orchestrator.tracking import TRACKING_ERRORS
-from orchestrator.verdicts import fmt_p
+from orchestrator.tracking.sweep_runs import TRACKING_ERRORS
 
 __all__ = [
     "CANDIDATE",
@@ -115,7 +115,7 @@ def version_tags(index: dict, sweep: dict, *, alias: str) -> dict[str, str]:
     tags = {
         "verdict": chosen["verdict"],
         "beats_baselines": str(beats_every_baseline(chosen)).lower(),
-        # the intersection-union p-value of "better than every baseline" (orchestrator.verdicts)
+        # the intersection-union p-value of "better than every baseline" (orchestrator.stats.verdicts)
         "iu_p": fmt_p(chosen["iu_p"]) if isinstance(chosen.get("iu_p"), float) else "",
         "alias_at_registration": alias,
         "sweep": index["sweep"],
@@ -159,8 +159,8 @@ def _description(index: dict, sweep: dict, alias: str) -> str:
 
 def signature_of(model_dir: Path) -> ModelSignature:
     """Inputs: the timestamp as a column (a signature has no index) and the bar columns the
-    model reads; outputs: what ``orchestrator.predict.predict_bars`` returns."""
-    from orchestrator.predict import load_model, needed_columns
+    model reads; outputs: what ``orchestrator.models.predict.predict_bars`` returns."""
+    from orchestrator.models.predict import load_model, needed_columns
 
     runs = load_model(model_dir)
     inputs = [ColSpec("datetime", "timestamp")]

@@ -5,7 +5,7 @@
 
 Each ticker's promoted model (``tickers/<folder>/models/<rank>``, the seed ensemble) forecasts
 that ticker's bars, read from a long file or a database relation once
-(trainables/universe_bars.py). The output is one long table: ``ticker`` then the columns a
+(trainables/bars/universe.py). The output is one long table: ``ticker`` then the columns a
 single model's ``predict`` writes, indexed by the bar's timestamp. Tickers of the data
 without a promoted model, and promoted tickers absent from the data, are named in one line
 each (on stderr) and left out; none at all is an error.
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.tickers import ticker_dir
-from orchestrator.universe_record import read_universe_record
+from orchestrator.records.tickers import ticker_dir
+from orchestrator.records.universe_record import read_universe_record
+from trainables.bars.sources import BarSource
+from trainables.bars.universe import read_universe
 from trainables.errors import ConfigError, DataError
-from trainables.sources import BarSource
-from trainables.universe_bars import read_universe
 
 __all__ = ["universe_models", "universe_predictions"]
 

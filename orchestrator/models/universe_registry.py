@@ -1,9 +1,9 @@
 """A universe's registered models after its verdict: ``champion`` only for the FDR's winners.
 
 Each ticker's promotion registers its model as a version of ``lstm-<universe>-<folder>``
-(orchestrator/registry.py) with ``champion`` when it beats every baseline on its own test
+(orchestrator/models/registry.py) with ``champion`` when it beats every baseline on its own test
 part. Across many tickers some do so by chance, so once the universe's verdict is in
-(orchestrator/universe_promote.py) a ticker keeps ``champion`` only if it also survives the
+(orchestrator/promotion/universe.py) a ticker keeps ``champion`` only if it also survives the
 Benjamini-Yekutieli adjustment; a ticker that beat its baselines alone but not after the
 adjustment gets ``candidate`` on that version instead (``models:/<name>@champion`` then
 loads nothing rather than a chance winner). Every version registered by the universe is
@@ -18,10 +18,10 @@ import contextlib
 
 from mlflow.tracking import MlflowClient
 
-from orchestrator.mlflow_store import fast_fail_http, short_reason
-from orchestrator.registry import CANDIDATE, CHAMPION
-from orchestrator.tracking import TRACKING_ERRORS
-from orchestrator.verdicts import fmt_p
+from orchestrator.models.registry import CANDIDATE, CHAMPION
+from orchestrator.stats.verdicts import fmt_p
+from orchestrator.tracking.store import fast_fail_http, short_reason
+from orchestrator.tracking.sweep_runs import TRACKING_ERRORS
 
 __all__ = ["alias_line", "settle_aliases"]
 

@@ -2,7 +2,7 @@
 
 Every number is computed on the same test anchors (``HoldoutRows``), in original units:
 
-* regression: the **naive forecast** of ``trainables.naive`` per target (persistence, "the
+* regression: the **naive forecast** of ``trainables.prep.naive`` per target (persistence, "the
   value ``horizon`` bars ahead is the value now", for a level such as close; the training
   mean for a return-like target such as log_return), and a **ridge** regression on the
   flattened scaled windows the models read;
@@ -22,18 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from orchestrator.holdout import HoldoutRows, TrainingTable
-from orchestrator.ridge import RidgeGram
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData, prepare_fold_for, scaled_columns
-from trainables.metrics import (
+from orchestrator.promotion.holdout import HoldoutRows, TrainingTable
+from orchestrator.promotion.ridge import RidgeGram
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData, prepare_fold_for, scaled_columns
+from trainables.prep.naive import naive_forecast, naive_kinds, residual_applies
+from trainables.prep.windows import sliding_windows
+from trainables.training.metrics import (
     CLASS_NAMES,
     classification_metrics,
     persistence_metrics,
     regression_metrics,
 )
-from trainables.naive import naive_forecast, naive_kinds, residual_applies
-from trainables.windows import sliding_windows
 
 __all__ = [
     "BaselineModels",
@@ -86,7 +86,7 @@ class LinearBaseline:
 
     ``fit`` reads the training table only; ``predict`` the test part. Regression predicts
     the change from the last input value for a level target that is an input (as the
-    models' ``residual`` option does, ``trainables.naive.residual_applies``), so it starts
+    models' ``residual`` option does, ``trainables.prep.naive.residual_applies``), so it starts
     from persistence, not from zero; a return-like target is predicted directly.
     """
 

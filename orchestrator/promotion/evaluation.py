@@ -3,7 +3,7 @@
 Each saved run predicts the test anchors through ``artifacts.predict`` (the path
 ``python -m orchestrator.predict`` takes); each rank's seeds are averaged into its seed
 ensemble, the ranks' ensembles into the top-k ensemble; each ensemble is scored, compared
-with every baseline (``orchestrator.verdicts``) and given its verdict. The chosen model's
+with every baseline (``orchestrator.stats.verdicts``) and given its verdict. The chosen model's
 (the lowest rank with a model: picked by CV rank before the test part opened) is the answer;
 the other ranks' and the top-k ensemble's are labelled descriptive.
 
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.baselines import score
-from orchestrator.holdout import HoldoutRows, Pick, write_json
-from orchestrator.verdicts import (
+from orchestrator.promotion.baselines import score
+from orchestrator.promotion.holdout import HoldoutRows, Pick, write_json
+from orchestrator.stats.verdicts import (
     Comparison,
     classification_comparisons,
     regression_comparisons,
@@ -30,7 +30,7 @@ from orchestrator.verdicts import (
 )
 from trainables.artifacts import load_run, predict
 from trainables.errors import TrainingError
-from trainables.metrics import CLASS_NAMES
+from trainables.training.metrics import CLASS_NAMES
 
 __all__ = [
     "add_test_results",

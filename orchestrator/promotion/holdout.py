@@ -33,15 +33,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.record import checked_record
-from orchestrator.spaces import load_space, space_from_dict
-from orchestrator.spec import SweepSpec, base_config, longest_sequence
-from orchestrator.sweep_data import reload_sweep_bars
-from trainables.config import ALIASES, DATA_SETTINGS, TrainConfig
-from trainables.dataset import Targets
+from orchestrator.records.sweep_record import checked_record
+from orchestrator.sweep.data_source import reload_sweep_bars
+from orchestrator.sweep.spaces import load_space, space_from_dict
+from orchestrator.sweep.spec import SweepSpec, base_config, longest_sequence
 from trainables.errors import ConfigError, shown
-from trainables.splits import FinalSplit, audit_frame
-from trainables.table import TableArrays, build_table, holdout_split
+from trainables.parameters.train_config import ALIASES, DATA_SETTINGS, TrainConfig
+from trainables.prep.dataset import Targets
+from trainables.prep.model_table import TableArrays, build_table, holdout_split
+from trainables.prep.splits import FinalSplit, audit_frame
 
 __all__ = [
     "DATA_SETTINGS",
@@ -196,7 +196,7 @@ def load_holdout(
 
     The bars are the sweep's snapshot, or its source read up to its ``end`` (``data`` /
     ``data_env``: the same database given with credentials); their fingerprint must be the
-    recorded one (orchestrator.sweep_data)."""
+    recorded one (orchestrator.sweep.data_source)."""
     sweep = read_sweep(out_dir) if sweep is None else sweep
     spec = sweep_spec(sweep)
     # The space as the sweep loaded it (an edited YAML file must not move the test part).

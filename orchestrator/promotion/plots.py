@@ -2,7 +2,7 @@
 turns it into the report's inline PNG (base64).
 
 Legends sit outside the axes (right of them, or below a row of axes), so they never cover
-a curve; tests/test_report.py checks every figure for it. A plot that cannot be drawn
+a curve; tests/promotion/test_report.py checks every figure for it. A plot that cannot be drawn
 raises ValueError / KeyError / OSError...; the report turns that into a note instead.
 """
 
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure  # no pyplot: no global figures, no GUI bac
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from trainables.metrics import CLASS_NAMES
+from trainables.training.metrics import CLASS_NAMES
 
 __all__ = [
     "equity_plot",

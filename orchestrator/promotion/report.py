@@ -19,13 +19,13 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from orchestrator import plots
-from orchestrator.holdout import read_sweep
-from orchestrator.leaderboard import BASELINE, trial_rows
-from orchestrator.report_layout import CSS, audit_view, table_html, table_md
-from orchestrator.spaces import load_space, to_optuna
-from orchestrator.trading import summary_line as trading_line
-from orchestrator.verdicts import INTERVAL, fmt_p
+from orchestrator.promotion import plots
+from orchestrator.promotion.holdout import read_sweep
+from orchestrator.promotion.report_layout import CSS, audit_view, table_html, table_md
+from orchestrator.records.leaderboard import BASELINE, trial_rows
+from orchestrator.stats.trading import summary_line as trading_line
+from orchestrator.stats.verdicts import INTERVAL, fmt_p
+from orchestrator.sweep.spaces import load_space, to_optuna
 from trainables.errors import UserError
 
 __all__ = [

@@ -4,7 +4,7 @@ A table overflows when its columns' unbreakable contents add up to more than the
 cells are written as text (5 significant digits, empty for a missing value), headers may
 break after an underscore (``objective_std``), and an audit's ``<part>_first``/``_last`` row and
 time columns become one range per part (``15..337``, ``2020-01-01 16:00 .. 2020-01-15
-02:00``), which wraps at its spaces. tests/test_report.py checks the page in the default
+02:00``), which wraps at its spaces. tests/promotion/test_report.py checks the page in the default
 suite (CSS and column counts) and in headless Chromium (slow).
 """
 

@@ -34,13 +34,13 @@ from ray.train import Checkpoint, CheckpointConfig, LoggingConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
-from orchestrator.holdout import Pick, TrainingTable, write_json
-from orchestrator.ray_session import on_this_ray
+from orchestrator.promotion.holdout import Pick, TrainingTable, write_json
+from orchestrator.runtime.ray_session import on_this_ray
 from trainables.artifacts import save_run
-from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold_for
 from trainables.errors import TrainingError
-from trainables.trainer import fit
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import prepare_fold_for
+from trainables.training.trainer import fit
 
 __all__ = ["fit_and_refit", "train_all"]
 
@@ -225,7 +225,7 @@ def train_all(
         ),
     )
     try:
-        # In a task that knows this Ray's address (orchestrator.ray_session.on_this_ray): no
+        # In a task that knows this Ray's address (orchestrator.runtime.ray_session.on_this_ray): no
         # State API tracebacks from Ray Train where another Ray runs on the machine. Rank
         # 0's progress lines come back through the queue meanwhile.
         with _relay(progress, log):

@@ -2,7 +2,7 @@
 
 The same estimator as scikit-learn's ``Ridge(alpha)`` with its defaults (an unpenalised
 intercept: X and y centred on their training means, then ``(X'X + alpha I) w = X'y``, the
-system its ``cholesky`` solver solves for dense data); tests/test_ridge.py checks the two
+system its ``cholesky`` solver solves for dense data); tests/promotion/test_ridge.py checks the two
 agree. Written out because the sweep fits ridge on every CV fold for every window length
 before its first trial:
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainables.windows import sliding_windows
+from trainables.prep.windows import sliding_windows
 
 __all__ = ["CHUNK", "RidgeFit", "RidgeGram"]
 

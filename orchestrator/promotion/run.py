@@ -9,7 +9,7 @@ and evaluate once on the untouched test part against every baseline (the naive f
 ridge, or the majority class and logistic regression), with a significance test each, a
 trading view and the CV score's optimism. All (rank, seed) jobs run inside ONE Ray Train
 ``TorchTrainer`` (``--workers`` DDP workers, a GPU each when the cluster has them), so
-workers start once (``orchestrator.retrain``).
+workers start once (``orchestrator.promotion.retrain``).
 
 Writes ``results/<name>/models/<rank>/seed<k>/`` (model.pt, config.json, scaler.json,
 training_metrics.json, predictions.parquet), ``models/<rank>/predictions.parquet`` (the seed
@@ -30,10 +30,10 @@ from pathlib import Path
 import pandas as pd
 import ray
 
-from orchestrator.baselines import baseline_forecasts, baseline_scores, fit_baselines
-from orchestrator.evaluation import evaluate_runs
-from orchestrator.folder_lock import FolderLock
-from orchestrator.holdout import (
+from orchestrator.models.registry import log_final_model, registry_line
+from orchestrator.promotion.baselines import baseline_forecasts, baseline_scores, fit_baselines
+from orchestrator.promotion.evaluation import evaluate_runs
+from orchestrator.promotion.holdout import (
     HoldoutGuard,
     jsonable,
     load_holdout,
@@ -41,16 +41,16 @@ from orchestrator.holdout import (
     top_configs,
     write_json,
 )
-from orchestrator.leaderboard import read_leaderboard
-from orchestrator.names import check_existing_name
-from orchestrator.overfitting import cv_vs_test, pbo_of_sweep
-from orchestrator.promote_spec import PromoteSpec
-from orchestrator.registry import log_final_model, registry_line
-from orchestrator.report import summary_lines, write_report
-from orchestrator.retrain import train_all
-from orchestrator.tracking import default_tracking_uri
-from orchestrator.trading import bars_per_year, trading_view
-from orchestrator.universe_record import is_universe
+from orchestrator.promotion.report import summary_lines, write_report
+from orchestrator.promotion.retrain import train_all
+from orchestrator.promotion.spec import PromoteSpec
+from orchestrator.records.folder_lock import FolderLock
+from orchestrator.records.leaderboard import read_leaderboard
+from orchestrator.records.names import check_existing_name
+from orchestrator.records.universe_record import is_universe
+from orchestrator.stats.overfitting import cv_vs_test, pbo_of_sweep
+from orchestrator.stats.trading import bars_per_year, trading_view
+from orchestrator.tracking.sweep_runs import default_tracking_uri
 from trainables.atomic import replace_folder
 from trainables.cli import ArgumentParser, command_line, interrupt_exit_code, setting
 from trainables.disk import as_disk_error, check_writable
@@ -66,7 +66,7 @@ def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)  # retrain.py relays our lines
     else:
-        # "local": our own Ray even where `ray start` runs one (see orchestrator/sweep.py).
+        # "local": our own Ray even where `ray start` runs one (see orchestrator/sweep/run.py).
         # With its dashboard (on a free port, this machine only): Ray Train's placement-group
         # cleaner asks Ray's State API, which that dashboard serves; without one, the API's
         # address is 8265, which may be another Ray's (its token refused: tracebacks).
@@ -87,7 +87,7 @@ def _start_ray(spec: PromoteSpec, sweep: dict, log) -> bool:
 
 # ---------------------------------------------------------------------- MLflow
 
-# The sweep's experiment (orchestrator.sweep logs there); the promoted run is a child of the
+# The sweep's experiment (orchestrator.sweep.run logs there); the promoted run is a child of the
 # sweep's parent run.
 EXPERIMENT = "lstm-sweeps"
 
@@ -100,7 +100,7 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
     sweep = read_sweep(out_dir)
     check_writable(out_dir, what="the sweep's folder")  # models/, promoted.json, the report
     # The sweep's folder is ours until the promotion ends: not while a sweep or another
-    # promotion writes there (orchestrator/folder_lock.py).
+    # promotion writes there (orchestrator/records/folder_lock.py).
     with FolderLock(out_dir, purpose="promotion"):
         return _promote(spec, out_dir, sweep, start, log)
 
@@ -221,7 +221,7 @@ def _publish(spec: PromoteSpec, sweep: dict, out_dir: Path, index: dict, chosen,
     index["chosen"]["mlflow"] = log_final_model(
         spec.mlflow_uri or sweep.get("mlflow_uri") or default_tracking_uri(Path(spec.results_dir)),
         experiment=EXPERIMENT,
-        # a universe's ticker: its sweep's run is "<universe>/<ticker>" (orchestrator/universe.py)
+        # a universe's ticker: its sweep's run is "<universe>/<ticker>" (orchestrator/universe/run.py)
         sweep_name=sweep.get("mlflow_run") or spec.name,
         registered_name=spec.registered_name or f"lstm-{spec.name}",
         model_dir=out_dir / chosen["path"],
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             ticker = args.pop("ticker")
             spec = PromoteSpec(**args)
             if is_universe(Path(spec.results_dir) / spec.name):
-                from orchestrator.universe_promote import promote_universe
+                from orchestrator.promotion.universe import promote_universe
 
                 promote_universe(spec, ticker=ticker)
             elif ticker is not None:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from orchestrator.holdout import check_settings
-from trainables.config import TrainConfig
+from orchestrator.promotion.holdout import check_settings
 from trainables.errors import ConfigError
+from trainables.parameters.train_config import TrainConfig
 
 __all__ = ["PromoteSpec"]
 

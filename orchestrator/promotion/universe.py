@@ -1,10 +1,10 @@
 """``python -m orchestrator.promote --name <universe> [--ticker T]``: a universe's promotion.
 
-Each ticker is promoted exactly as a single sweep is (``orchestrator.promote.promote`` on its
+Each ticker is promoted exactly as a single sweep is (``orchestrator.promotion.run.promote`` on its
 folder: its best configs retrained, its own holdout guard, its own test part read once,
 every baseline with its test, its report and registered model ``lstm-<universe>-<folder>``),
 one after another on one Ray. Then the universe's verdict: each ticker's
-intersection-union p-value through Benjamini-Yekutieli (orchestrator/fdr.py), "k of N tickers
+intersection-union p-value through Benjamini-Yekutieli (orchestrator/stats/fdr.py), "k of N tickers
 beat the baselines at FDR 10%", the winners named, and a universe report
 (``universe_report.html`` / ``.md``: one row per ticker with its verdict against every
 baseline, its skill with its interval, and a plot of the skills across tickers) beside
@@ -24,16 +24,16 @@ from pathlib import Path
 
 import ray
 
-from orchestrator.fdr import FDR_LEVEL, METHOD_NAME, WHY, adjust, iu_p_of
-from orchestrator.folder_lock import FolderLock
-from orchestrator.holdout import read_sweep, write_json
-from orchestrator.promote import PromoteSpec, _start_ray, promote
-from orchestrator.tickers import TICKERS_DIR, ticker_dir
-from orchestrator.tracking import SweepTracker, default_tracking_uri
-from orchestrator.universe_record import read_universe_record
-from orchestrator.universe_registry import alias_line, settle_aliases
-from orchestrator.universe_report import write_universe_report
-from orchestrator.verdicts import fmt_p
+from orchestrator.models.universe_registry import alias_line, settle_aliases
+from orchestrator.promotion.holdout import read_sweep, write_json
+from orchestrator.promotion.run import PromoteSpec, _start_ray, promote
+from orchestrator.promotion.universe_report import write_universe_report
+from orchestrator.records.folder_lock import FolderLock
+from orchestrator.records.tickers import TICKERS_DIR, ticker_dir
+from orchestrator.records.universe_record import read_universe_record
+from orchestrator.stats.fdr import FDR_LEVEL, METHOD_NAME, WHY, adjust, iu_p_of
+from orchestrator.stats.verdicts import fmt_p
+from orchestrator.tracking.sweep_runs import SweepTracker, default_tracking_uri
 from trainables.errors import ConfigError, UserError
 
 __all__ = ["UNIVERSE_PROMOTED", "promote_universe", "universe_verdict"]
@@ -198,7 +198,7 @@ def _tracking_uri(spec: PromoteSpec, record: dict) -> str:
 
 
 def _settle(spec: PromoteSpec, record: dict, verdict: dict, log) -> None:
-    """Champion only for the FDR's winners (orchestrator/universe_registry.py)."""
+    """Champion only for the FDR's winners (orchestrator/models/universe_registry.py)."""
     aliases = settle_aliases(_tracking_uri(spec, record), verdict, log=log)
     for ticker, row in verdict["tickers"].items():
         if ticker in aliases:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from orchestrator.verdicts import fmt_p
+from orchestrator.stats.verdicts import fmt_p
 
 __all__ = ["skill_plot", "ticker_table", "write_universe_report"]
 

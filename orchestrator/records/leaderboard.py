@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from orchestrator.objective import running_objective
+from orchestrator.stats.objective import running_objective
 
 __all__ = [
     "STATUSES",
@@ -36,7 +36,7 @@ __all__ = [
 # crashed past its retries; interrupted: cut by Ctrl-C, SIGTERM or a lost driver (--resume
 # goes on with it).
 STATUSES = ("completed", "pruned", "failed", "interrupted")
-# Reference rows (orchestrator/cv_baselines.py): never ranked, never read as trials.
+# Reference rows (orchestrator/sweep/cv_baselines.py): never ranked, never read as trials.
 BASELINE = "baseline"
 # Per-fold metrics shown next to the objective when the trials report them (mse and
 # naive_mse in the target's original units).
@@ -76,7 +76,7 @@ def build_leaderboard(
     """One row per trial, best first: params, per-fold metrics, objective, std, status.
 
     ``objective`` is the sweep's objective over the folds a trial ran (pooled for
-    regression, orchestrator/objective.py) and, for regression, ``skill = 1 - objective``.
+    regression, orchestrator/stats/objective.py) and, for regression, ``skill = 1 - objective``.
     Only trials that ran every fold are ranked; the others follow, unranked.
     """
     rows = []
@@ -232,7 +232,7 @@ def write_results(
     oof: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write the result files of a sweep (sweep.json only when ``spec`` is given: a sweep
-    keeps its own up to date, orchestrator/record.py); returns name -> path."""
+    keeps its own up to date, orchestrator/records/sweep_record.py); returns name -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "leaderboard.parquet": out_dir / "leaderboard.parquet",

@@ -22,10 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.names import check_existing_name
+from orchestrator.records.names import check_existing_name
 from orchestrator.state_seal import new_seal
+from trainables.bars.sources import public_url
 from trainables.errors import ConfigError
-from trainables.sources import public_url
 
 __all__ = [
     "DECIDING",

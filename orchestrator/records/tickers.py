@@ -2,7 +2,7 @@
 
 ``--tickers all`` (every ticker the data holds), ``--tickers AAPL,MSFT,NVDA`` or
 ``--tickers @tickers.txt`` (one ticker per line; blank lines and ``#`` comments skipped).
-A ticker's folder is ``results/<universe>/tickers/<encode_ticker(T)>`` (orchestrator/names.py:
+A ticker's folder is ``results/<universe>/tickers/<encode_ticker(T)>`` (orchestrator/records/names.py:
 ``BRK.B``, ``BTC/USD`` and ``^GSPC`` are real tickers, and each folder name turns back into
 its ticker exactly).
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from orchestrator.names import decode_ticker, encode_ticker
+from orchestrator.records.names import decode_ticker, encode_ticker
 from trainables.errors import ConfigError, shown
 
 __all__ = [

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.leaderboard import STATUSES
-from orchestrator.record import SweepRecord
-from orchestrator.tickers import ticker_dir
+from orchestrator.records.leaderboard import STATUSES
+from orchestrator.records.sweep_record import SweepRecord
+from orchestrator.records.tickers import ticker_dir
 from trainables.errors import ConfigError
 
 __all__ = [

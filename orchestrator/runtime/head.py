@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator import ray_auth
+from orchestrator.runtime import ray_auth
 from trainables.errors import ConfigError, UserError
 
 __all__ = [

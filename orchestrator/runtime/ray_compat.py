@@ -12,7 +12,7 @@ import ray
 
 __all__ = ["TESTED_RAY", "use_callbacks_after_restore"]
 
-TESTED_RAY = "2.60"  # tests/test_resume.py exercises this shim on it
+TESTED_RAY = "2.60"  # tests/sweep/test_resume.py exercises this shim on it
 
 
 def use_callbacks_after_restore(tuner, callbacks: list) -> None:
@@ -22,7 +22,7 @@ def use_callbacks_after_restore(tuner, callbacks: list) -> None:
     if get_run_config is None:
         raise RuntimeError(
             f"Ray {ray.__version__}: a restored Tuner no longer exposes its run config "
-            f"(orchestrator/ray_compat.py was written for Ray {TESTED_RAY}); --resume needs "
+            f"(orchestrator/runtime/ray_compat.py was written for Ray {TESTED_RAY}); --resume needs "
             "an update for this Ray"
         )
     get_run_config().callbacks = callbacks

@@ -17,8 +17,8 @@ import threading
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from orchestrator.ray_auth import auth_enabled, login_hint
-from orchestrator.spec import DRIVER_CPU, SweepSpec, check_resources
+from orchestrator.runtime.ray_auth import auth_enabled, login_hint
+from orchestrator.sweep.spec import DRIVER_CPU, SweepSpec, check_resources
 from trainables.errors import ConfigError
 
 __all__ = [
@@ -95,7 +95,7 @@ def init_ray(spec: SweepSpec, log, metadata: dict) -> tuple[bool, str | None]:
 
 def check_fits(spec: SweepSpec) -> None:
     """One trial must fit on a local Ray, or Tune would wait for it forever (checked before
-    Ray starts too, orchestrator/preflight.py; this is what Ray itself found)."""
+    Ray starts too, orchestrator/sweep/preflight.py; this is what Ray itself found)."""
     cpus = ray.cluster_resources().get("CPU", 0.0)
     gpus = ray.cluster_resources().get("GPU", 0.0)
     check_resources(spec, cpus=cpus, gpus=gpus, where="this Ray")
@@ -117,7 +117,7 @@ def exit_without_teardown(code: int) -> None:
     line was printed and every file written: nothing a user needs is in it. Only for a
     command's ``__main__``, never inside a program that goes on.
     """
-    from orchestrator.ray_start import abandoned
+    from orchestrator.runtime.ray_start import abandoned
 
     if ray.is_initialized() and not abandoned():  # a start given up on dies with us
         ray.shutdown()

@@ -30,7 +30,7 @@ import logging
 import signal
 import threading
 
-from orchestrator.ray_session import init_ray
+from orchestrator.runtime.ray_session import init_ray
 
 __all__ = ["BackgroundRay", "abandoned"]
 
@@ -71,7 +71,7 @@ class _Held(logging.Filter):
 
 class BackgroundRay:
     """``start()`` it, read the data, then ``wait(log)`` for (we started Ray, dashboard url),
-    as ``orchestrator.ray_session.start_ray`` returns; ``abandon()`` if the data failed."""
+    as ``orchestrator.runtime.ray_session.start_ray`` returns; ``abandon()`` if the data failed."""
 
     def __init__(self, spec, metadata: dict) -> None:
         self.spec, self.metadata = spec, metadata

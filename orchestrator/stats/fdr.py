@@ -2,7 +2,7 @@
 
 Each ticker's promotion tests "better than every baseline" on its own test part: an
 intersection-union test whose p-value is the largest one-sided deciding p over the baselines
-(``chosen.iu_p`` in its ``promoted.json``, orchestrator/verdicts.py). With many tickers some
+(``chosen.iu_p`` in its ``promoted.json``, orchestrator/stats/verdicts.py). With many tickers some
 pass by chance (20 random walks at 5% give one "winner" on average), so the universe's
 verdict adjusts those p-values with **Benjamini-Yekutieli** (statsmodels ``fdr_by``) and
 names as winners only the tickers that survive at ``FDR_LEVEL``: among them, the expected

@@ -1,7 +1,7 @@
 """What a sweep ranks trials on, in one place (no Ray: the leaderboard and reports read it).
 
 Regression: ``mse_ratio``, each target's MSE over its naive forecast's MSE in original units
-(``trainables.naive``: persistence for levels such as close, the training mean for
+(``trainables.prep.naive``: persistence for levels such as close, the training mean for
 return-like targets), pooled over folds: the sum over folds of a target's MSE over the sum
 of its naive MSE, then the mean over targets. Minimised; below 1 beats the naive forecast,
 and ``skill = 1 - mse_ratio``. It depends neither on the scaler nor on the training loss a
@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from trainables.metrics import pooled_ratio
+from trainables.training.metrics import pooled_ratio
 
 __all__ = ["objective_of", "running_objective"]
 

@@ -14,7 +14,7 @@ Net of ``cost_bps`` basis points per unit of turnover (short to long is 2 units;
 bar pays for entering).
 
 Figures: the Sharpe ratio per bar with its 90% interval (Lo 2002: the delta method on the
-mean and variance, with the EWC long-run variance of ``orchestrator.significance`` for
+mean and variance, with the EWC long-run variance of ``orchestrator.stats.significance`` for
 autocorrelated returns), annualised by sqrt(bars per year) and, with a warning, even when the
 test part holds less than a year of bars; Lo's autocorrelation-corrected annual figure
 (mean over the long-run standard deviation) beside it; total return, max drawdown, hit rate,
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from orchestrator.significance import (
+from orchestrator.stats.significance import (
     LEVEL,
     ewc_dof,
     ewc_long_run_variance,

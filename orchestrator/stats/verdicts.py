@@ -8,7 +8,7 @@ of "beats") or ``no_test`` (with the reason). The ones that decide the verdict
 (``decides``) are one per baseline:
 
 * regression: Diebold-Mariano (EWC) on squared errors against the naive forecast
-  (persistence or the training mean, per ``trainables.naive``) and against ridge; the effect
+  (persistence or the training mean, per ``trainables.prep.naive``) and against ridge; the effect
   is the skill ``1 - MSE / MSE_baseline``;
 * classification: the accuracy difference (EWC on the 0/1 loss differential) against the
   majority class and against logistic regression.
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from orchestrator.significance import (
+from orchestrator.stats.significance import (
     ALPHA,
     LEVEL,
     TestResult,
@@ -38,7 +38,7 @@ from orchestrator.significance import (
     macro_f1_rotation,
     pesaran_timmermann,
 )
-from trainables.naive import PERSISTENCE, naive_kind
+from trainables.prep.naive import PERSISTENCE, naive_kind
 
 __all__ = [
     "INTERVAL",

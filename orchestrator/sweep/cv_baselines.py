@@ -2,11 +2,11 @@
 
 Scored on exactly the folds and evaluation anchors the trials use (cut at
 ``sequence_length_max``, so every window length reads a full window at every anchor), with
-the sweep's objective (orchestrator/objective.py), before the first trial:
+the sweep's objective (orchestrator/stats/objective.py), before the first trial:
 
-* regression: the **naive forecast** (``trainables.naive``: persistence for a level, the
+* regression: the **naive forecast** (``trainables.prep.naive``: persistence for a level, the
   training mean for a return-like target; its ``mse_ratio`` is 1 by definition) and **ridge**
-  (``orchestrator.baselines.LinearBaseline``, the one promotion uses) on the flattened scaled
+  (``orchestrator.promotion.baselines.LinearBaseline``, the one promotion uses) on the flattened scaled
   windows of the sweep's base config;
 * classification: the **majority class** of each fold's training labels and **logistic
   regression**, scored by macro-F1.
@@ -26,20 +26,20 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from orchestrator.baselines import LinearBaseline, naive_name
-from orchestrator.holdout import HoldoutRows, TrainingTable
-from orchestrator.leaderboard import TrialRecord, objective_value
-from orchestrator.objective import objective_of
-from orchestrator.prepare import SweepData
-from orchestrator.spaces import SearchSpace
-from trainables.config import TrainConfig
-from trainables.metrics import (
+from orchestrator.promotion.baselines import LinearBaseline, naive_name
+from orchestrator.promotion.holdout import HoldoutRows, TrainingTable
+from orchestrator.records.leaderboard import TrialRecord, objective_value
+from orchestrator.stats.objective import objective_of
+from orchestrator.sweep.prepare import SweepData
+from orchestrator.sweep.spaces import SearchSpace
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.naive import naive_forecast
+from trainables.training.metrics import (
     CLASS_NAMES,
     classification_metrics,
     naive_scores,
     regression_metrics,
 )
-from trainables.naive import naive_forecast
 
 __all__ = ["CVBaseline", "cv_baselines", "describe", "window_lengths"]
 

@@ -7,7 +7,7 @@ adjustments); a file can be edited. So a sweep records, next to its settings:
   the variable's name, in ``data_env``); promote and predict get the password again from the
   URL they are given, ``PGPASSWORD``, ``~/.pgpass`` or the variable;
 * ``end``: the last bar it read (``--end``, or the data's last bar at or before it);
-* ``data_fingerprint``: ``trainables.data.bars_fingerprint`` of the rows it read.
+* ``data_fingerprint``: ``trainables.bars.files.bars_fingerprint`` of the rows it read.
 
 Promotion reads ``results/<name>/data.parquet`` when the sweep kept a snapshot
 (``--snapshot``), else the source again up to ``end``, and refuses with one line when the
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.prepare import load_source
-from orchestrator.spaces import SearchSpace
-from trainables.config import TrainConfig
-from trainables.data import DEFAULT_MAX_JUMP, bars_fingerprint, load_bars
+from orchestrator.sweep.prepare import load_source
+from orchestrator.sweep.spaces import SearchSpace
+from trainables.bars.files import DEFAULT_MAX_JUMP, bars_fingerprint, load_bars
+from trainables.bars.sources import BarSource, public_url, run_columns
 from trainables.errors import ConfigError
-from trainables.sources import BarSource, public_url, run_columns
+from trainables.parameters.train_config import TrainConfig
 
 __all__ = [
     "SNAPSHOT",

@@ -1,7 +1,7 @@
 """Train one fold with Ray Train's TorchTrainer (DDP), launched from inside a Tune trial.
 
 Used when a sweep runs with ``--workers-per-trial > 1``. The workers run the very same
-``trainables.trainer.fit``; it sees ``torch.distributed`` initialised by Ray Train and
+``trainables.training.trainer.fit``; it sees ``torch.distributed`` initialised by Ray Train and
 wraps the model in DistributedDataParallel, each rank training on its shard of every epoch.
 Rank 0 reports the fold's scores back; the trial reads them from the Result.
 """
@@ -19,10 +19,10 @@ import ray.train.torch
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from orchestrator.ray_session import on_this_ray
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData
-from trainables.trainer import fit
+from orchestrator.runtime.ray_session import on_this_ray
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData
+from trainables.training.trainer import fit
 
 __all__ = ["fit_distributed"]
 

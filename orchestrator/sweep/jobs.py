@@ -19,9 +19,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from orchestrator.head import Head, auth_headers
-from orchestrator.objective import objective_of
-from orchestrator.spaces import load_space
+from orchestrator.runtime.head import Head, auth_headers
+from orchestrator.stats.objective import objective_of
+from orchestrator.sweep.spaces import load_space
 from trainables.errors import UserError
 
 __all__ = ["job_metadata", "submit_sweep"]
@@ -75,7 +75,7 @@ async def _follow(client, submission_id: str, write) -> None:
 def submit_sweep(argv: list[str], spec, head: Head, *, log=print) -> int:
     """Run the sweep ``argv`` describes as a job on ``head``; follow its output until it ends
     (its exit code) or Ctrl-C (130: detached, the sweep goes on)."""
-    from orchestrator.spec import base_config
+    from orchestrator.sweep.spec import base_config
 
     name = spec.sweep_name  # fixed here: the job, its metadata and the results share it
     space = load_space(spec.space)

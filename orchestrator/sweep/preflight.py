@@ -1,7 +1,7 @@
 """What a sweep checks before any work, and what it undoes when it fails before its trials.
 
 ``check_request`` runs first, before data, Ray or any folder: the name stays inside
-``--results-dir`` (orchestrator/names.py), the results folder is writable with enough free
+``--results-dir`` (orchestrator/records/names.py), the results folder is writable with enough free
 space (trainables/disk.py), and on a local Ray one trial fits the machine (CPUs, GPUs).
 
 ``StartGuard`` wraps the rest. A sweep that fails after its record was written but before
@@ -9,7 +9,7 @@ its first trial started leaves nothing claiming it runs: a new sweep's folder go
 only what this run wrote), a resumed sweep's record gets its earlier status back. A failure
 later leaves the record ``interrupted`` where it can still be written (``--resume`` goes on);
 where it cannot (a full disk), the record keeps ``running``, and its free lock tells readers
-and ``--resume`` that it was interrupted (orchestrator/folder_lock.py). A full or read-only
+and ``--resume`` that it was interrupted (orchestrator/records/folder_lock.py). A full or read-only
 disk becomes one line naming the folder and what could not be written (``DiskError``: exit
 2, or 1 once trials ran).
 """
@@ -22,8 +22,8 @@ import signal
 import traceback
 from pathlib import Path
 
-from orchestrator.names import check_existing_name, check_new_name
-from orchestrator.spec import SweepSpec, check_resources
+from orchestrator.records.names import check_existing_name, check_new_name
+from orchestrator.sweep.spec import SweepSpec, check_resources
 from trainables.disk import check_free_space, check_writable, disk_failure
 from trainables.errors import DiskError
 

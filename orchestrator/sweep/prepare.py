@@ -12,23 +12,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from trainables.config import TrainConfig
-from trainables.data import DEFAULT_MAX_JUMP, check_enough_rows, release_memory
-from trainables.dataset import Targets
+from trainables.bars.files import DEFAULT_MAX_JUMP, check_enough_rows, release_memory
+from trainables.bars.provenance import origin_of
+from trainables.bars.sources import BarSource, read_bars
+from trainables.bars.synthetic import make_bars
 from trainables.errors import ConfigError, DataError
-from trainables.labels import describe_targets
-from trainables.naive import naive_forecast, naive_kind
-from trainables.origin import origin_of
-from trainables.sources import BarSource, read_bars
-from trainables.splits import (
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import Targets
+from trainables.prep.labels import describe_targets
+from trainables.prep.model_table import TableArrays, build_table, holdout_split
+from trainables.prep.naive import naive_forecast, naive_kind
+from trainables.prep.splits import (
     CombinatorialPurgedCV,
     PurgedKFold,
     PurgedWalkForward,
     audit_frame,
     inner_split,
 )
-from trainables.synthetic import make_bars
-from trainables.table import TableArrays, build_table, holdout_split
 
 __all__ = ["CV_SCHEMES", "MIN_FIT", "MIN_STOP", "SweepData", "make_splitter", "prepare_sweep_data"]
 
@@ -75,7 +75,7 @@ def make_splitter(
 
 
 def load_source(source: BarSource | None, *, n_bars: int, seed: int) -> pd.DataFrame:
-    """The user's bars (a file, or a database table/view/query: trainables.sources, checked
+    """The user's bars (a file, or a database table/view/query: trainables.bars.sources, checked
     as ``source.checks`` say), or the built-in generator's when there is no source."""
     return make_bars(n_bars, seed=seed) if source is None else read_bars(source)
 
@@ -106,7 +106,7 @@ def prepare_sweep_data(
     window length was fixed by ``--set`` (a smaller space would not shorten it).
     """
     source = source or data or "built-in data"  # the caller's name hides a URL's password
-    if bars is None:  # else the caller loaded them (orchestrator.sweep_data)
+    if bars is None:  # else the caller loaded them (orchestrator.sweep.data_source)
         checks = {"timezone": timezone, "dst": dst, "max_jump": max_jump}
         files = None if data is None else BarSource(data=data, ticker=ticker, **checks)
         bars = load_source(files, n_bars=n_bars, seed=data_seed)
@@ -236,8 +236,8 @@ def too_few_rows(
         f"is the test part): need at least "
         + (f"{need + warmup:,}" if need else "more than 10 million")
     )
-    from orchestrator.spaces import load_space  # here only: spec.py imports this module
-    from orchestrator.spec import longest_sequence
+    from orchestrator.sweep.spaces import load_space  # here only: spec.py imports this module
+    from orchestrator.sweep.spec import longest_sequence
 
     # A window fixed by --set stays fixed in every space: only fewer folds can help then.
     smoke = length if window_set else longest_sequence(load_space("smoke"), base)

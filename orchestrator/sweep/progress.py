@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from ray.tune import Callback
 
-from orchestrator.leaderboard import TrialRecord
+from orchestrator.records.leaderboard import TrialRecord
 
 __all__ = [
     "Heartbeat",
@@ -86,7 +86,7 @@ def trial_record(
 
 
 def log_record(tracker, rec: TrialRecord, *, objective: str) -> None:
-    from orchestrator.leaderboard import fold_metrics, trial_summary
+    from orchestrator.records.leaderboard import fold_metrics, trial_summary
 
     per_fold, chosen = fold_metrics(rec.folds)  # indices and settings are not metrics
     tracker.log_trial(
@@ -168,7 +168,7 @@ class ProgressCallback(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.tally.running.add(trial.trial_id)
-        if result.get("heartbeat"):  # orchestrator/trial_reports.py: how a long fold is doing
+        if result.get("heartbeat"):  # orchestrator/sweep/trial_reports.py: how a long fold is doing
             self.tally.say(progress_line(trial.trial_id, result, self.tally.n_folds))
             return
         if "fold_objective" not in result:

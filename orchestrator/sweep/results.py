@@ -13,11 +13,11 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from orchestrator.leaderboard import TrialRecord, objective_value, table_text
-from orchestrator.prepare import SweepData
-from orchestrator.progress import error_line, trial_record
-from orchestrator.trial import oof_file
-from trainables.naive import naive_forecast
+from orchestrator.records.leaderboard import TrialRecord, objective_value, table_text
+from orchestrator.sweep.prepare import SweepData
+from orchestrator.sweep.progress import error_line, trial_record
+from orchestrator.sweep.trial import oof_file
+from trainables.prep.naive import naive_forecast
 
 __all__ = [
     "SweepOutcome",
@@ -252,6 +252,6 @@ def _runs_view(outcome: SweepOutcome) -> str:
 
 
 def _ui_hint(uri: str) -> str:
-    from orchestrator.tracking import ui_hint
+    from orchestrator.tracking.sweep_runs import ui_hint
 
     return ui_hint(uri)

@@ -16,10 +16,8 @@ import ray
 import yaml
 from ray import tune
 
-from orchestrator.cv_baselines import CVBaseline, cv_baselines, describe
-from orchestrator.folder_lock import FolderLock
-from orchestrator.jobs import job_metadata
-from orchestrator.leaderboard import (
+from orchestrator.records.folder_lock import FolderLock
+from orchestrator.records.leaderboard import (
     STATUSES,
     TrialRecord,
     build_leaderboard,
@@ -29,27 +27,7 @@ from orchestrator.leaderboard import (
     with_baselines,
     write_results,
 )
-from orchestrator.objective import objective_of
-from orchestrator.outcome import (
-    SweepOutcome,
-    checkpoints_of,
-    collect_records,
-    oof_frame,
-    print_summary,
-    reconcile_study,
-)
-from orchestrator.preflight import DiskWatch, StartGuard, check_request
-from orchestrator.prepare import SweepData, prepare_sweep_data
-from orchestrator.progress import (
-    Heartbeat,
-    ProgressCallback,
-    StatusCallback,
-    TrackingCallback,
-    log_record,
-)
-from orchestrator.ray_session import check_fits, start_ray, trial_resources
-from orchestrator.ray_start import BackgroundRay
-from orchestrator.record import (
+from orchestrator.records.sweep_record import (
     DECIDING,
     RUNTIME,
     SweepRecord,
@@ -59,8 +37,38 @@ from orchestrator.record import (
     refuse_existing,
     resume_hint,
 )
-from orchestrator.spaces import SearchSpace, load_space, space_from_dict, space_to_dict
-from orchestrator.spec import (  # noqa: F401 - re-exported: the sweep's public names
+from orchestrator.runtime.ray_session import check_fits, start_ray, trial_resources
+from orchestrator.runtime.ray_start import BackgroundRay
+from orchestrator.state_seal import resealed
+from orchestrator.stats.objective import objective_of
+from orchestrator.sweep.cv_baselines import CVBaseline, cv_baselines, describe
+from orchestrator.sweep.data_source import (
+    data_record,
+    load_sweep_bars,
+    reload_sweep_bars,
+    source_name,
+    write_snapshot,
+)
+from orchestrator.sweep.jobs import job_metadata
+from orchestrator.sweep.preflight import DiskWatch, StartGuard, check_request
+from orchestrator.sweep.prepare import SweepData, prepare_sweep_data
+from orchestrator.sweep.progress import (
+    Heartbeat,
+    ProgressCallback,
+    StatusCallback,
+    TrackingCallback,
+    log_record,
+)
+from orchestrator.sweep.results import (
+    SweepOutcome,
+    checkpoints_of,
+    collect_records,
+    oof_frame,
+    print_summary,
+    reconcile_study,
+)
+from orchestrator.sweep.spaces import SearchSpace, load_space, space_from_dict, space_to_dict
+from orchestrator.sweep.spec import (  # noqa: F401 - re-exported: the sweep's public names
     DRIVER_CPU,
     SCHEDULERS,
     SweepSpec,
@@ -72,24 +80,16 @@ from orchestrator.spec import (  # noqa: F401 - re-exported: the sweep's public 
     set_wins,
     space_note,
 )
-from orchestrator.state_seal import resealed
-from orchestrator.sweep_data import (
-    data_record,
-    load_sweep_bars,
-    reload_sweep_bars,
-    source_name,
-    write_snapshot,
-)
-from orchestrator.tracking_thread import BackgroundTracker
-from orchestrator.trial import run_trial
-from orchestrator.tuner import (
+from orchestrator.sweep.trial import run_trial
+from orchestrator.sweep.tuner import (
     experiment_path,
     make_tuner,
     report_rungs,
     run_tuner,
     study_storage,
 )
-from trainables.config import ALIASES, TrainConfig
+from orchestrator.tracking.writer_thread import BackgroundTracker
+from trainables.parameters.train_config import ALIASES, TrainConfig
 
 __all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
 
@@ -99,10 +99,10 @@ EXPERIMENT = "lstm-sweeps"  # the MLflow experiment of every sweep (and its prom
 
 def run_sweep(spec: SweepSpec, *, log=print, fast_start: bool = False) -> SweepOutcome:
     """Run (or, with ``spec.resume``, continue) a sweep; closes what it opens. The sweep owns
-    its folder while it runs (orchestrator/folder_lock.py).
+    its folder while it runs (orchestrator/records/folder_lock.py).
 
     ``fast_start`` (the command line's): a local Ray starts on a thread of its own while the
-    data are read and checked (orchestrator/ray_start.py); after a data error the command
+    data are read and checked (orchestrator/runtime/ray_start.py); after a data error the command
     exits at once and that Ray ends with it.
     """
     spec = resolve_space(spec)
@@ -342,7 +342,7 @@ def _run(
         tuner = _tuner(spec, space, base, data, record, callbacks, log)
         guard.started()  # from here on, trials may have run
         results = run_tuner(tuner, heartbeat)
-        status.watch.check()  # a full disk stopped it: one line (orchestrator/preflight.py)
+        status.watch.check()  # a full disk stopped it: one line (orchestrator/sweep/preflight.py)
         records = collect_records(results, status.statuses)
         outcome = _write(spec, base, data, record, records, results, tracker, baselines)
         tracker.close_status = "KILLED" if outcome.interrupted else "FINISHED"
@@ -361,11 +361,11 @@ def _run(
 
 def _tracker(spec, space, base, record: SweepRecord, log) -> BackgroundTracker:
     """The sweep's MLflow runs, opened on a thread of their own while the Tuner starts;
-    each write is queued there (orchestrator/tracking_thread.py)."""
+    each write is queued there (orchestrator/tracking/writer_thread.py)."""
 
     def make():
         # MLflow itself loads here, on the tracker's thread: seconds off the start-up.
-        from orchestrator.tracking import SweepTracker, default_tracking_uri
+        from orchestrator.tracking.sweep_runs import SweepTracker, default_tracking_uri
 
         return SweepTracker(
             spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir)),
@@ -492,7 +492,9 @@ def _already_finished(spec: SweepSpec, out_dir: Path, record: dict, log) -> Swee
 
 
 def _default_uri(spec: SweepSpec) -> str:
-    from orchestrator.tracking import default_tracking_uri  # MLflow: only where it is used
+    from orchestrator.tracking.sweep_runs import (
+        default_tracking_uri,  # MLflow: only where it is used
+    )
 
     return default_tracking_uri(Path(spec.results_dir))
 

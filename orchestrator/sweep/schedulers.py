@@ -29,7 +29,7 @@ import math
 import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, MedianStoppingRule, TrialScheduler
 
-from orchestrator.objective import objective_of, running_objective
+from orchestrator.stats.objective import objective_of, running_objective
 
 __all__ = [
     "HEARTBEAT",
@@ -99,8 +99,8 @@ class RungPlan:
 class FoldRaceASHA(AsyncHyperBandScheduler):
     """``ASHAScheduler`` (rungs on ``progress``) plus the fold race described above.
 
-    ``task``: decides the objective (orchestrator/objective.py) computed from a result's
-    ``folds_json`` (what ``orchestrator.trial`` reports after each fold); ``race_margin``
+    ``task``: decides the objective (orchestrator/stats/objective.py) computed from a result's
+    ``folds_json`` (what ``orchestrator.sweep.trial`` reports after each fold); ``race_margin``
     <= 0 turns the race off.
     """
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import optuna
 
-from trainables.config import ALIASES, TrainConfig, check_value
 from trainables.errors import ConfigError
-from trainables.values import load_yaml
+from trainables.parameters.train_config import ALIASES, TrainConfig, check_value
+from trainables.parameters.values import load_yaml
 
 __all__ = [
     "KNOWN_PARAMS",
@@ -44,7 +44,7 @@ __all__ = [
     "to_optuna",
 ]
 
-SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 
 # A space may search or fix any TrainConfig field, under its canonical name.
 KNOWN_PARAMS: frozenset[str] = frozenset(TrainConfig.field_names())
@@ -122,7 +122,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
             f"search space {text!r} not found (no file {path}); "
             f"available spaces in {SPACES_DIR}: {', '.join(list_spaces()) or 'none'}"
         )
-    # trainables.values: the reader of --set and --config too (1e-4 is a number, only
+    # trainables.parameters.values: the reader of --set and --config too (1e-4 is a number, only
     # true/false are booleans, a key written twice is an error)
     space = _validate(load_yaml(path.read_text(encoding="utf-8"), source=str(path)), path)
     _check_values(space)

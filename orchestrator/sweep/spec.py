@@ -1,7 +1,7 @@
 """What a sweep is asked to do: ``SweepSpec``, and the config and space it starts from.
 
 No Ray here: the CLI, promotion and the report read a sweep's settings (its ``sweep.json``)
-without starting or importing Ray; ``orchestrator.sweep`` runs one.
+without starting or importing Ray; ``orchestrator.sweep.run`` runs one.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from orchestrator.names import safe_stem
-from orchestrator.prepare import CV_SCHEMES
-from orchestrator.spaces import SearchSpace
-from orchestrator.sweep_data import bar_source
-from orchestrator.tickers import parse_tickers
-from trainables.config import ALIASES, TrainConfig
-from trainables.data import DEFAULT_MAX_JUMP
+from orchestrator.records.names import safe_stem
+from orchestrator.records.tickers import parse_tickers
+from orchestrator.sweep.data_source import bar_source
+from orchestrator.sweep.prepare import CV_SCHEMES
+from orchestrator.sweep.spaces import SearchSpace
+from trainables.bars.files import DEFAULT_MAX_JUMP
+from trainables.bars.timestamps import DST_CHOICES
 from trainables.errors import ConfigError, shown
-from trainables.timestamps import DST_CHOICES
+from trainables.parameters.train_config import ALIASES, TrainConfig
 
 __all__ = [
     "AUTO_GPU_SHARE",
@@ -49,9 +49,9 @@ class SweepSpec:
     name: str | None = None
     space: str = "auto"  # auto: 'gpu' with a CUDA GPU (or --gpus-per-trial > 0), else 'cpu'
     space_auto: bool = False  # the space was picked by 'auto' (recorded, and said)
-    data: str | None = None  # a file or a database URL (orchestrator/sweep_data.py)
+    data: str | None = None  # a file or a database URL (orchestrator/sweep/data_source.py)
     ticker: str | None = None
-    # a universe (orchestrator/universe.py): 'all', 'A,B,C' or '@file'; None: one series
+    # a universe (orchestrator/universe/run.py): 'all', 'A,B,C' or '@file'; None: one series
     tickers: str | None = None
     data_env: str | None = None  # an environment variable holding the database URL
     table: str | None = None

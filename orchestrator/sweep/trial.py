@@ -8,7 +8,7 @@ the folds done (so ASHA / the median rule can stop it) and checkpoints the finis
 up at the fold where it died instead of starting over.
 
 The regression objective is ``mse_ratio``: MSE over the naive forecast's MSE in original
-units (``trainables.naive``), pooled over folds, so it does not depend on the scaler or the
+units (``trainables.prep.naive``), pooled over folds, so it does not depend on the scaler or the
 training loss a trial samples. Classification: macro-F1, averaged over folds.
 
 With ``workers_per_trial > 1`` each fold is trained by a Ray Train ``TorchTrainer`` (DDP)
@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 from ray import tune
 
-from orchestrator.objective import objective_of, running_objective
-from orchestrator.prepare import SweepData
-from orchestrator.schedulers import RungPlan
-from orchestrator.trial_reports import FoldReporter, ReportClock
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData, prepare_fold_for
+from orchestrator.stats.objective import objective_of, running_objective
+from orchestrator.sweep.prepare import SweepData
+from orchestrator.sweep.schedulers import RungPlan
+from orchestrator.sweep.trial_reports import FoldReporter, ReportClock
 from trainables.errors import TrainingError
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData, prepare_fold_for
 
 __all__ = [
     "FOLDS_FILE",
@@ -90,7 +90,7 @@ def _report(
 ) -> None:
     """Report to Tune. After a fold: the objective so far, with a checkpoint of the done folds.
 
-    Mid-fold (orchestrator/trial_reports.py; ``partial``: the current fold's best
+    Mid-fold (orchestrator/sweep/trial_reports.py; ``partial``: the current fold's best
     early-stopping score, if any): the estimate over the done folds and the partial one, no
     checkpoint, so ASHA can stop a bad trial in a fold, or a progress report.
     """
@@ -132,7 +132,9 @@ def _fold_data(cfg: TrainConfig, data: SweepData, k: int) -> FoldData:
 
 def _train_fold(cfg: TrainConfig, fold: FoldData, workers: int, cpus: float, gpus: float, reporter):
     if workers <= 1:
-        from trainables.trainer import fit  # torch: in the trial's process, not the driver's
+        from trainables.training.trainer import (
+            fit,  # torch: in the trial's process, not the driver's
+        )
 
         return fit(
             cfg,
@@ -142,7 +144,7 @@ def _train_fold(cfg: TrainConfig, fold: FoldData, workers: int, cpus: float, gpu
             on_epoch=reporter.on_epoch,
             on_batch=reporter.on_batch,
         )
-    from orchestrator.distributed import fit_distributed
+    from orchestrator.sweep.distributed import fit_distributed
 
     return fit_distributed(cfg, fold, workers=workers, cpus=cpus, gpus=gpus)
 
@@ -160,7 +162,7 @@ def run_trial(
 ) -> None:
     """Tune function trainable. ``base`` is the full default config; ``config`` the sample;
     ``rungs``: the scheduler's, for the mid-fold estimates it acts on (None: every epoch's;
-    orchestrator/trial_reports.py)."""
+    orchestrator/sweep/trial_reports.py)."""
     # torch loads in the trial's process only: the sweep's driver, which pickles this
     # function by reference, never needs it (a second or more of its start-up).
     import torch

@@ -5,7 +5,7 @@ Every ``tune.report`` is a round trip: the trial waits until the driver has take
 result through the scheduler, the searcher, the loggers and every callback. So inside a
 fold a trial reports only
 
-* the estimates the scheduler can act on (``orchestrator.schedulers.RungPlan``): for ASHA
+* the estimates the scheduler can act on (``orchestrator.sweep.schedulers.RungPlan``): for ASHA
   the first estimate at or past each rung inside the fold, the very reports its rungs
   record (it ignores the others); every epoch's for the median rule, which reads them all;
   none without a scheduler. The estimate is the folds done pooled with the best score so
@@ -25,11 +25,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from orchestrator.objective import running_objective
-from orchestrator.schedulers import HEARTBEAT, RungPlan
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData
-from trainables.naive import naive_forecast
+from orchestrator.stats.objective import running_objective
+from orchestrator.sweep.schedulers import HEARTBEAT, RungPlan
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData
+from trainables.prep.naive import naive_forecast
 
 __all__ = ["FIRST_PROGRESS_S", "PROGRESS_EVERY_S", "FoldReporter", "ReportClock"]
 

@@ -1,6 +1,6 @@
 """The Ray Tune side of a sweep: the scheduler, the Tuner (new or restored) and its run.
 
-``make_tuner`` builds a new ``tune.Tuner`` (FoldOptunaSearch, orchestrator/study_search.py,
+``make_tuner`` builds a new ``tune.Tuner`` (FoldOptunaSearch, orchestrator/sweep/study_search.py,
 with the study in
 ``results/<name>/optuna.db``, FoldRaceASHA or the median rule, a checkpoint per fold) or
 restores the one a ``--resume`` continues; ``fit`` runs it, leaving Ctrl-C working after.
@@ -18,11 +18,11 @@ import optuna
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
-from orchestrator.ray_compat import use_callbacks_after_restore
-from orchestrator.schedulers import FoldMedianStoppingRule, FoldRaceASHA, asha_milestones
-from orchestrator.spaces import to_optuna
-from orchestrator.spec import SweepSpec
-from orchestrator.study_search import FoldOptunaSearch
+from orchestrator.runtime.ray_compat import use_callbacks_after_restore
+from orchestrator.sweep.schedulers import FoldMedianStoppingRule, FoldRaceASHA, asha_milestones
+from orchestrator.sweep.spaces import to_optuna
+from orchestrator.sweep.spec import SweepSpec
+from orchestrator.sweep.study_search import FoldOptunaSearch
 
 __all__ = [
     "TunePlan",
@@ -58,7 +58,7 @@ def scheduler(spec: SweepSpec, n_folds: int, objective: str):
         # fold 0, where every trial is on the same fold, then the ends of folds 1, 2 and 4,
         # where running means cover the same folds. On top, the fold race: after each fold a
         # trial more than race_margin behind the best finished trial on the same folds stops
-        # (orchestrator/schedulers.py; measured in benchmarks/README.md).
+        # (orchestrator/sweep/schedulers.py; measured in benchmarks/README.md).
         return FoldRaceASHA(
             task="classification" if objective == "macro_f1" else "regression",
             n_folds=n_folds,
@@ -74,7 +74,7 @@ def scheduler(spec: SweepSpec, n_folds: int, objective: str):
 
 
 def report_rungs(spec: SweepSpec, n_folds: int) -> list[float] | None:
-    """The rungs a trial reports its mid-fold estimates for (orchestrator.schedulers.RungPlan):
+    """The rungs a trial reports its mid-fold estimates for (orchestrator.sweep.schedulers.RungPlan):
     ASHA's, none without a scheduler, None (every epoch) for the median rule, which reads
     them all."""
     if spec.scheduler == "asha":
@@ -130,7 +130,7 @@ def sweep_plan(spec: SweepSpec, space, *, mode, objective, n_folds, name, out_di
     # optuna.load_study(study_name=<sweep>, storage="sqlite:///results/<sweep>/optuna.db")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
     # COMPLETE only for trials that ran every fold, PRUNED/FAIL otherwise (the leaderboard's
-    # statuses), intermediate values at fold ends: orchestrator/study_search.py.
+    # statuses), intermediate values at fold ends: orchestrator/sweep/study_search.py.
     searcher = FoldOptunaSearch(
         space=to_optuna(space),
         metric="objective",

@@ -1,6 +1,6 @@
 """Small MLflow store helpers of the tracking layer: finding runs, quoting, timing out fast.
 
-Split from orchestrator/tracking.py (which holds the tracker and the promoted model's run).
+Split from orchestrator/tracking/sweep_runs.py (which holds the tracker and the promoted model's run).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = [
 
 TRIAL_ID_TAG = "trial_id"
 # A universe's ticker sweep is a run below the universe's run, tagged with the universe's name:
-# find_parent finds it by name like a top-level sweep (orchestrator/universe.py).
+# find_parent finds it by name like a top-level sweep (orchestrator/universe/run.py).
 UNIVERSE_TAG = "lstm.universe"
 # How long the start-up probe may wait on an HTTP store. MLflow's own defaults (7 retries with
 # exponential backoff, 120 s timeout) would hang a sweep for minutes on a dead server.

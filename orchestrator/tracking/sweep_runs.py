@@ -30,7 +30,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 from requests.exceptions import RequestException
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator.mlflow_store import (
+from orchestrator.tracking.store import (
     TRIAL_ID_TAG,
     artifact_location,
     as_text,

@@ -1,9 +1,9 @@
 """A universe's tickers before the run: each one's bars, data, folds and records.
 
-``prepare_members`` reads every ticker once (trainables/universe_bars.py) and prepares each
-as a single-ticker sweep of it would (``orchestrator.sweep``'s data step: features, targets,
+``prepare_members`` reads every ticker once (trainables/bars/universe.py) and prepares each
+as a single-ticker sweep of it would (``orchestrator.sweep.run``'s data step: features, targets,
 the holdout cut, the CV folds and their checks), with the ticker's own spec: ``ticker`` set,
-its own seed (orchestrator/tickers.py), its folder as its name. A ticker refused on the way
+its own seed (orchestrator/records/tickers.py), its folder as its name. A ticker refused on the way
 (too few bars, a flat stretch, a bad value) is kept with its line; the others go on.
 
 ``open_records`` writes ``universe.json`` and each ticker's ``sweep.json`` (what a sweep of
@@ -20,10 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.cv_baselines import cv_baselines
-from orchestrator.objective import objective_of
-from orchestrator.prepare import SweepData
-from orchestrator.record import (
+from orchestrator.records.sweep_record import (
     RUNTIME,
     SweepRecord,
     absolute_data,
@@ -31,11 +28,12 @@ from orchestrator.record import (
     refuse_existing,
     resume_hint,
 )
-from orchestrator.spaces import space_to_dict
-from orchestrator.spec import SweepSpec, base_config
+from orchestrator.records.tickers import parse_tickers, ticker_dir, ticker_seed
+from orchestrator.records.universe_record import UniverseRecord
 from orchestrator.state_seal import resealed
-from orchestrator.sweep import _sweep_data
-from orchestrator.sweep_data import (
+from orchestrator.stats.objective import objective_of
+from orchestrator.sweep.cv_baselines import cv_baselines
+from orchestrator.sweep.data_source import (
     SNAPSHOT,
     bar_source,
     checks_of,
@@ -43,14 +41,16 @@ from orchestrator.sweep_data import (
     sweep_columns,
     write_snapshot,
 )
-from orchestrator.tickers import parse_tickers, ticker_dir, ticker_seed
-from orchestrator.tuner import experiment_path
-from orchestrator.universe_record import UniverseRecord
-from trainables.config import TrainConfig
-from trainables.data import bars_fingerprint, load_bars
+from orchestrator.sweep.prepare import SweepData
+from orchestrator.sweep.run import _sweep_data
+from orchestrator.sweep.spaces import space_to_dict
+from orchestrator.sweep.spec import SweepSpec, base_config
+from orchestrator.sweep.tuner import experiment_path
+from trainables.bars.files import bars_fingerprint, load_bars
+from trainables.bars.sources import public_url
+from trainables.bars.universe import read_universe
 from trainables.errors import ConfigError, UserError
-from trainables.sources import public_url
-from trainables.universe_bars import read_universe
+from trainables.parameters.train_config import TrainConfig
 
 __all__ = ["DONE", "Baselines", "Member", "open_records", "prepare_members", "ticker_spec"]
 
@@ -246,7 +246,7 @@ def _ticker_record(member: Member, space, objective, mode, exp: str, hint: str) 
 
 
 class Baselines:
-    """Each ticker's baselines on its own folds (orchestrator/cv_baselines.py), computed one
+    """Each ticker's baselines on its own folds (orchestrator/sweep/cv_baselines.py), computed one
     ticker after another in a thread of the driver while the trials run: about a second a
     ticker, which before the first trial would hold a universe of 500 tickers up for minutes.
     They are reference rows: no trial waits for them; ``collect`` waits for the last one

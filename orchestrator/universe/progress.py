@@ -16,7 +16,7 @@ from contextlib import ExitStack
 
 from ray.tune import Callback
 
-from orchestrator.progress import (
+from orchestrator.sweep.progress import (
     Heartbeat,
     StatusCallback,
     error_line,
@@ -24,7 +24,7 @@ from orchestrator.progress import (
     trial_record,
     where_stopped,
 )
-from orchestrator.tracking import SweepTracker
+from orchestrator.tracking.sweep_runs import SweepTracker
 
 __all__ = [
     "TickerCallbacks",

@@ -7,9 +7,9 @@ study and pruning) in ``results/<universe>/tickers/<folder>/``, and all of them 
 Tune experiment whose trials share the machine's or the cluster's CPUs and GPUs
 (``--max-concurrent`` bounds trials across the universe). How:
 
-* ``UniverseSearch`` (orchestrator/universe_search.py): one ``FoldOptunaSearch`` per ticker,
+* ``UniverseSearch`` (orchestrator/universe/search.py): one ``FoldOptunaSearch`` per ticker,
   each trial's config carrying its ``ticker``; Tune's one concurrency limit on top.
-* ``TickerScheduler`` (orchestrator/universe_scheduler.py): a trial is only ever compared
+* ``TickerScheduler`` (orchestrator/universe/scheduler.py): a trial is only ever compared
   with trials of its own ticker (the ASHA rungs and the fold race are per ticker).
 * ``universe_trial``: each ticker's ``SweepData`` goes to the object store once; a trial
   reads its ticker's (a reused actor that switches tickers keeps nothing of the last one).
@@ -30,20 +30,25 @@ import ray
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray import tune
 
-from orchestrator.folder_lock import FolderLock
-from orchestrator.jobs import job_metadata
-from orchestrator.mlflow_store import UNIVERSE_TAG
-from orchestrator.objective import objective_of
-from orchestrator.outcome import collect_records
-from orchestrator.preflight import check_request
-from orchestrator.progress import StatusCallback
-from orchestrator.ray_session import check_fits, start_ray, trial_resources
-from orchestrator.record import DECIDING, check_resume, refuse_existing
-from orchestrator.spaces import load_space, space_from_dict, to_optuna
-from orchestrator.spec import SweepSpec, base_config, check_space, resolve_space
-from orchestrator.sweep import EXPERIMENT, _spec_params, _write
-from orchestrator.tracking import SweepTracker, default_tracking_uri
-from orchestrator.tuner import (
+from orchestrator.records.folder_lock import FolderLock
+from orchestrator.records.sweep_record import DECIDING, check_resume, refuse_existing
+from orchestrator.records.universe_record import (
+    UNIVERSE_FILE,
+    UniverseRecord,
+    read_universe_record,
+    universe_board,
+    write_board,
+)
+from orchestrator.runtime.ray_session import check_fits, start_ray, trial_resources
+from orchestrator.stats.objective import objective_of
+from orchestrator.sweep.jobs import job_metadata
+from orchestrator.sweep.preflight import check_request
+from orchestrator.sweep.progress import StatusCallback
+from orchestrator.sweep.results import collect_records
+from orchestrator.sweep.run import EXPERIMENT, _spec_params, _write
+from orchestrator.sweep.spaces import load_space, space_from_dict, to_optuna
+from orchestrator.sweep.spec import SweepSpec, base_config, check_space, resolve_space
+from orchestrator.sweep.tuner import (
     TunePlan,
     experiment_path,
     make_tuner,
@@ -52,25 +57,20 @@ from orchestrator.tuner import (
     scheduler,
     study_storage,
 )
-from orchestrator.universe_members import Baselines, open_records, prepare_members
-from orchestrator.universe_progress import (
+from orchestrator.tracking.store import UNIVERSE_TAG
+from orchestrator.tracking.sweep_runs import SweepTracker, default_tracking_uri
+from orchestrator.universe.members import Baselines, open_records, prepare_members
+from orchestrator.universe.progress import (
     TickerCallbacks,
     TickerTrackers,
     UniverseHeartbeat,
     UniverseProgress,
     params_of,
 )
-from orchestrator.universe_record import (
-    UNIVERSE_FILE,
-    UniverseRecord,
-    read_universe_record,
-    universe_board,
-    write_board,
-)
-from orchestrator.universe_scheduler import TickerScheduler
-from orchestrator.universe_search import UniverseSearch
-from orchestrator.universe_summary import UniverseOutcome, already_finished, print_universe
-from orchestrator.universe_trial import trial_name, universe_trial
+from orchestrator.universe.scheduler import TickerScheduler
+from orchestrator.universe.search import UniverseSearch
+from orchestrator.universe.summary import UniverseOutcome, already_finished, print_universe
+from orchestrator.universe.trial import trial_name, universe_trial
 from trainables.errors import ConfigError, DataError
 
 __all__ = ["UniverseOutcome", "run_universe"]
@@ -78,7 +78,7 @@ __all__ = ["UniverseOutcome", "run_universe"]
 
 def run_universe(spec: SweepSpec, *, log=print) -> UniverseOutcome:
     """Run (or, with ``spec.resume``, continue) a universe; closes what it opens. The
-    universe owns its folder while it runs (orchestrator/folder_lock.py)."""
+    universe owns its folder while it runs (orchestrator/records/folder_lock.py)."""
     spec = resolve_space(spec)
     out_dir = Path(spec.results_dir) / spec.sweep_name
     check_request(spec, out_dir)  # name, writable folder, free space, resources: no work yet

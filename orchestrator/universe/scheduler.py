@@ -3,7 +3,7 @@
 A universe runs every ticker's trials in one experiment, but a trial may only ever be
 compared with trials of its own ticker: one ticker's mse_ratio says nothing about another's.
 ``TickerScheduler`` keeps one scheduler per ticker (``FoldRaceASHA`` with its rungs and its
-fold race, or the median rule: ``orchestrator.tuner.scheduler``, the one a single-ticker
+fold race, or the median rule: ``orchestrator.sweep.tuner.scheduler``, the one a single-ticker
 sweep uses), made the first time a trial of that ticker arrives, and passes each of Tune's
 calls for a trial to its ticker's scheduler. Trials start in the order Tune created them
 (first in, first out), as with one ticker.

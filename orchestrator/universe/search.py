@@ -1,13 +1,13 @@
 """One Tune searcher for a universe: one Optuna study per ticker behind it.
 
-``UniverseSearch`` keeps one ``FoldOptunaSearch`` (orchestrator/study_search.py) per ticker,
+``UniverseSearch`` keeps one ``FoldOptunaSearch`` (orchestrator/sweep/study_search.py) per ticker,
 each with its own study (named after the ticker) in the universe's one ``optuna.db`` and its
-own TPE seed (the ticker's seed, orchestrator/tickers.py). ``suggest`` picks the first
+own TPE seed (the ticker's seed, orchestrator/records/tickers.py). ``suggest`` picks the first
 ticker, in the universe's order, that still has trials to ask for, asks that ticker's
 searcher, and adds ``ticker`` to the config; results and completions go back to the searcher
 of the trial's ticker. A ticker's searcher only ever sees its own trials, in the order they
 happen, so with one trial at a time a ticker's sampling is exactly a single-ticker sweep's
-with the same seed (tests/test_universe.py checks it). Tune's one ``ConcurrencyLimiter``
+with the same seed (tests/universe/test_universe.py checks it). Tune's one ``ConcurrencyLimiter``
 (``max_concurrent_trials``) bounds the trials running across the universe.
 
 Tickers are taken one after the other (the next one starts when the previous one has asked
@@ -28,7 +28,7 @@ import pickle
 import optuna
 from ray.tune.search import Searcher
 
-from orchestrator.study_search import FoldOptunaSearch
+from orchestrator.sweep.study_search import FoldOptunaSearch
 
 __all__ = ["UniverseSearch"]
 

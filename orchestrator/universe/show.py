@@ -6,7 +6,7 @@
 A universe's folder holds ``universe.json`` (not ``sweep.json``) and one single sweep's
 folder per ticker under ``tickers/``; the list of every sweep shows it as one row. Pure
 reading, as the rest of show: the universe leaderboard is rebuilt from the tickers'
-leaderboards (orchestrator/universe_record.py), the lock is looked at, never taken.
+leaderboards (orchestrator/records/universe_record.py), the lock is looked at, never taken.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.folder_lock import effective_status, holder
-from orchestrator.tickers import ticker_dir
-from orchestrator.universe_record import (
+from orchestrator.records.folder_lock import effective_status, holder
+from orchestrator.records.tickers import ticker_dir
+from orchestrator.records.universe_record import (
     UNIVERSE_FILE,
     is_universe,
     read_universe_record,
@@ -29,7 +29,7 @@ from trainables.errors import ConfigError
 
 __all__ = ["describe_universe", "is_universe", "ticker_folder", "universe_row"]
 
-_PROMOTED = "universe_promoted.json"  # orchestrator/universe_promote.py
+_PROMOTED = "universe_promoted.json"  # orchestrator/promotion/universe.py
 _COLUMNS = ("ticker", "status", "completed", "pruned", "failed", "objective", "skill")
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.tracking import default_tracking_uri, ui_hint
-from orchestrator.universe_record import BOARD_FILES, UNIVERSE_FILE, universe_board
+from orchestrator.records.universe_record import BOARD_FILES, UNIVERSE_FILE, universe_board
+from orchestrator.tracking.sweep_runs import default_tracking_uri, ui_hint
 
 __all__ = ["UniverseOutcome", "already_finished", "print_universe"]
 
@@ -22,7 +22,7 @@ _SHOWN = 40  # rows of the ticker table printed (all are in universe_leaderboard
 class UniverseOutcome:
     name: str
     out_dir: Path
-    board: pd.DataFrame  # one row per ticker (orchestrator/universe_record.py)
+    board: pd.DataFrame  # one row per ticker (orchestrator/records/universe_record.py)
     objective: str
     tracking_uri: str
     refused: dict[str, str] = field(default_factory=dict)

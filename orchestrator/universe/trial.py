@@ -1,12 +1,12 @@
 """The Tune trainable of a universe, in a module of its own: Ray workers import only this
-(and orchestrator.trial), not the driver's modules (MLflow, the records, the summary)."""
+(and orchestrator.sweep.trial), not the driver's modules (MLflow, the records, the summary)."""
 
 from __future__ import annotations
 
 import ray
 
-from orchestrator.names import encode_ticker
-from orchestrator.trial import run_trial
+from orchestrator.records.names import encode_ticker
+from orchestrator.sweep.trial import run_trial
 
 __all__ = ["trial_name", "universe_trial"]
 

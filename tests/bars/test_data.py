@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainables.data import check_enough_rows, load_bars, validate_bars
+from trainables.bars.files import check_enough_rows, load_bars, validate_bars
 from trainables.errors import ConfigError, DataError
 
 
@@ -240,7 +240,7 @@ def test_too_few_rows_rejects_bad_settings():
 
 def test_fingerprint_is_the_same_for_the_same_rows_and_changes_with_any_value(write_bars, bars):
     # CSV and Parquet of the same bars read to one fingerprint; one changed price changes it.
-    from trainables.data import bars_fingerprint
+    from trainables.bars.files import bars_fingerprint
 
     a = load_bars(write_bars(bars, "a.csv"))
     b = load_bars(write_bars(bars, "b.parquet"))
@@ -259,8 +259,8 @@ def test_the_fingerprint_hashes_every_row_whatever_the_block_size(monkeypatch):
     import numpy as np
 
     from trainables import data as data_module
-    from trainables.data import bars_fingerprint
-    from trainables.synthetic import make_bars
+    from trainables.bars.files import bars_fingerprint
+    from trainables.bars.synthetic import make_bars
 
     bars = make_bars(1000)
     h = hashlib.sha256()

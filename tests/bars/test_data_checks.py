@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainables.data import load_bars, validate_bars
+from trainables.bars.files import load_bars, validate_bars
+from trainables.bars.synthetic import make_bars
 from trainables.errors import ConfigError, DataError, DataWarning
-from trainables.features import build_features
-from trainables.synthetic import make_bars
+from trainables.prep.features import build_features
 
 
 @pytest.fixture

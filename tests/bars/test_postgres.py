@@ -19,14 +19,14 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pytest
 
-import trainables.database
-from orchestrator.holdout import load_holdout
-from orchestrator.predict import main as predict_main
+import trainables.bars.database
+from orchestrator.models.predict import main as predict_main
+from orchestrator.promotion.holdout import load_holdout
 from orchestrator.tune import main as tune_main
 from tests.bars_db import VIEW, PgSchema, one_ticker, users_bars
-from trainables.data import bars_fingerprint
+from trainables.bars.files import bars_fingerprint
+from trainables.bars.sources import BarSource, read_bars
 from trainables.errors import ConfigError, DataError
-from trainables.sources import BarSource, read_bars
 
 TICKERS = {"AAA": 0, "BBB": 1, "CCC": 2}
 N_BARS = 700
@@ -55,7 +55,7 @@ def _cli(module: str, *args: str, env: dict | None = None, timeout: int = 600):
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     return done.returncode, done.stdout + done.stderr
 
@@ -273,9 +273,9 @@ def test_unreachable_host_fails_within_seconds(tmp_path, capsys):
         waited = time.perf_counter() - start
     assert "cannot connect" in err and "timeout expired" in err
     assert (
-        trainables.database.CONNECT_TIMEOUT_S - 1
+        trainables.bars.database.CONNECT_TIMEOUT_S - 1
         <= waited
-        < 3 * trainables.database.CONNECT_TIMEOUT_S
+        < 3 * trainables.bars.database.CONNECT_TIMEOUT_S
     )
 
 
@@ -309,7 +309,7 @@ def test_a_query_that_writes_is_refused_and_changes_nothing(view, tmp_path, caps
 
 def test_statement_timeout_stops_a_runaway_query(view, monkeypatch):
     # A query running past the statement timeout is cancelled by the server, in one line.
-    monkeypatch.setattr(trainables.database, "STATEMENT_TIMEOUT_S", 1)
+    monkeypatch.setattr(trainables.bars.database, "STATEMENT_TIMEOUT_S", 1)
     slow = "SELECT *, pg_sleep(0.01) AS nap FROM vw_ticker_timeseries"
     with pytest.raises(DataError, match="ran longer than the 1 s statement timeout"):
         read_bars(BarSource(data=view.url, query=slow, ticker="AAA", columns=()))
@@ -318,13 +318,13 @@ def test_statement_timeout_stops_a_runaway_query(view, monkeypatch):
 def test_a_long_query_says_it_is_waiting_and_how_long_it_may_run(view, monkeypatch, capsys):
     # A query still running after WAIT_NOTICE_S says so on stderr, with the statement timeout
     # (it printed nothing for minutes); a fast one says nothing.
-    monkeypatch.setattr(trainables.database, "WAIT_NOTICE_S", 1)
+    monkeypatch.setattr(trainables.bars.database, "WAIT_NOTICE_S", 1)
     slow = "SELECT *, pg_sleep(0.01) AS nap FROM vw_ticker_timeseries"
     bars = read_bars(BarSource(data=view.url, query=slow, ticker="AAA", columns=()))
     assert len(bars) == 300
     err = capsys.readouterr().err
     assert "waiting for the database: the query has run 1 s; the server stops it at the " in err
-    assert f"{trainables.database.STATEMENT_TIMEOUT_S} s statement timeout" in err
+    assert f"{trainables.bars.database.STATEMENT_TIMEOUT_S} s statement timeout" in err
     assert _password(view.url) not in err
     read_bars(BarSource(data=view.url, table=VIEW, ticker="AAA", columns=()))
     assert "waiting" not in capsys.readouterr().err

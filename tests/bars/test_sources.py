@@ -1,6 +1,6 @@
 """Bars from a database without a server: SQLite files, URLs, flags and their errors.
 
-The PostgreSQL side, with a real server, is tests/test_postgres.py.
+The PostgreSQL side, with a real server, is tests/bars/test_postgres.py.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator.holdout import load_holdout
-from orchestrator.spaces import load_space
-from orchestrator.sweep import SweepSpec, base_config
-from orchestrator.sweep_data import data_record, load_sweep_bars, write_snapshot
+from orchestrator.promotion.holdout import load_holdout
+from orchestrator.sweep.data_source import data_record, load_sweep_bars, write_snapshot
+from orchestrator.sweep.run import SweepSpec, base_config
+from orchestrator.sweep.spaces import load_space
 from orchestrator.tune import main as tune_main
 from tests.bars_db import VIEW, one_ticker, sqlite_view, users_bars
-from trainables.data import bars_fingerprint, load_bars
+from trainables.bars.files import bars_fingerprint, load_bars
+from trainables.bars.sources import BarSource, public_url, read_bars
 from trainables.errors import ConfigError, DataError
-from trainables.sources import BarSource, public_url, read_bars
 
 TICKERS = {"AAA": 0, "BBB": 1, "CCC": 2}
 

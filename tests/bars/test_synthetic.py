@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import Ridge
 
-from trainables.data import validate_bars
+from trainables.bars.files import validate_bars
+from trainables.bars.synthetic import make_bars, simulate
 from trainables.errors import ConfigError
-from trainables.features import build_features
-from trainables.synthetic import make_bars, simulate
+from trainables.prep.features import build_features
 
 
 def test_same_seed_gives_identical_bars():
@@ -87,8 +87,8 @@ def test_bad_n_bars(n_bars):
 def test_the_sample_command_writes_the_built_in_series(tmp_path, capsys):
     # Rule: `python -m trainables.synthetic --out bars.parquet --bars 4000` writes the
     # built-in data (what a sweep without --data trains on) as a file any command reads.
-    from trainables.data import load_bars
-    from trainables.synthetic import main
+    from trainables.bars.files import load_bars
+    from trainables.bars.synthetic import main
 
     out = tmp_path / "bars.parquet"
     assert main(["--out", str(out), "--bars", "4000"]) == 0
@@ -103,8 +103,8 @@ def test_the_sample_command_writes_the_built_in_series(tmp_path, capsys):
 def test_a_universe_is_one_long_frame_of_learnable_tickers_with_their_own_seeds(tmp_path):
     # Rule: --tickers 4: a ticker column, SYN0..SYN3 on the same timestamps, each the
     # built-in series with seed + k; --ticker picks one back out.
-    from trainables.data import load_bars
-    from trainables.synthetic import main, make_universe
+    from trainables.bars.files import load_bars
+    from trainables.bars.synthetic import main, make_universe
 
     frame = make_universe(4, 600, seed=5)
     assert list(frame.columns) == ["timestamp", "ticker", "open", "high", "low", "close", "volume"]
@@ -120,8 +120,8 @@ def test_a_universe_is_one_long_frame_of_learnable_tickers_with_their_own_seeds(
 
 def test_the_sample_command_adds_random_walk_tickers(tmp_path, capsys):
     # --random-walks 2: RW0, RW1 beside the learnable tickers, each make_universe's.
-    from trainables.data import load_bars
-    from trainables.synthetic import main, make_universe
+    from trainables.bars.files import load_bars
+    from trainables.bars.synthetic import main, make_universe
 
     out = tmp_path / "fdr.parquet"
     argv = ["--out", str(out), "--tickers", "2", "--random-walks", "2", "--bars", "300"]
@@ -144,7 +144,7 @@ def test_the_sample_command_adds_random_walk_tickers(tmp_path, capsys):
     ],
 )
 def test_sample_command_refuses_bad_flags_in_one_line(tmp_path, capsys, args, needle):
-    from trainables.synthetic import main
+    from trainables.bars.synthetic import main
 
     argv = ["--out", str(tmp_path / "b.parquet"), *args] if "--out" not in args else args
     assert main(argv) == 2
@@ -154,7 +154,7 @@ def test_sample_command_refuses_bad_flags_in_one_line(tmp_path, capsys, args, ne
 
 
 def test_sample_command_never_overwrites_a_file(tmp_path, capsys):
-    from trainables.synthetic import main
+    from trainables.bars.synthetic import main
 
     out = tmp_path / "bars.parquet"
     out.write_bytes(b"mine")

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainables.data import load_bars, validate_bars
+from trainables.bars.files import load_bars, validate_bars
+from trainables.bars.provenance import origin_of
+from trainables.bars.synthetic import make_bars
 from trainables.errors import ConfigError, DataError
-from trainables.origin import origin_of
-from trainables.synthetic import make_bars
 
 NY = "America/New_York"
 
@@ -189,8 +189,8 @@ def test_sweep_records_the_time_zone_and_promotion_rebuilds_with_it(hourly, tmp_
     # sweep.json; promotion's rebuild (load_holdout) reads the data the same way.
     import ray
 
-    from orchestrator.holdout import load_holdout
-    from orchestrator.sweep import SweepSpec, run_sweep
+    from orchestrator.promotion.holdout import load_holdout
+    from orchestrator.sweep.run import SweepSpec, run_sweep
 
     times = [t.strftime("%Y-%m-%d %H:%M:%S") for t in _ny(hourly)]
     path = write_bars(_with_times(hourly, times).iloc[6800:8000], "ny.csv", index=False)

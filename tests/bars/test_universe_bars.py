@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from tests.bars_db import sqlite_view, users_bars
-from trainables.data import bars_fingerprint, load_bars
+from trainables.bars.files import bars_fingerprint, load_bars
+from trainables.bars.sources import BarSource, read_bars
+from trainables.bars.universe import read_universe
 from trainables.errors import DataError
-from trainables.sources import BarSource, read_bars
-from trainables.universe_bars import read_universe
 
 TICKERS = {"AAA": 0, "BRK.B": 1, "CCC": 2}
 
@@ -69,7 +69,7 @@ def test_a_database_view_is_read_in_one_query_with_the_same_bars(tmp_path, frame
 def test_a_synthetic_universe_has_random_walks_beside_the_learnable_tickers(tmp_path):
     # make_universe(random_walks=k): learnable SYN<k> and RW<k> whose returns nothing in
     # their past predicts; the long frame reads back as a universe, every ticker valid.
-    from trainables.synthetic import make_universe
+    from trainables.bars.synthetic import make_universe
 
     frame = make_universe(2, 3000, seed=3, random_walks=2)
     path = tmp_path / "s.parquet"

@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 import torch
 
-from orchestrator.predict import main
+from orchestrator.models.predict import main
 from tests.folds import make_fold
 from trainables.artifacts import save_run
-from trainables.config import TrainConfig
-from trainables.features import build_features
-from trainables.synthetic import make_bars
-from trainables.trainer import fit
+from trainables.bars.synthetic import make_bars
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.features import build_features
+from trainables.training.trainer import fit
 
 N_BARS = 600
 

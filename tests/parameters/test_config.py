@@ -7,9 +7,9 @@ import json
 import pytest
 
 from trainables.cli import parse_value
-from trainables.config import TrainConfig
 from trainables.errors import ConfigError
-from trainables.presets import PRESETS
+from trainables.parameters.presets import PRESETS
+from trainables.parameters.train_config import TrainConfig
 
 
 def test_defaults_follow_the_guide():

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 import trainables.train as train_cli
-from orchestrator.holdout import DATA_SETTINGS, check_settings
+from orchestrator.promotion.holdout import DATA_SETTINGS, check_settings
 from orchestrator.tune import parse_args
-from trainables.config import ALIASES, SECTIONS, TrainConfig, choices_of, specs
 from trainables.errors import ConfigError
-from trainables.model import ModelSpec
-from trainables.params import default_text, range_text
+from trainables.parameters.fields import default_text, range_text
+from trainables.parameters.train_config import ALIASES, SECTIONS, TrainConfig, choices_of, specs
+from trainables.training.network import ModelSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "parameters.md"
 ROW = re.compile(r"^\| `(\w+)` \| (.*?) \| (.*?) \| (.*) \|$")
 

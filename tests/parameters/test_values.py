@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import trainables.train as train_cli
-from orchestrator.promote import build_parser as promote_parser
-from orchestrator.promote import main as promote_main
-from orchestrator.spaces import load_space
+from orchestrator.promotion.run import build_parser as promote_parser
+from orchestrator.promotion.run import main as promote_main
+from orchestrator.sweep.spaces import load_space
 from orchestrator.tune import parse_args as tune_args
-from trainables.config import TrainConfig
 from trainables.errors import ConfigError
-from trainables.values import read_mapping_file, read_value
+from trainables.parameters.train_config import TrainConfig
+from trainables.parameters.values import read_mapping_file, read_value
 
 SPACE = """\
 name: {name}

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from trainables.errors import ConfigError, DataError
-from trainables.features import FEATURES, build_features
-from trainables.labels import describe_targets, make_targets
+from trainables.prep.features import FEATURES, build_features
+from trainables.prep.labels import describe_targets, make_targets
 
 
 def _tiny(close: list[float]) -> pd.DataFrame:
@@ -182,5 +182,5 @@ def test_bad_label_settings(kwargs, message):
 
 def test_every_feature_is_documented():
     # docs/data.md lists every built-in feature name, so the docs cannot drift from FEATURES.
-    docs = (Path(__file__).parents[1] / "docs" / "data.md").read_text()
+    docs = (Path(__file__).parents[2] / "docs" / "data.md").read_text()
     assert [name for name in FEATURES if f"`{name}`" not in docs] == []

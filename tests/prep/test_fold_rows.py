@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.prepare import prepare_sweep_data
-from tests.test_trainer import tiny
-from trainables.config import TrainConfig
-from trainables.dataset import prepare_fold_for
+from orchestrator.sweep.prepare import prepare_sweep_data
+from tests.training.test_trainer import tiny
 from trainables.errors import DataError
-from trainables.fold_checks import check_fold
-from trainables.trainer import fit
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import prepare_fold_for
+from trainables.prep.fold_checks import check_fold
+from trainables.training.trainer import fit
 
 F_COLS = ("open", "high", "low", "close", "volume", "log_return")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainables.features import FEATURES
-from trainables.naive import LEVEL, RETURN_LIKE, naive_forecast, naive_kind
+from trainables.prep.features import FEATURES
+from trainables.prep.naive import LEVEL, RETURN_LIKE, naive_forecast, naive_kind
 
 
 def test_every_built_in_feature_has_a_documented_naive_forecast():
@@ -31,7 +31,7 @@ def test_naive_forecast_mixes_per_target():
 def test_only_level_targets_among_the_inputs_are_predicted_as_last_value_plus_change():
     # Rule: the untrained model equals the target's own naive forecast: persistence for a
     # level that is an input, the (scaled) training mean for a return-like target.
-    from trainables.naive import residual_applies
+    from trainables.prep.naive import residual_applies
 
     assert residual_applies(["open", "close"], ["close"])
     assert not residual_applies(["open"], ["close"])  # no last value to add a change to
@@ -41,9 +41,9 @@ def test_only_level_targets_among_the_inputs_are_predicted_as_last_value_plus_ch
 
 def test_a_return_target_trains_without_the_residual_head_and_a_price_with_it():
     from tests.folds import make_fold
-    from trainables.config import TrainConfig
-    from trainables.synthetic import make_bars
-    from trainables.trainer import fit
+    from trainables.bars.synthetic import make_bars
+    from trainables.parameters.train_config import TrainConfig
+    from trainables.training.trainer import fit
 
     bars = make_bars(600)
     for target, f_cols, residual in (

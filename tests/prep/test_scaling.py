@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from trainables.dataset import prepare_fold
-from trainables.features import build_features
-from trainables.labels import make_targets
-from trainables.scaling import rows_covered, scaler_from_dict
+from trainables.prep.dataset import prepare_fold
+from trainables.prep.features import build_features
+from trainables.prep.labels import make_targets
+from trainables.prep.scaling import rows_covered, scaler_from_dict
 
 F_COLS = ["open", "high", "low", "close", "volume", "sma_value"]
 SEQ_LEN, HORIZON = 20, 5

@@ -13,8 +13,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from trainables.errors import ConfigError, DataError
-from trainables.scaling import rows_covered
-from trainables.splits import (
+from trainables.prep.scaling import rows_covered
+from trainables.prep.splits import (
     CombinatorialPurgedCV,
     PurgedKFold,
     PurgedWalkForward,
@@ -445,7 +445,7 @@ def test_usable_as_sklearn_cv():
 def test_inner_split_walk_forward_golden():
     # training anchors 1..40, sequence_length=2, horizon=1 (purge 2, embargo 3): the last 6 anchors
     # (15% of 40) are the stop block; the 2 before them are purged, nothing trains after it
-    from trainables.splits import inner_split
+    from trainables.prep.splits import inner_split
 
     out = inner_split(
         np.arange(1, 41), np.arange(43, 60), sequence_length=2, horizon=1, fraction=0.15
@@ -457,7 +457,7 @@ def test_inner_split_walk_forward_golden():
 
 def test_inner_split_first_kfold_fold_uses_the_stretch_after_the_eval_block():
     # eval block first: no training precedes it, so the block is the head of what follows
-    from trainables.splits import inner_split
+    from trainables.prep.splits import inner_split
 
     out = inner_split(
         np.arange(10, 50), np.arange(1, 7), sequence_length=2, horizon=1, fraction=0.1
@@ -493,7 +493,7 @@ def _check_inner(tr, ev, out, p, n):
 )
 def test_inner_split_properties(p, k, scheme, data):
     # (g) the early-stopping block obeys the leakage rule against fit and eval, in every scheme
-    from trainables.splits import inner_split
+    from trainables.prep.splits import inner_split
 
     fraction = data.draw(st.floats(0.05, 0.5))
     common = p_without_n(p)

@@ -20,19 +20,24 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from orchestrator import evaluation
-from orchestrator.baselines import baseline_forecasts, baseline_scores, fit_baselines, naive_name
-from orchestrator.holdout import HoldoutGuard, load_holdout, read_sweep
-from orchestrator.predict import main as predict_main
-from orchestrator.promote import EXPERIMENT, PromoteSpec, promote
-from orchestrator.promote import main as promote_main
-from orchestrator.registry import log_final_model, registry_line
-from orchestrator.report import write_report
-from orchestrator.sweep import SweepSpec, run_sweep
-from orchestrator.tracking import default_tracking_uri
-from orchestrator.verdicts import fmt_p
+from orchestrator.models.predict import main as predict_main
+from orchestrator.models.registry import log_final_model, registry_line
+from orchestrator.promotion.baselines import (
+    baseline_forecasts,
+    baseline_scores,
+    fit_baselines,
+    naive_name,
+)
+from orchestrator.promotion.holdout import HoldoutGuard, load_holdout, read_sweep
+from orchestrator.promotion.report import write_report
+from orchestrator.promotion.run import EXPERIMENT, PromoteSpec, promote
+from orchestrator.promotion.run import main as promote_main
+from orchestrator.stats.verdicts import fmt_p
+from orchestrator.sweep.run import SweepSpec, run_sweep
+from orchestrator.tracking.sweep_runs import default_tracking_uri
 from trainables.artifacts import FILES
+from trainables.bars.synthetic import make_bars
 from trainables.errors import ConfigError
-from trainables.synthetic import make_bars
 
 NAME = "p"
 # The sweep's parent MLflow run as the sweep left it (the fixture fills it in before promoting).
@@ -538,7 +543,7 @@ def test_legends_of_the_promotion_plots_cover_no_curve(promoted):
     # Rule: the loss curves', equity curves' and predictions' legends sit beside or below
     # their axes, never on a curve.
     from orchestrator import plots
-    from tests.test_report import legend_overlaps
+    from tests.promotion.test_report import legend_overlaps
 
     results, index, _ = promoted
     out = results / NAME
@@ -556,7 +561,7 @@ def test_promoted_report_in_chromium_has_no_table_wider_than_the_page(promoted, 
     # Rule: the whole report of a promotion (tests, test table, leaderboard, both audits)
     # fits a 1400 px browser window.
     from tests.browser import has_browser
-    from tests.test_report import assert_fits_in_chromium
+    from tests.promotion.test_report import assert_fits_in_chromium
 
     if not has_browser():
         pytest.skip("needs chromium and chromedriver (apt-get install -y chromium chromium-driver)")

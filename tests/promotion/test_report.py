@@ -17,11 +17,16 @@ import pandas as pd
 import pytest
 
 from orchestrator import plots
-from orchestrator.cv_baselines import CVBaseline
-from orchestrator.leaderboard import TrialRecord, build_leaderboard, with_baselines, write_results
-from orchestrator.report import main, param_importances, write_report
+from orchestrator.promotion.report import main, param_importances, write_report
+from orchestrator.records.leaderboard import (
+    TrialRecord,
+    build_leaderboard,
+    with_baselines,
+    write_results,
+)
+from orchestrator.sweep.cv_baselines import CVBaseline
 from tests.browser import chromium, has_browser
-from trainables.splits import PurgedWalkForward, audit_frame
+from trainables.prep.splits import PurgedWalkForward, audit_frame
 
 
 def _records(n: int, *, seed: int = 0) -> list[TrialRecord]:
@@ -105,8 +110,8 @@ def test_report_shows_the_baselines_beside_the_top_trials_and_what_importances_r
 ):
     # Rule: the leaderboard table carries the baselines' rows on the same folds, and the
     # importances say they rest on the completed trials only.
-    from orchestrator.cv_baselines import CVBaseline
-    from orchestrator.leaderboard import with_baselines
+    from orchestrator.records.leaderboard import with_baselines
+    from orchestrator.sweep.cv_baselines import CVBaseline
 
     records = _records(12)  # more than the table's 10: the baseline row must still be there
     records[11] = TrialRecord("t0000011", records[11].params, records[11].folds[:1], "pruned")

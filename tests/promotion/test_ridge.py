@@ -1,4 +1,4 @@
-"""orchestrator.ridge: the windows' ridge from chunked normal equations is scikit-learn's Ridge."""
+"""orchestrator.promotion.ridge: the windows' ridge from chunked normal equations is scikit-learn's Ridge."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from orchestrator import ridge
-from orchestrator.ridge import RidgeGram
-from trainables.windows import sliding_windows
+from orchestrator.promotion.ridge import RidgeGram
+from trainables.prep.windows import sliding_windows
 
 
 def _data(seed: int, n: int = 700, f: int = 3, t: int = 2):

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.folder_lock import (
+from orchestrator.promotion.run import main as promote_main
+from orchestrator.records.folder_lock import (
     LOCK_FILE,
     FolderBusy,
     FolderLock,
@@ -26,13 +27,12 @@ from orchestrator.folder_lock import (
     holder,
     last_holder,
 )
-from orchestrator.leaderboard import read_leaderboard
-from orchestrator.promote import main as promote_main
+from orchestrator.records.leaderboard import read_leaderboard
 from orchestrator.state_seal import new_seal
-from orchestrator.sweep import SweepSpec, run_sweep
+from orchestrator.sweep.run import SweepSpec, run_sweep
 from orchestrator.tune import main as tune_main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
 
 
@@ -68,7 +68,7 @@ def test_a_killed_holder_frees_the_folder_and_its_note_says_who_it_was(tmp_path)
     # Rule: the kernel drops the lock of a SIGKILLed process; only its note remains.
     folder = tmp_path / "s"
     code = (
-        "import sys, time; from orchestrator.folder_lock import FolderLock; "
+        "import sys, time; from orchestrator.records.folder_lock import FolderLock; "
         f"FolderLock({str(folder)!r}, purpose='sweep').acquire(); print('held', flush=True); "
         "time.sleep(600)"
     )

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.holdout import read_sweep
-from orchestrator.names import (
+from orchestrator.promotion.holdout import read_sweep
+from orchestrator.promotion.run import main as promote_main
+from orchestrator.records.names import (
     MAX_NAME,
     check_existing_name,
     check_new_name,
@@ -25,9 +26,8 @@ from orchestrator.names import (
     encode_ticker,
     safe_stem,
 )
-from orchestrator.promote import main as promote_main
-from orchestrator.record import read_record
-from orchestrator.spec import SweepSpec
+from orchestrator.records.sweep_record import read_record
+from orchestrator.sweep.spec import SweepSpec
 from orchestrator.tune import main as tune_main
 from trainables.errors import ConfigError
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.folder_lock import LOCK_FILE
-from orchestrator.promote import main as promote_main
-from orchestrator.record import DECIDING, RUNTIME
-from orchestrator.spec import SweepSpec
+from orchestrator.promotion.run import main as promote_main
+from orchestrator.records.folder_lock import LOCK_FILE
+from orchestrator.records.sweep_record import DECIDING, RUNTIME
+from orchestrator.sweep.spec import SweepSpec
 from orchestrator.tune import main as tune_main
 
 # A record as a sweep writes it (every setting), before the tampering.

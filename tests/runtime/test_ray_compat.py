@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import ray
 
-from orchestrator.ray_compat import TESTED_RAY, use_callbacks_after_restore
+from orchestrator.runtime.ray_compat import TESTED_RAY, use_callbacks_after_restore
 
 
 def test_the_installed_ray_is_the_one_the_shim_was_written_for():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.fdr import adjust, iu_p_of
+from orchestrator.stats.fdr import adjust, iu_p_of
 
 
 def test_adjusted_p_values_are_benjamini_yekutieli():

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.objective import running_objective
-from orchestrator.prepare import prepare_sweep_data
+from orchestrator.stats.objective import running_objective
+from orchestrator.sweep.prepare import prepare_sweep_data
 from tests.folds import make_fold
-from trainables.config import TrainConfig
 from trainables.errors import DataError
-from trainables.metrics import fold_outputs
-from trainables.trainer import fit, predict_scaled
+from trainables.parameters.train_config import TrainConfig
+from trainables.training.metrics import fold_outputs
+from trainables.training.trainer import fit, predict_scaled
 
 
 def _fold(bars, *, scaler: str, target: str = "close", f_cols=("close", "log_return")):

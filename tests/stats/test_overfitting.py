@@ -14,7 +14,7 @@ import pytest
 from scipy.special import logit
 from scipy.stats import rankdata
 
-from orchestrator.overfitting import (
+from orchestrator.stats.overfitting import (
     MIN_TRIALS,
     block_statistics,
     cscv,
@@ -234,11 +234,11 @@ def test_oof_frame_keeps_the_folds_pruned_trials_finished(tmp_path):
     # PBO can use them); a trial pruned inside its first fold, or a failed one, adds nothing.
     from ray import tune
 
-    from orchestrator.leaderboard import TrialRecord
-    from orchestrator.outcome import oof_frame
-    from orchestrator.prepare import prepare_sweep_data
-    from orchestrator.trial import oof_file
-    from trainables.config import TrainConfig
+    from orchestrator.records.leaderboard import TrialRecord
+    from orchestrator.sweep.prepare import prepare_sweep_data
+    from orchestrator.sweep.results import oof_frame
+    from orchestrator.sweep.trial import oof_file
+    from trainables.parameters.train_config import TrainConfig
 
     base = TrainConfig()
     data = prepare_sweep_data(

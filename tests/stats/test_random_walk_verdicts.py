@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import ray
 
-from orchestrator.promote import main as promote_main
-from orchestrator.sweep import SweepSpec, run_sweep
+from orchestrator.promotion.run import main as promote_main
+from orchestrator.sweep.run import SweepSpec, run_sweep
 
 pytestmark = pytest.mark.slow
 

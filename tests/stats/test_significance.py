@@ -19,7 +19,7 @@ from scipy import stats
 from scipy.stats import chi2_contingency
 from sklearn.metrics import f1_score
 
-from orchestrator.significance import (
+from orchestrator.stats.significance import (
     ALPHA,
     accuracy_difference,
     clark_west,

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator.holdout import HoldoutRows
-from orchestrator.trading import (
+from orchestrator.promotion.holdout import HoldoutRows
+from orchestrator.stats.trading import (
     NOTE,
     bars_per_year,
     class_positions,
@@ -24,7 +24,7 @@ from orchestrator.trading import (
     trading_view,
 )
 from tests.simulated_errors import ar_errors
-from trainables.dataset import Targets
+from trainables.prep.dataset import Targets
 
 RETURNS = [2 / 100, -1 / 102, 0.0, 3 / 101, -4 / 104]
 POSITIONS = [1.0, -1.0, -1.0, 0.0, 1.0]  # held over the bars of RETURNS

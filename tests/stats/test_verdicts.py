@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from orchestrator.verdicts import (
+from orchestrator.stats.verdicts import (
     Comparison,
     Verdict,
     classification_comparisons,

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.leaderboard import read_leaderboard
+from orchestrator.records.leaderboard import read_leaderboard
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sweep_before_layout"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sweep_before_layout"
 # The folder the fixture was made in. A sweep resumes only where it was started (its record,
 # Tune's state and the Optuna storage hold absolute paths), so the copy goes to a folder
 # whose name has the same length and every mention is rewritten byte for byte (pickles and
@@ -55,8 +55,8 @@ def test_the_fixture_names_the_old_module_paths():
     # What makes this test mean something: Tune's pickled state names the modules as they
     # were before the move (orchestrator.schedulers, not orchestrator.sweep.schedulers).
     state = (FIXTURE / "results" / "old" / "tune" / "tuner.pkl").read_bytes()
-    for old in (b"orchestrator.schedulers", b"orchestrator.study_search", b"orchestrator.progress"):
-        assert old + b"\x94" in state, old
+    for old in ("schedulers", "study_search", "progress", "record", "preflight", "tracking_thread"):
+        assert f"orchestrator.{old}".encode() + b"\x94" in state, old
 
 
 def test_a_sweep_interrupted_before_the_move_resumes_after_it(old_sweep):

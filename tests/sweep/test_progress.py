@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from orchestrator.leaderboard import TrialRecord
-from orchestrator.progress import Heartbeat, where_stopped
+from orchestrator.records.leaderboard import TrialRecord
+from orchestrator.sweep.progress import Heartbeat, where_stopped
 
 
 def test_heartbeat_prints_when_nothing_else_was_printed():
@@ -71,7 +71,7 @@ def previous_best_of(rows):
 
     import pandas as pd
 
-    from orchestrator.leaderboard import previous_best, write_results
+    from orchestrator.records.leaderboard import previous_best, write_results
 
     board = pd.DataFrame(rows, columns=["trial_id", "status", "objective"])
     with tempfile.TemporaryDirectory() as d:

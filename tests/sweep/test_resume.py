@@ -17,14 +17,14 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.leaderboard import read_leaderboard
-from orchestrator.record import DECIDING
+from orchestrator.records.leaderboard import read_leaderboard
+from orchestrator.records.sweep_record import DECIDING
 from orchestrator.state_seal import seal_holds
-from orchestrator.tracking import default_tracking_uri, find_child_runs
+from orchestrator.tracking.sweep_runs import default_tracking_uri, find_child_runs
 from orchestrator.tune import main, parse_args
-from trainables.synthetic import make_bars
+from trainables.bars.synthetic import make_bars
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 

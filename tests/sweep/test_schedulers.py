@@ -1,6 +1,6 @@
 """The fold race on top of ASHA: decisions on the reports a trial really sends.
 
-The results below have the fields ``orchestrator.trial`` reports after each fold (running
+The results below have the fields ``orchestrator.sweep.trial`` reports after each fold (running
 mean ``objective``, ``progress``, ``fold_objective``, ``folds_json``); the end-to-end sweeps
 in test_sweep.py run the same scheduler inside real Tune trials.
 """
@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from orchestrator.schedulers import FoldRaceASHA
+from orchestrator.sweep.schedulers import FoldRaceASHA
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
@@ -40,7 +40,7 @@ def trial(sched: FoldRaceASHA, name: str):
 
 
 def fold(i: int, score: float, task: str) -> dict:
-    """A fold record as orchestrator.trial writes it (naive MSE 1: pooled = plain mean)."""
+    """A fold record as orchestrator.sweep.trial writes it (naive MSE 1: pooled = plain mean)."""
     if task == "classification":
         return {"fold": i, "macro_f1": score}
     return {"fold": i, "mse_ratio": score, "mse_by_target": [score], "naive_mse_by_target": [1.0]}
@@ -234,7 +234,7 @@ def test_a_trial_reports_exactly_the_estimates_asha_acts_on(grace, eta, n_folds,
     # decisions as one fed every epoch's estimate.
     import random
 
-    from orchestrator.schedulers import RungPlan
+    from orchestrator.sweep.schedulers import RungPlan
 
     rng = random.Random(grace * 100 + eta + n_folds + epochs)
 
@@ -289,9 +289,9 @@ def test_a_trial_reports_exactly_the_estimates_asha_acts_on(grace, eta, n_folds,
 
 
 def test_progress_reports_are_never_decided_on():
-    # A progress report (orchestrator/trial_reports.py) past a rung, with a hopeless
+    # A progress report (orchestrator/sweep/trial_reports.py) past a rung, with a hopeless
     # estimate, is neither recorded at the rung nor stops the trial.
-    from orchestrator.schedulers import HEARTBEAT, FoldMedianStoppingRule
+    from orchestrator.sweep.schedulers import HEARTBEAT, FoldMedianStoppingRule
 
     sched = asha()
     t = trial(sched, "a")

@@ -11,8 +11,8 @@ import optuna
 import pytest
 import yaml
 
-from orchestrator.leaderboard import read_leaderboard
-from orchestrator.sweep import SweepSpec, run_sweep
+from orchestrator.records.leaderboard import read_leaderboard
+from orchestrator.sweep.run import SweepSpec, run_sweep
 from orchestrator.tune import main as tune_main
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from ray.tune.search.optuna import OptunaSearch
 
-from orchestrator.spaces import (
+from orchestrator.sweep.spaces import (
     SPACES_DIR,
     list_spaces,
     load_space,
@@ -93,7 +93,7 @@ def test_samples_stay_inside_the_declared_ranges(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_sampled_configs_are_accepted_by_train_config(name):
     # what a space samples is a valid training config
-    from trainables.config import TrainConfig
+    from trainables.parameters.train_config import TrainConfig
 
     for config in sample_configs(load_space(name), 20, seed=2):
         TrainConfig.from_dict(dict(config))

@@ -19,15 +19,15 @@ import ray
 import yaml
 from mlflow.tracking import MlflowClient
 
-from orchestrator.leaderboard import read_leaderboard
-from orchestrator.mlflow_store import find_parent
-from orchestrator.sweep import SweepSpec, run_sweep
-from orchestrator.tracking import default_tracking_uri, find_child_runs
+from orchestrator.records.leaderboard import read_leaderboard
+from orchestrator.sweep.run import SweepSpec, run_sweep
+from orchestrator.tracking.store import find_parent
+from orchestrator.tracking.sweep_runs import default_tracking_uri, find_child_runs
 from tests.study_check import assert_study_matches
-from trainables.config import TrainConfig
 from trainables.errors import ConfigError
+from trainables.parameters.train_config import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -352,7 +352,7 @@ def test_a_sweep_keeps_out_of_fold_predictions_that_promotion_turns_into_pbo(tmp
     # oof.parquet holds every completed trial's predictions on every fold's evaluation rows,
     # in original units beside the truth and the naive forecast; with >= 8 complete trials
     # promotion's probability of backtest overfitting is computed from it.
-    from orchestrator.overfitting import pbo_of_sweep
+    from orchestrator.stats.overfitting import pbo_of_sweep
 
     out = run_sweep(tiny(tmp_path, trials=8, scheduler="none"), log=lambda *_: None)
     oof = pd.read_parquet(out.out_dir / "oof.parquet")

@@ -1,4 +1,4 @@
-"""What a trial reports inside a fold (orchestrator/trial_reports.py), on real fits."""
+"""What a trial reports inside a fold (orchestrator/sweep/trial_reports.py), on real fits."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import math
 import pytest
 
 from orchestrator import trial_reports
-from orchestrator.progress import duration, progress_line
-from orchestrator.schedulers import HEARTBEAT, RungPlan, asha_milestones
-from orchestrator.trial_reports import FoldReporter, ReportClock
-from tests.test_trainer import bars_fold, tiny
-from trainables.trainer import fit
+from orchestrator.sweep.progress import duration, progress_line
+from orchestrator.sweep.schedulers import HEARTBEAT, RungPlan, asha_milestones
+from orchestrator.sweep.trial_reports import FoldReporter, ReportClock
+from tests.training.test_trainer import bars_fold, tiny
+from trainables.training.trainer import fit
 
 
 def _reports(monkeypatch, *, first: float, every: float, rungs, epochs: int = 4):

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.tracking import SweepTracker, default_tracking_uri, find_child_runs, ui_hint
+from orchestrator.tracking.sweep_runs import (
+    SweepTracker,
+    default_tracking_uri,
+    find_child_runs,
+    ui_hint,
+)
 
 EXPERIMENT = "sweeps"
 SWEEP = "sweep-a"
@@ -252,13 +257,13 @@ def test_a_store_failure_mid_sweep_warns_once_and_stops_tracking(uri: str) -> No
 
 
 def test_background_tracker_writes_every_call_in_order_on_its_own_thread(uri):
-    # The sweep's tracker (orchestrator/tracking_thread.py): opened on its own thread, each
+    # The sweep's tracker (orchestrator/tracking/writer_thread.py): opened on its own thread, each
     # call queued and written there in order; leaving the block waits for every write and
     # closes the parent run as SweepTracker does (KILLED after Ctrl-C).
     import pickle
     import threading
 
-    from orchestrator.tracking_thread import BackgroundTracker
+    from orchestrator.tracking.writer_thread import BackgroundTracker
 
     threads = []
 
@@ -272,7 +277,7 @@ def test_background_tracker_writes_every_call_in_order_on_its_own_thread(uri):
         _trial(tracker, "t1")  # a second call for a logged trial is skipped, as SweepTracker does
         pickle.loads(pickle.dumps(tracker))  # Tune pickles callbacks: a copy without a thread
     assert threads == ["mlflow-tracker"] and tracker.uri == uri
-    # the sweep's MLflow link names its experiment (orchestrator/outcome.py)
+    # the sweep's MLflow link names its experiment (orchestrator/sweep/results.py)
     experiment = MlflowClient(tracking_uri=uri).get_experiment_by_name(EXPERIMENT)
     assert tracker.experiment_id == experiment.experiment_id
     runs = find_child_runs(uri, EXPERIMENT, SWEEP)
@@ -294,8 +299,8 @@ def test_fold_indices_and_settings_are_not_metrics(uri: str) -> None:
     # Rule: a fold's index (the step says it) and the batch size a fold used are not
     # measurements: no fold0_fold, fold_fold or fold0_batch_size metric; the batch size is
     # a param (one when every fold used the same).
-    from orchestrator.leaderboard import TrialRecord
-    from orchestrator.progress import log_record
+    from orchestrator.records.leaderboard import TrialRecord
+    from orchestrator.sweep.progress import log_record
 
     folds = [
         {"fold": k, "mse_ratio": 0.9 + k / 100, "batch_size": 64, "epochs": 3, "seconds": 1.5}

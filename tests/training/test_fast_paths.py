@@ -1,4 +1,4 @@
-"""The CPU fast paths (trainables.fast_paths) and the plain path give the same numbers."""
+"""The CPU fast paths (trainables.training.fast_paths) and the plain path give the same numbers."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_trainer import bars_fold, tiny
+from tests.training.test_trainer import bars_fold, tiny
 from trainables import fast_paths
-from trainables.config import TrainConfig
-from trainables.fast_paths import FlatGrads, use_fast_paths
-from trainables.model import ModelSpec, SequenceModel
-from trainables.optim import Gradients, gradients
-from trainables.trainer import fit
+from trainables.parameters.train_config import TrainConfig
+from trainables.training.fast_paths import FlatGrads, use_fast_paths
+from trainables.training.network import ModelSpec, SequenceModel
+from trainables.training.optim import Gradients, gradients
+from trainables.training.trainer import fit
 
 
 @pytest.fixture(autouse=True)
@@ -184,12 +184,12 @@ def test_a_fit_in_a_fresh_process_loads_no_compiler_only_with_fast_paths_on():
     from pathlib import Path
 
     code = (
-        "import sys; from tests.test_trainer import bars_fold, tiny; "
-        "from trainables.trainer import fit; "
+        "import sys; from tests.training.test_trainer import bars_fold, tiny; "
+        "from trainables.training.trainer import fit; "
         "fit(tiny(epochs=2, num_layers=2, dropout=0.2), bars_fold(300), log=None); "
         "print(sorted(m for m in ('torch._dynamo', 'torch._inductor') if m in sys.modules))"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     seen = {}
     for switch in ("1", "0"):
         env = {**os.environ, "PYTHONPATH": str(root), fast_paths.ENV: switch}
@@ -233,7 +233,7 @@ def test_eager_optimizer_steps_like_torch_and_runs_its_hooks(name, fused):
 def test_deterministic_mode_is_set_and_restored_alike_on_both_paths():
     # Rule: Deterministic sets torch's deterministic flags (warn only) inside the block and
     # puts the caller's back after it, with or without the fast path.
-    from trainables.devices import Deterministic
+    from trainables.training.devices import Deterministic
 
     for on in (True, False):
         with use_fast_paths(on):

@@ -56,7 +56,7 @@ def test_the_golden_tolerance_catches_the_smallest_real_change(name):
     import torch
 
     from tests.fit_golden import case_config, case_fold
-    from trainables.trainer import fit
+    from trainables.training.trainer import fit
 
     golden = np.load(golden_path(name))
     cfg = case_config(name)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.config import TrainConfig
 from trainables.errors import ConfigError, TrainingError
-from trainables.gpu_probe import (
+from trainables.parameters.train_config import TrainConfig
+from trainables.training.gpu_probe import (
     CACHE_DIR_ENV,
     CPU_FALLBACK_BATCH_SIZE,
     ProbeCache,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from trainables.metrics import CLASS_NAMES, classification_metrics
+from trainables.training.metrics import CLASS_NAMES, classification_metrics
 
 
 def _cases() -> list[tuple[np.ndarray, np.ndarray]]:

@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
-from trainables.config import TrainConfig
-from trainables.fast_paths import use_fast_paths
-from trainables.model import ModelSpec, SequenceModel
+from trainables.parameters.train_config import TrainConfig
+from trainables.training.fast_paths import use_fast_paths
+from trainables.training.network import ModelSpec, SequenceModel
 
 
 def _x(batch: int = 5, sequence_length: int = 7, features: int = 4) -> torch.Tensor:

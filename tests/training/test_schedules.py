@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import OneCycleLR
 
-from trainables.config import TrainConfig
-from trainables.schedules import EarlyStopping, LRSchedule, improves
+from trainables.parameters.train_config import TrainConfig
+from trainables.training.schedules import EarlyStopping, LRSchedule, improves
 
 
 def test_one_percent_gain_on_small_regression_loss_counts():

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-import trainables.trainer as trainer
+import trainables.training.trainer as trainer
 from tests.folds import make_fold
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData
+from trainables.bars.synthetic import make_bars
 from trainables.errors import ConfigError, TrainingError
-from trainables.fast_paths import use_fast_paths
-from trainables.model import SequenceModel
-from trainables.optim import make_optimizer
-from trainables.scaling import make_scaler
-from trainables.synthetic import make_bars
-from trainables.trainer import LRSchedule, fit, predict_scaled
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData
+from trainables.prep.scaling import make_scaler
+from trainables.training.fast_paths import use_fast_paths
+from trainables.training.network import SequenceModel
+from trainables.training.optim import make_optimizer
+from trainables.training.trainer import LRSchedule, fit, predict_scaled
 
 F_COLS = ("open", "high", "low", "close", "volume", "log_return")
 
@@ -522,7 +522,7 @@ def test_unpadded_prediction_gives_the_padded_outputs():
     # Rule: the per-epoch validation runs its last batch at its own size (pad=False, the
     # early-stopping block's cost), and its outputs are the padded run's: every row, in
     # order, within float32 rounding (the recorded val_loss and restore-best rest on them).
-    from trainables.inference import PREDICT_BATCH
+    from trainables.training.inference import PREDICT_BATCH
 
     torch.manual_seed(0)
     model = SequenceModel(tiny(hidden_size=8), 4, 2)

@@ -16,21 +16,21 @@ import pandas as pd
 import pytest
 import ray
 
-from orchestrator.fdr import adjust, iu_p_of
-from orchestrator.leaderboard import read_leaderboard
-from orchestrator.predict import run as predict_run
-from orchestrator.promote import PromoteSpec
-from orchestrator.sweep import SweepSpec, run_sweep
-from orchestrator.tickers import parse_tickers, ticker_dir, ticker_seed
-from orchestrator.tracking import default_tracking_uri, find_child_runs
+from orchestrator.models.predict import run as predict_run
+from orchestrator.promotion.run import PromoteSpec
+from orchestrator.promotion.universe import promote_universe
+from orchestrator.records.leaderboard import read_leaderboard
+from orchestrator.records.tickers import parse_tickers, ticker_dir, ticker_seed
+from orchestrator.stats.fdr import adjust, iu_p_of
+from orchestrator.sweep.run import SweepSpec, run_sweep
+from orchestrator.tracking.sweep_runs import default_tracking_uri, find_child_runs
 from orchestrator.tune import main as tune_main
-from orchestrator.universe import run_universe
-from orchestrator.universe_promote import promote_universe
+from orchestrator.universe.run import run_universe
 from tests.bars_db import users_bars
 from tests.study_check import assert_study_matches
 from trainables.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TICKERS = {"AAA": 0, "BRK.B": 1}
 
 
@@ -382,7 +382,7 @@ def test_show_lists_a_universe_and_its_tickers(swept, capsys):
 
 
 def test_a_bad_name_is_refused_before_any_work(tmp_path, bars_file):
-    # The universe runs the single sweep's pre-work checks (orchestrator/preflight.py).
+    # The universe runs the single sweep's pre-work checks (orchestrator/sweep/preflight.py).
     spec = tiny(tmp_path, bars_file, name="../outside")
     with pytest.raises(ConfigError, match="--name"):
         run_universe(spec, log=lambda *_: None)

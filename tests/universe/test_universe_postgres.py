@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 import ray
 
-from orchestrator.leaderboard import read_leaderboard
-from orchestrator.predict import run as predict_run
-from orchestrator.promote import PromoteSpec
-from orchestrator.sweep import SweepSpec
-from orchestrator.tickers import ticker_dir
-from orchestrator.universe import run_universe
-from orchestrator.universe_promote import promote_universe
+from orchestrator.models.predict import run as predict_run
+from orchestrator.promotion.run import PromoteSpec
+from orchestrator.promotion.universe import promote_universe
+from orchestrator.records.leaderboard import read_leaderboard
+from orchestrator.records.tickers import ticker_dir
+from orchestrator.sweep.run import SweepSpec
+from orchestrator.universe.run import run_universe
 from tests.bars_db import VIEW, PgSchema, one_ticker, users_bars
-from trainables.data import bars_fingerprint
+from trainables.bars.files import bars_fingerprint
 
 TICKERS = {"AAA": 0, "BRK.B": 1}
 

@@ -1,9 +1,9 @@
-"""The universe's heartbeat (orchestrator/universe_progress.py): tickers done / running / not
+"""The universe's heartbeat (orchestrator/universe/progress.py): tickers done / running / not
 started, trials across the universe, each trial line naming its ticker, and an ETA."""
 
 from __future__ import annotations
 
-from orchestrator.universe_progress import UniverseHeartbeat
+from orchestrator.universe.progress import UniverseHeartbeat
 
 
 def test_the_heartbeat_counts_tickers_and_trials_and_gives_an_eta():

@@ -1,11 +1,11 @@
-"""A universe's registered versions after its verdict (orchestrator/universe_registry.py), on
+"""A universe's registered versions after its verdict (orchestrator/models/universe_registry.py), on
 a real MLflow registry (sqlite): champion only for the tickers that survive the FDR."""
 
 from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from orchestrator.universe_registry import alias_line, settle_aliases
+from orchestrator.models.universe_registry import alias_line, settle_aliases
 
 
 def _register(client: MlflowClient, name: str, alias: str, source: str):

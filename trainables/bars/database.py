@@ -9,7 +9,7 @@ opened ``mode=ro`` with an authorizer that refuses anything but reading.
 What is read: the relation's timestamp and ticker columns are found by name (as in a file),
 only the columns the run needs are selected, the ticker and (PostgreSQL) the time range go
 into the WHERE clause as bound parameters, and rows come ordered by time. NUMERIC columns are
-cast to double precision by the server. ``trainables.sources`` turns the result into checked
+cast to double precision by the server. ``trainables.bars.sources`` turns the result into checked
 bars with the same code as a file.
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.engine import URL
 
-from trainables.data import REQUIRED_COLUMNS, TICKER_NAMES, TIMESTAMP_NAMES
+from trainables.bars.files import REQUIRED_COLUMNS, TICKER_NAMES, TIMESTAMP_NAMES
 from trainables.errors import ConfigError, DataError
 
 __all__ = [

@@ -5,10 +5,10 @@ Output format (also what ``synthetic.make_bars`` returns): a ``DatetimeIndex`` n
 ``timezone`` is given); float64 columns ``open, high, low, close, volume`` in lower case, then
 every other numeric column of the file. Rows in messages are the file's data rows counted
 from 0 (whatever ticker is picked) and come with their timestamp; the frame carries that
-mapping for later messages (``trainables.origin``).
+mapping for later messages (``trainables.bars.provenance``).
 
-The checks themselves live in ``trainables.timestamps`` (times, zones, daylight saving) and
-``trainables.bar_checks`` (values, order, jumps, constant stretches, gaps).
+The checks themselves live in ``trainables.bars.timestamps`` (times, zones, daylight saving) and
+``trainables.bars.checks`` (values, order, jumps, constant stretches, gaps).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from trainables.bar_checks import (
+from trainables.bars.checks import (
     DEFAULT_MAX_JUMP,
     check_constant_close,
     check_gaps,
@@ -38,9 +38,9 @@ from trainables.bar_checks import (
     check_values,
     numeric_values,
 )
+from trainables.bars.provenance import attach_origin
+from trainables.bars.timestamps import Parsed, parse_timestamps, to_utc
 from trainables.errors import ConfigError, DataError
-from trainables.origin import attach_origin
-from trainables.timestamps import Parsed, parse_timestamps, to_utc
 
 __all__ = [
     "DEFAULT_MAX_JUMP",

@@ -2,7 +2,7 @@
 
 ``BarSource`` holds what the command line says (``--data``, ``--data-env``, ``--table``,
 ``--query``, ``--ticker``, ``--start``, ``--end``); ``read_bars(source)`` returns checked
-bars in the format of ``trainables.data`` (the same checks and messages as a file).
+bars in the format of ``trainables.bars.files`` (the same checks and messages as a file).
 
 ``--data`` is a file path or a SQLAlchemy-style URL: ``postgresql://user@host:5432/db``
 (``postgresql+psycopg://`` and friends are accepted too: the driver part is ignored) or
@@ -24,10 +24,10 @@ import pandas as pd
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from trainables.data import DEFAULT_MAX_JUMP, REQUIRED_COLUMNS, bars_from_frame, load_bars
-from trainables.database import Request, read_database
+from trainables.bars.database import Request, read_database
+from trainables.bars.files import DEFAULT_MAX_JUMP, REQUIRED_COLUMNS, bars_from_frame, load_bars
 from trainables.errors import ConfigError, DataError
-from trainables.features import FEATURES
+from trainables.prep.features import FEATURES
 
 __all__ = [
     "BarSource",
@@ -106,7 +106,7 @@ class BarSource:
     start: str | None = None  # first bar to read, inclusive
     end: str | None = None  # last bar to read, inclusive
     columns: tuple[str, ...] | None = None  # bar columns beyond OHLCV the run reads
-    # how timestamps and prices are checked (trainables.data.load_bars)
+    # how timestamps and prices are checked (trainables.bars.files.load_bars)
     timezone: str | None = None
     dst: str = "raise"
     max_jump: float = DEFAULT_MAX_JUMP

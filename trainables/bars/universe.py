@@ -1,6 +1,6 @@
 """Many tickers' bars from one source, read once: a long file or a database relation.
 
-``read_universe(source, tickers)`` reads a file once (``trainables.data.split_tickers`` cuts
+``read_universe(source, tickers)`` reads a file once (``trainables.bars.files.split_tickers`` cuts
 it by ticker in one pass) or a database relation with one read-only query (the tickers
 present with ``SELECT DISTINCT``, then the rows of the requested ones, the list and the time
 range as bound parameters), and checks each ticker's bars exactly as a single-ticker read of
@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from trainables.data import bars_from_frame, read_table, split_tickers
-from trainables.database import Request, read_database_tickers
-from trainables.errors import ConfigError, DataError
-from trainables.sources import (
+from trainables.bars.database import Request, read_database_tickers
+from trainables.bars.files import bars_from_frame, read_table, split_tickers
+from trainables.bars.sources import (
     BarSource,
     cut_range,
     parse_url,
@@ -30,6 +29,7 @@ from trainables.sources import (
     strict_numbers,
     time_of,
 )
+from trainables.errors import ConfigError, DataError
 
 __all__ = ["UniverseBars", "match_tickers", "read_universe"]
 

@@ -9,7 +9,7 @@ Everything else is derived from these facts and the field's type annotation:
   docs/parameters.md (a test compares them row by row) and the ``--help`` of
   ``python -m trainables.train``.
 
-The module knows nothing of particular parameters: those are in ``trainables.config``.
+The module knows nothing of particular parameters: those are in ``trainables.parameters.train_config``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Param:
     parameter whose rule is its own (a list of names); ``allowed`` then says in words what it
     takes. ``note`` is a rule that involves other parameters (checked by TrainConfig).
     ``data``: it decides how the data is built, labelled or cut (promotion keeps the sweep's).
-    ``model``: an argument of the network itself (``trainables.model.ModelSpec``).
+    ``model``: an argument of the network itself (``trainables.training.network.ModelSpec``).
     """
 
     help: str

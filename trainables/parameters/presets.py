@@ -4,7 +4,7 @@ for a CPU."""
 
 from __future__ import annotations
 
-from trainables.config import TrainConfig
+from trainables.parameters.train_config import TrainConfig
 
 __all__ = ["PRESETS"]
 

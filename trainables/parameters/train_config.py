@@ -1,6 +1,6 @@
 """One typed training config, every parameter under the users' own names (docs/parameters.md).
 
-Each ``TrainConfig`` field carries all of its facts (``trainables.params.param``): default,
+Each ``TrainConfig`` field carries all of its facts (``trainables.parameters.fields.param``): default,
 range or choices, aliases, a line of help, whether it is a data setting or part of the
 network. What other modules need is derived from them here (``ALIASES``,
 ``DATA_SETTINGS``, ``MODEL_FIELDS``, ``choices_of``, ``specs``) and elsewhere from
@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any
 
 from trainables.errors import ConfigError, shown
-from trainables.params import (
+from trainables.parameters.fields import (
     Spec,
     check,
     check_class_weights,
@@ -66,7 +66,7 @@ class TrainConfig:
     f_cols: tuple[str, ...] = param(
         DEFAULT_F_COLS,
         DATA,
-        "input features per bar (trainables.features.FEATURES or numeric columns of the data)",
+        "input features per bar (trainables.prep.features.FEATURES or numeric columns of the data)",
         data=True,
         check=check_names,
         allowed="non-empty list, no repeats",
@@ -361,7 +361,7 @@ def check_value(name: str, value: Any) -> Any:
 ALIASES: dict[str, str] = {a: s.name for s in specs().values() for a in s.aliases}
 # Settings that decide how the data is built, labelled and cut (promotion keeps the sweep's).
 DATA_SETTINGS: tuple[str, ...] = tuple(s.name for s in specs().values() if s.param.data)
-# The network's own arguments (trainables.model.ModelSpec).
+# The network's own arguments (trainables.training.network.ModelSpec).
 MODEL_FIELDS: tuple[str, ...] = tuple(s.name for s in specs().values() if s.param.model)
 
 

@@ -10,7 +10,7 @@ Every such value is read as a YAML 1.2 ("core schema") scalar or flow collection
   (no sexagesimal), and a date stays text;
 * ``[a, b]`` is a list; a key written twice in a mapping is an error, not "the last wins".
 
-Which *type* a training parameter needs is TrainConfig's business (``trainables.config``):
+Which *type* a training parameter needs is TrainConfig's business (``trainables.parameters.train_config``):
 this module only reads text.
 """
 

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from trainables.errors import ConfigError, DataError
-from trainables.scaling import make_scaler, rows_covered
+from trainables.prep.scaling import make_scaler, rows_covered
 
 if TYPE_CHECKING:
-    from trainables.config import TrainConfig
+    from trainables.parameters.train_config import TrainConfig
 
 __all__ = ["FoldData", "Targets", "prepare_fold", "prepare_fold_for", "scaled_columns"]
 
@@ -72,7 +72,7 @@ class FoldData:
     task: str
     feature_names: list[str]
     target_names: list[str]
-    scaler: object  # trainables.scaling scaler, fit on training rows only
+    scaler: object  # trainables.prep.scaling scaler, fit on training rows only
     # regression, original units (float64, exact: scoring never round-trips the scaler):
     y_raw: np.ndarray | None = None  # [n, T] targets (NaN where undefined)
     now_raw: np.ndarray | None = None  # [n, T] the target columns at the anchor row

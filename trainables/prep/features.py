@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from trainables.bar_checks import MAX_ABS
+from trainables.bars.checks import MAX_ABS
+from trainables.bars.provenance import at_row, attach_origin, origin_of, source_of
 from trainables.errors import ConfigError, DataError
-from trainables.origin import at_row, attach_origin, origin_of, source_of
 
 __all__ = ["FEATURES", "build_features", "warmup_rows"]
 
@@ -93,7 +93,7 @@ def build_features(
 
     The leading warm-up rows, where a rolling window is not yet full, are dropped, so every
     returned value is finite and at most ``bar_checks.MAX_ABS`` in size; a value that is not
-    is a DataError naming the feature and the bars' source and row (``trainables.origin``).
+    is a DataError naming the feature and the bars' source and row (``trainables.bars.provenance``).
     """
     if isinstance(sma_window, bool) or not isinstance(sma_window, (int, np.integer)):
         raise ConfigError(f"sma_window must be an integer >= 1, but got sma_window={sma_window!r}")

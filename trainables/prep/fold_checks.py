@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData
 from trainables.errors import ConfigError, DataError
-from trainables.scaling import rows_covered
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData
+from trainables.prep.scaling import rows_covered
 
 __all__ = ["check_fold"]
 

@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from trainables.config import choices_of
-from trainables.dataset import Targets
 from trainables.errors import ConfigError, DataError
+from trainables.parameters.train_config import choices_of
+from trainables.prep.dataset import Targets
 
 __all__ = ["CLASS_NAMES", "TASKS", "describe_targets", "make_targets"]
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trainables.config import TrainConfig
-from trainables.dataset import Targets
+from trainables.bars.provenance import source_of
 from trainables.errors import DataError
-from trainables.features import build_features
-from trainables.labels import make_targets
-from trainables.origin import source_of
-from trainables.splits import FinalSplit, final_split
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import Targets
+from trainables.prep.features import build_features
+from trainables.prep.labels import make_targets
+from trainables.prep.splits import FinalSplit, final_split
 
 __all__ = ["TableArrays", "build_table", "holdout_split"]
 

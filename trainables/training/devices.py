@@ -85,7 +85,7 @@ class Deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         # As torch.use_deterministic_algorithms, without loading torch's compiler in every
-        # fresh process (trainables/fast_paths.py, 4).
+        # fresh process (trainables/training/fast_paths.py, 4).
         fast_paths.deterministic_algorithms(True, warn_only=True)
         return self
 

@@ -29,7 +29,7 @@ The switch: ``LSTM_ORCH_FAST_PATHS=0`` (or off, false, no) in the environment, o
 ``with use_fast_paths(False):`` in code (for the calling thread), turns all four off; the
 default is on. The plain path
 is torch's own ``nn.LSTM``/``nn.GRU`` forward, ``.grad = None`` + ``clip_grad_norm_`` and
-deterministic mode as torch sets it (``torch.use_deterministic_algorithms``). It gives the same numbers (tests/test_fast_paths.py):
+deterministic mode as torch sets it (``torch.use_deterministic_algorithms``). It gives the same numbers (tests/training/test_fast_paths.py):
 bit for bit, except that (1) draws other dropout masks than torch's kernel (a different
 random stream, not a different computation: tested against a hand-written
 "layer, inverted dropout, layer") and (2) sums the gradient norm in another order, so a

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from trainables.errors import ConfigError, TrainingError
-from trainables.model import ModelSpec, SequenceModel
+from trainables.training.network import ModelSpec, SequenceModel
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -219,7 +219,7 @@ def _default_step(
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """``cfg.amp`` -> autocast dtype, as ``trainables.trainer.resolve_amp`` picks it on CUDA."""
+    """``cfg.amp`` -> autocast dtype, as ``trainables.training.trainer.resolve_amp`` picks it on CUDA."""
     if device.type != "cuda" or amp == "off":
         return None
     if amp == "auto":

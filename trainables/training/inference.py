@@ -6,11 +6,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.dataset import FoldData
-from trainables.devices import autocast
-from trainables.metrics import fold_outputs
-from trainables.model import SequenceModel
-from trainables.windows import gather_windows
+from trainables.prep.dataset import FoldData
+from trainables.prep.windows import gather_windows
+from trainables.training.devices import autocast
+from trainables.training.metrics import fold_outputs
+from trainables.training.network import SequenceModel
 
 __all__ = ["PREDICT_BATCH", "evaluate", "predict_scaled"]
 

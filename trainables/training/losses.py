@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData
 
 __all__ = ["WeightedLoss", "class_weight"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainables.dataset import FoldData
-from trainables.naive import naive_forecast, naive_kinds
+from trainables.prep.dataset import FoldData
+from trainables.prep.naive import naive_forecast, naive_kinds
 
 __all__ = [
     "CLASS_NAMES",
@@ -128,7 +128,7 @@ def naive_scores(
 ) -> dict:
     """The score a sweep ranks on: each target's MSE against its naive forecast's.
 
-    ``naive_mse`` is the MSE of ``trainables.naive.naive_forecast`` (persistence for level
+    ``naive_mse`` is the MSE of ``trainables.prep.naive.naive_forecast`` (persistence for level
     targets, the training mean for return-like ones) on the same rows, in original units;
     ``mse_ratio`` is the mean over targets of ``mse / naive_mse`` (so volume cannot swamp
     prices) and ``skill = 1 - mse_ratio``: > 0 beats the naive forecast. ``mse_by_target``

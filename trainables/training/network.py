@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from trainables import fast_paths
-from trainables.config import MODEL_FIELDS, specs
 from trainables.errors import ConfigError
+from trainables.parameters.train_config import MODEL_FIELDS, specs
 
 __all__ = ["ModelSpec", "SequenceModel"]
 

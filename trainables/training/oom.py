@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from trainables.errors import TrainingError
-from trainables.gpu_probe import is_oom
+from trainables.training.gpu_probe import is_oom
 
 __all__ = ["Snapshot", "retry_on_oom"]
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from trainables import fast_paths
-from trainables.config import TrainConfig
+from trainables.parameters.train_config import TrainConfig
 
 __all__ = ["Gradients", "gradients", "make_optimizer", "set_lr"]
 
@@ -26,7 +26,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
         cls, kwargs = torch.optim.Adam, {"lr": lr, "weight_decay": wd}
     else:
         cls, kwargs = torch.optim.SGD, {"lr": lr, "momentum": cfg.momentum, "weight_decay": wd}
-    cls = fast_paths.eager_optimizer(cls)  # no compiler import (trainables/fast_paths.py, 4)
+    cls = fast_paths.eager_optimizer(cls)  # no compiler import (trainables/training/fast_paths.py, 4)
     if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
         try:
             return cls(params, fused=True, **kwargs)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from trainables.config import TrainConfig
+from trainables.parameters.train_config import TrainConfig
 
 __all__ = ["EarlyStopping", "LRSchedule", "improves"]
 

@@ -24,21 +24,21 @@ import numpy as np
 import torch
 
 from trainables import ddp, fast_paths
-from trainables.config import TrainConfig
-from trainables.dataset import FoldData
-from trainables.devices import Deterministic, autocast, resolve_amp, resolve_device
 from trainables.errors import TrainingError
-from trainables.fold_checks import check_fold
-from trainables.gpu_probe import choose_batch_size
-from trainables.inference import PREDICT_BATCH, evaluate, predict_scaled
-from trainables.losses import WeightedLoss, class_weight
-from trainables.metrics import classification_metrics, fold_outputs
-from trainables.model import SequenceModel
-from trainables.naive import residual_applies
-from trainables.oom import Snapshot, retry_on_oom
-from trainables.optim import gradients, make_optimizer, set_lr
-from trainables.schedules import EarlyStopping, LRSchedule
-from trainables.windows import gather_windows
+from trainables.parameters.train_config import TrainConfig
+from trainables.prep.dataset import FoldData
+from trainables.prep.fold_checks import check_fold
+from trainables.prep.naive import residual_applies
+from trainables.prep.windows import gather_windows
+from trainables.training.devices import Deterministic, autocast, resolve_amp, resolve_device
+from trainables.training.gpu_probe import choose_batch_size
+from trainables.training.inference import PREDICT_BATCH, evaluate, predict_scaled
+from trainables.training.losses import WeightedLoss, class_weight
+from trainables.training.metrics import classification_metrics, fold_outputs
+from trainables.training.network import SequenceModel
+from trainables.training.oom import Snapshot, retry_on_oom
+from trainables.training.optim import gradients, make_optimizer, set_lr
+from trainables.training.schedules import EarlyStopping, LRSchedule
 
 __all__ = [
     "PREDICT_BATCH",
