@@ -68,12 +68,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from trainables import fast_paths
 from trainables.bars.synthetic import make_bars
 from trainables.parameters.train_config import TrainConfig
 from trainables.prep.dataset import FoldData, prepare_fold
 from trainables.prep.features import build_features
 from trainables.prep.labels import make_targets
+from trainables.training import fast_paths
 from trainables.training.trainer import fit
 
 F_COLS = ["open", "high", "low", "close", "volume", "log_return"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator import ray_auth
+from orchestrator.runtime import ray_auth
 from orchestrator.runtime.head import STATE_FILE, Head, head_for, running_head
 
 ROOT = Path(__file__).resolve().parents[1]

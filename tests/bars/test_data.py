@@ -258,7 +258,7 @@ def test_the_fingerprint_hashes_every_row_whatever_the_block_size(monkeypatch):
 
     import numpy as np
 
-    from trainables import data as data_module
+    from trainables.bars import files as data_module
     from trainables.bars.files import bars_fingerprint
     from trainables.bars.synthetic import make_bars
 

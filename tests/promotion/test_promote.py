@@ -19,9 +19,9 @@ import ray
 import torch
 from mlflow.tracking import MlflowClient
 
-from orchestrator import evaluation
 from orchestrator.models.predict import main as predict_main
 from orchestrator.models.registry import log_final_model, registry_line
+from orchestrator.promotion import evaluation
 from orchestrator.promotion.baselines import (
     baseline_forecasts,
     baseline_scores,
@@ -542,7 +542,7 @@ def test_report_is_one_self_contained_file(promoted):
 def test_legends_of_the_promotion_plots_cover_no_curve(promoted):
     # Rule: the loss curves', equity curves' and predictions' legends sit beside or below
     # their axes, never on a curve.
-    from orchestrator import plots
+    from orchestrator.promotion import plots
     from tests.promotion.test_report import legend_overlaps
 
     results, index, _ = promoted

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator import plots
+from orchestrator.promotion import plots
 from orchestrator.promotion.report import main, param_importances, write_report
 from orchestrator.records.leaderboard import (
     TrialRecord,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from orchestrator import ridge
+from orchestrator.promotion import ridge
 from orchestrator.promotion.ridge import RidgeGram
 from trainables.prep.windows import sliding_windows
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from orchestrator import trial_reports
+from orchestrator.sweep import trial_reports
 from orchestrator.sweep.progress import duration, progress_line
 from orchestrator.sweep.schedulers import HEARTBEAT, RungPlan, asha_milestones
 from orchestrator.sweep.trial_reports import FoldReporter, ReportClock

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from tests.training.test_trainer import bars_fold, tiny
-from trainables import fast_paths
 from trainables.parameters.train_config import TrainConfig
+from trainables.training import fast_paths
 from trainables.training.fast_paths import FlatGrads, use_fast_paths
 from trainables.training.network import ModelSpec, SequenceModel
 from trainables.training.optim import Gradients, gradients

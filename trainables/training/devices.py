@@ -6,8 +6,8 @@ import os
 
 import torch
 
-from trainables import fast_paths
 from trainables.errors import ConfigError
+from trainables.training import fast_paths
 
 __all__ = ["Deterministic", "autocast", "resolve_amp", "resolve_device"]
 

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainables import fast_paths
 from trainables.errors import ConfigError
 from trainables.parameters.train_config import MODEL_FIELDS, specs
+from trainables.training import fast_paths
 
 __all__ = ["ModelSpec", "SequenceModel"]
 

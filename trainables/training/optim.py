@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables import fast_paths
 from trainables.parameters.train_config import TrainConfig
+from trainables.training import fast_paths
 
 __all__ = ["Gradients", "gradients", "make_optimizer", "set_lr"]
 

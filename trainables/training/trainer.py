@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from trainables import ddp, fast_paths
 from trainables.errors import TrainingError
 from trainables.parameters.train_config import TrainConfig
 from trainables.prep.dataset import FoldData
 from trainables.prep.fold_checks import check_fold
 from trainables.prep.naive import residual_applies
 from trainables.prep.windows import gather_windows
+from trainables.training import ddp, fast_paths
 from trainables.training.devices import Deterministic, autocast, resolve_amp, resolve_device
 from trainables.training.gpu_probe import choose_batch_size
 from trainables.training.inference import PREDICT_BATCH, evaluate, predict_scaled
