@@ -492,9 +492,8 @@ def _already_finished(spec: SweepSpec, out_dir: Path, record: dict, log) -> Swee
 
 
 def _default_uri(spec: SweepSpec) -> str:
-    from orchestrator.tracking.sweep_runs import (
-        default_tracking_uri,  # MLflow: only where it is used
-    )
+    # MLflow: only where it is used
+    from orchestrator.tracking.sweep_runs import default_tracking_uri
 
     return default_tracking_uri(Path(spec.results_dir))
 

@@ -132,9 +132,8 @@ def _fold_data(cfg: TrainConfig, data: SweepData, k: int) -> FoldData:
 
 def _train_fold(cfg: TrainConfig, fold: FoldData, workers: int, cpus: float, gpus: float, reporter):
     if workers <= 1:
-        from trainables.training.trainer import (
-            fit,  # torch: in the trial's process, not the driver's
-        )
+        # torch: in the trial's process, not the driver's
+        from trainables.training.trainer import fit
 
         return fit(
             cfg,
