@@ -28,7 +28,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.significance import detectable_factor, ewc_dof  # noqa: E402
+from orchestrator.stats.significance import detectable_factor, ewc_dof  # noqa: E402
 
 LENGTHS = (568, 1000, 1500, 2000, 2500, 3000)
 

@@ -70,6 +70,7 @@ _install(
         "folder_lock": "records.folder_lock",
         "universe_record": "records.universe_record",
         "tickers": "records.tickers",
+        "state_seal": "records.state_seal",
         "mlflow_store": "tracking.store",
         "tracking_thread": "tracking.writer_thread",
         "ray_session": "runtime.ray_session",

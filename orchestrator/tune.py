@@ -25,6 +25,7 @@ from pathlib import Path
 
 from orchestrator.promotion.spec import PromoteSpec
 from orchestrator.records.names import check_existing_name, check_new_name
+from orchestrator.records.state_seal import seal_problem
 from orchestrator.records.sweep_record import (
     DECIDING,
     RECORD_FILE,
@@ -38,7 +39,6 @@ from orchestrator.records.universe_record import (
     read_universe_record,
 )
 from orchestrator.runtime.head import head_for
-from orchestrator.state_seal import seal_problem
 from orchestrator.sweep.jobs import submit_sweep
 from orchestrator.sweep.prepare import CV_SCHEMES
 from orchestrator.sweep.run import run_sweep

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.records.names import check_existing_name
-from orchestrator.state_seal import new_seal
+from orchestrator.records.state_seal import new_seal
 from trainables.bars.sources import public_url
 from trainables.errors import ConfigError
 
@@ -190,7 +190,7 @@ class SweepRecord:
         record.update(extra)
         record.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
         record.setdefault("trial_status", {})
-        # What --resume may unpickle (orchestrator/state_seal.py).
+        # What --resume may unpickle (orchestrator/records/state_seal.py).
         record.setdefault("state_seal", new_seal(out_dir, record))
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         out = cls(out_dir, record)

@@ -27,6 +27,7 @@ from orchestrator.records.leaderboard import (
     with_baselines,
     write_results,
 )
+from orchestrator.records.state_seal import resealed
 from orchestrator.records.sweep_record import (
     DECIDING,
     RUNTIME,
@@ -39,7 +40,6 @@ from orchestrator.records.sweep_record import (
 )
 from orchestrator.runtime.ray_session import check_fits, start_ray, trial_resources
 from orchestrator.runtime.ray_start import BackgroundRay
-from orchestrator.state_seal import resealed
 from orchestrator.stats.objective import objective_of
 from orchestrator.sweep.cv_baselines import CVBaseline, cv_baselines, describe
 from orchestrator.sweep.data_source import (

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from orchestrator.records.state_seal import resealed
 from orchestrator.records.sweep_record import (
     RUNTIME,
     SweepRecord,
@@ -30,7 +31,6 @@ from orchestrator.records.sweep_record import (
 )
 from orchestrator.records.tickers import parse_tickers, ticker_dir, ticker_seed
 from orchestrator.records.universe_record import UniverseRecord
-from orchestrator.state_seal import resealed
 from orchestrator.stats.objective import objective_of
 from orchestrator.sweep.cv_baselines import cv_baselines
 from orchestrator.sweep.data_source import (

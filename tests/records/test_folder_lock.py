@@ -28,7 +28,7 @@ from orchestrator.records.folder_lock import (
     last_holder,
 )
 from orchestrator.records.leaderboard import read_leaderboard
-from orchestrator.state_seal import new_seal
+from orchestrator.records.state_seal import new_seal
 from orchestrator.sweep.run import SweepSpec, run_sweep
 from orchestrator.tune import main as tune_main
 

@@ -1,4 +1,4 @@
-"""--resume unpickles only folders this user's own sweeps sealed (orchestrator/state_seal.py):
+"""--resume unpickles only folders this user's own sweeps sealed (orchestrator/records/state_seal.py):
 a folder made elsewhere, moved, or from before seals is refused in one line before anything
 is read, unless --trust-state vouches for it. The full CLI round trip (another user's key
 refused, --trust-state resuming and resealing) is in tests/test_resume.py."""
@@ -11,7 +11,7 @@ import stat
 
 import pytest
 
-from orchestrator.state_seal import key_path, new_seal, resealed, seal_holds, seal_problem
+from orchestrator.records.state_seal import key_path, new_seal, resealed, seal_holds, seal_problem
 from orchestrator.tune import parse_args
 from trainables.errors import ConfigError
 

@@ -67,7 +67,9 @@ def test_a_sweep_interrupted_before_the_move_resumes_after_it(old_sweep):
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "orchestrator.tune", "--resume", "--name", "old"]
-    cmd += ["--results-dir", str(old_sweep), "--no-dashboard", "--num-cpus", "2"]
+    # --trust-state: the fixture predates the state seals too (orchestrator/records/state_seal.py);
+    # without it --resume refuses before unpickling anything (tests/records/test_state_seal.py).
+    cmd += ["--results-dir", str(old_sweep), "--no-dashboard", "--num-cpus", "2", "--trust-state"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Resuming sweep from" in done.stdout

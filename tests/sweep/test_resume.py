@@ -18,8 +18,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.records.leaderboard import read_leaderboard
+from orchestrator.records.state_seal import seal_holds
 from orchestrator.records.sweep_record import DECIDING
-from orchestrator.state_seal import seal_holds
 from orchestrator.tracking.sweep_runs import default_tracking_uri, find_child_runs
 from orchestrator.tune import main, parse_args
 from trainables.bars.synthetic import make_bars
