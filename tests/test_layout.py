@@ -164,6 +164,9 @@ def violations(module: str, source: str) -> list[str]:
             bad.append(f"{where}: no such module (an old path? see trainables/old_paths.py)")
             continue
         other = room_of(target)
+        if name and name.startswith("_") and other != room and room not in COMMANDS:
+            bad.append(f"{where}: a private name of another room (make it public or keep it)")
+            continue
         if room in COMMANDS or other in (room, "trainables.old_paths"):
             continue
         if (module, target) in EXCEPTIONS:
@@ -217,6 +220,7 @@ def test_every_import_follows_the_rule():
         ("orchestrator.models.predict", "from orchestrator.schedulers import X", "no such module"),
         ("orchestrator.sweep.trial", "from orchestrator.sweep import run_sweep", "no such module"),
         ("orchestrator.sweep.trial", "from trainables import fast_paths", "no such module"),
+        ("orchestrator.universe.run", "from orchestrator.sweep.run import _write", "private"),
     ],
 )
 def test_the_rule_fails_on_an_import_that_breaks_it(module, source, needle):

@@ -39,7 +39,7 @@ from orchestrator.tune import build_parser, parse_args
 from orchestrator.sweep.run import base_config, run_sweep
 from orchestrator.sweep.cv_baselines import cv_baselines
 from orchestrator.sweep.spaces import load_space
-from orchestrator.sweep.run import _sweep_data
+from orchestrator.sweep.run import sweep_data_for
 from orchestrator.sweep.data_source import load_sweep_bars
 
 build_parser().format_help()  # what --help does
@@ -47,7 +47,7 @@ parse_args(["--trials", "50"])  # the bare command: --space auto asks for a CUDA
 spec = parse_args(["--smoke-test", "--folds", "3"])
 space = load_space(spec.space)
 base = base_config(spec, space)
-data = _sweep_data(spec, space, base, load_sweep_bars(spec, space, base))
+data = sweep_data_for(spec, space, base, load_sweep_bars(spec, space, base))
 cv_baselines(data, base, space)  # the ridge baseline every regression sweep fits
 print(json.dumps(sorted(sys.modules)))
 """

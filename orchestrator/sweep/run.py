@@ -91,7 +91,16 @@ from orchestrator.sweep.tuner import (
 from orchestrator.tracking.writer_thread import BackgroundTracker
 from trainables.parameters.train_config import ALIASES, TrainConfig
 
-__all__ = ["SCHEDULERS", "SweepOutcome", "SweepSpec", "run_sweep"]
+# spec_params, sweep_data_for, write_outcome: the steps a universe shares with a sweep.
+__all__ = [
+    "SCHEDULERS",
+    "SweepOutcome",
+    "SweepSpec",
+    "run_sweep",
+    "spec_params",
+    "sweep_data_for",
+    "write_outcome",
+]
 
 _DEFAULT_RESULTS = "results"
 EXPERIMENT = "lstm-sweeps"  # the MLflow experiment of every sweep (and its promotions)
@@ -181,7 +190,7 @@ def _data_and_record(spec, out_dir, previous, space, base, guard, pinned, log):
         bars, _ = reload_sweep_bars(out_dir, previous, spec, space, base, purpose="resume")
     else:
         bars = load_sweep_bars(spec, space, base)
-    data = _sweep_data(spec, space, base, bars)
+    data = sweep_data_for(spec, space, base, bars)
     kept = None if previous else data_record(spec, bars)  # the rows' fingerprint
     # Trials read the sweep's arrays from here on: the bars (a copy of every row) stay in
     # memory only for a snapshot, not for the sweep's hours.
@@ -238,7 +247,7 @@ def _status(previous: dict | None) -> str | None:
     return "interrupted" if previous.get("status") == "running" else previous.get("status")
 
 
-def _sweep_data(spec: SweepSpec, space: SearchSpace, base: TrainConfig, bars) -> SweepData:
+def sweep_data_for(spec: SweepSpec, space: SearchSpace, base: TrainConfig, bars) -> SweepData:
     return prepare_sweep_data(
         base,
         data=spec.data,
@@ -344,7 +353,7 @@ def _run(
         results = run_tuner(tuner, heartbeat)
         status.watch.check()  # a full disk stopped it: one line (orchestrator/sweep/preflight.py)
         records = collect_records(results, status.statuses)
-        outcome = _write(spec, base, data, record, records, results, tracker, baselines)
+        outcome = write_outcome(spec, base, data, record, records, results, tracker, baselines)
         tracker.close_status = "KILLED" if outcome.interrupted else "FINISHED"
     outcome.tracking_uri = tracker.uri or spec.mlflow_uri or ""
     outcome.experiment_id = tracker.experiment_id
@@ -371,7 +380,7 @@ def _tracker(spec, space, base, record: SweepRecord, log) -> BackgroundTracker:
             spec.mlflow_uri or default_tracking_uri(Path(spec.results_dir)),
             experiment=EXPERIMENT,
             run_name=record.data["name"],
-            params=_spec_params(spec, space, base),
+            params=spec_params(spec, space, base),
             resume=spec.resume,
             log=log,
         )
@@ -408,7 +417,7 @@ def _tuner(spec, space, base, data: SweepData, record: SweepRecord, callbacks, l
     )
 
 
-def _write(
+def write_outcome(
     spec, base, data: SweepData, record, records, results, tracker, baselines=(), *, study=None
 ) -> SweepOutcome:
     """Every trial's record in MLflow, the result files, and the Optuna study made consistent.
@@ -498,7 +507,7 @@ def _default_uri(spec: SweepSpec) -> str:
     return default_tracking_uri(Path(spec.results_dir))
 
 
-def _spec_params(spec: SweepSpec, space: SearchSpace, base: TrainConfig) -> dict:
+def spec_params(spec: SweepSpec, space: SearchSpace, base: TrainConfig) -> dict:
     return {
         "space": space.name,
         "cv": spec.cv,

@@ -42,7 +42,7 @@ from orchestrator.sweep.data_source import (
     write_snapshot,
 )
 from orchestrator.sweep.prepare import SweepData
-from orchestrator.sweep.run import _sweep_data
+from orchestrator.sweep.run import sweep_data_for
 from orchestrator.sweep.spaces import space_to_dict
 from orchestrator.sweep.spec import SweepSpec, base_config
 from orchestrator.sweep.tuner import experiment_path
@@ -137,7 +137,7 @@ def _member(spec, space, out_dir, ticker, bars, previous, tracking_uri) -> Membe
     folder = ticker_dir(out_dir, ticker)
     if previous is not None:
         bars = _resumed_bars(previous["members"][ticker], folder, bars, ticker, spec)
-    data = _sweep_data(spec_t, space, base_t, bars)
+    data = sweep_data_for(spec_t, space, base_t, bars)
     return Member(
         ticker=ticker,
         folder=folder,

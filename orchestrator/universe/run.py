@@ -45,7 +45,7 @@ from orchestrator.sweep.jobs import job_metadata
 from orchestrator.sweep.preflight import check_request
 from orchestrator.sweep.progress import StatusCallback
 from orchestrator.sweep.results import collect_records
-from orchestrator.sweep.run import EXPERIMENT, _spec_params, _write
+from orchestrator.sweep.run import EXPERIMENT, spec_params, write_outcome
 from orchestrator.sweep.spaces import load_space, space_from_dict, to_optuna
 from orchestrator.sweep.spec import SweepSpec, base_config, check_space, resolve_space
 from orchestrator.sweep.tuner import (
@@ -268,8 +268,8 @@ def _run(spec, space, base, members: dict, refused: dict, record, uri: str, base
     statuses = {t: StatusCallback(m.record, n_folds=n_folds) for t, m in members.items()}
     heartbeat = _heartbeat(spec, members, statuses, n_folds, objective, mode, baselines, log)
     name, start = record.data["name"], time.perf_counter()
-    params = {t: _spec_params(m.spec, space, m.base) for t, m in members.items()}
-    universe_params = {**_spec_params(spec, space, base), "tickers": len(members)}
+    params = {t: spec_params(m.spec, space, m.base) for t, m in members.items()}
+    universe_params = {**spec_params(spec, space, base), "tickers": len(members)}
     with SweepTracker(
         uri,
         experiment=EXPERIMENT,
@@ -316,7 +316,7 @@ def _write_members(members: dict, results, statuses: dict, trackers, finals: dic
         for rec in records:
             rec.params = params_of(rec.params)
         tracker = trackers.of(ticker)
-        outcome = _write(
+        outcome = write_outcome(
             member.spec,
             member.base,
             ray.get(member.ref),
