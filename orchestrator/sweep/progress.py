@@ -35,8 +35,11 @@ __all__ = [
     "TrackingCallback",
     "duration",
     "error_line",
+    "failure_reason",
+    "finish_by_folds",
     "log_record",
     "progress_line",
+    "trial_error",
     "trial_record",
 ]
 
@@ -57,11 +60,17 @@ def error_line(error) -> str | None:
     return lines[-1] if lines else None
 
 
-def _trial_error(trial) -> str | None:
+def trial_error(trial) -> str | None:
+    """A Tune trial's error in one line, or None (no error file)."""
     try:
         return error_line(trial.get_error())
     except Exception:  # noqa: BLE001 - a missing error file must not break reporting
         return None
+
+
+def failure_reason(trial) -> str:
+    """Why a trial failed: its own report, else its error, in one line."""
+    return trial.last_result.get("failure") or trial_error(trial) or "unknown error"
 
 
 def trial_record(
@@ -104,6 +113,15 @@ def where_stopped(rec: TrialRecord, n_folds: int) -> str:
     if rec.stopped_mid_fold:
         return f"in fold {rec.folds_done + 1} of {n_folds}"
     return f"after fold {rec.folds_done} of {n_folds}"
+
+
+def finish_by_folds(tally, trial, params: dict) -> None:
+    """A trial Tune completed: ``completed`` when it scored every fold, else pruned (where)."""
+    rec = trial_record(trial.trial_id, params, trial.last_result, status="pruned")
+    if rec.folds_done >= tally.n_folds:
+        tally.finish(trial.trial_id, "completed", "")
+    else:
+        tally.finish(trial.trial_id, "pruned", " " + where_stopped(rec, tally.n_folds))
 
 
 def progress_line(trial_id: str, result: dict, n_folds: int) -> str:
@@ -184,24 +202,16 @@ class ProgressCallback(Callback):
             self.tally.offer_best(obj, trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        rec = trial_record(trial.trial_id, trial.config, trial.last_result, status="pruned")
-        folds = rec.folds_done
-        if folds >= self.tally.n_folds:
-            self.tally.finish(trial.trial_id, "completed", "")
-        else:
-            self.tally.finish(
-                trial.trial_id, "pruned", " " + where_stopped(rec, self.tally.n_folds)
-            )
+        finish_by_folds(self.tally, trial, trial.config)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.tally.say(
             f"trial {trial.trial_id} crashed; retrying from its last finished fold "
-            f"({_trial_error(trial) or 'see the trial error file'})"
+            f"({trial_error(trial) or 'see the trial error file'})"
         )
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        reason = trial.last_result.get("failure") or _trial_error(trial) or "unknown error"
-        self.tally.finish(trial.trial_id, "failed", f": {reason}")
+        self.tally.finish(trial.trial_id, "failed", f": {failure_reason(trial)}")
 
 
 class Heartbeat:
@@ -348,7 +358,7 @@ class TrackingCallback(Callback):
             trial.config,
             trial.last_result,
             status=status,
-            error=_trial_error(trial) if status == "failed" else None,
+            error=trial_error(trial) if status == "failed" else None,
         )
         try:
             log_record(self.tracker, rec, objective=self.objective)

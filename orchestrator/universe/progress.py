@@ -19,10 +19,11 @@ from ray.tune import Callback
 from orchestrator.sweep.progress import (
     Heartbeat,
     StatusCallback,
-    error_line,
+    failure_reason,
+    finish_by_folds,
     log_record,
+    trial_error,
     trial_record,
-    where_stopped,
 )
 from orchestrator.tracking.sweep_runs import SweepTracker
 
@@ -43,13 +44,6 @@ def ticker_of(trial) -> str:
 def params_of(config: dict) -> dict:
     """A trial's sampled params: its config without the universe's ``ticker`` key."""
     return {k: v for k, v in (config or {}).items() if k != "ticker"}
-
-
-def _error(trial) -> str | None:
-    try:
-        return error_line(trial.get_error())
-    except Exception:  # noqa: BLE001 - a missing error file must not break reporting
-        return None
 
 
 class TickerTrackers:
@@ -103,7 +97,7 @@ class TickerCallbacks(Callback):
             params_of(trial.config),
             trial.last_result,
             status=status,
-            error=_error(trial) if status == "failed" else None,
+            error=trial_error(trial) if status == "failed" else None,
         )
         log_record(self.trackers.of(ticker_of(trial)), rec, objective=self.objective)
 
@@ -192,21 +186,14 @@ class UniverseProgress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._seen(trial)
-        rec = trial_record(trial.trial_id, {}, trial.last_result, status="pruned")
-        if rec.folds_done >= self.tally.n_folds:
-            self.tally.finish(trial.trial_id, "completed", "")
-        else:
-            self.tally.finish(
-                trial.trial_id, "pruned", " " + where_stopped(rec, self.tally.n_folds)
-            )
+        finish_by_folds(self.tally, trial, {})
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.tally.say(
             f"trial {trial.trial_id} {ticker_of(trial)} crashed; retrying from its last "
-            f"finished fold ({_error(trial) or 'see the trial error file'})"
+            f"finished fold ({trial_error(trial) or 'see the trial error file'})"
         )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._seen(trial)
-        reason = trial.last_result.get("failure") or _error(trial) or "unknown error"
-        self.tally.finish(trial.trial_id, "failed", f": {reason}")
+        self.tally.finish(trial.trial_id, "failed", f": {failure_reason(trial)}")
