@@ -146,7 +146,10 @@ def test_a_sweep_holds_its_folder_while_it_runs_and_frees_it_after(tmp_path):
 
 def _start_sweep(results: Path, name: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "orchestrator.tune", "--smoke-test", "--trials", "4"]
-    cmd += ["--epochs", "12", "--max-concurrent", "1", "--scheduler", "none", "--num-cpus", "2"]
+    # 150 epochs, no early stopping: ~20 s of trials after the first fold line (12 epochs with
+    # the smoke space's patience ended in 1.5 s, before two refused commands had even started).
+    cmd += ["--epochs", "150", "--set", "patience=0", "--max-concurrent", "1"]
+    cmd += ["--scheduler", "none", "--num-cpus", "2"]
     cmd += ["--no-dashboard", "--results-dir", str(results), "--name", name]
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT
