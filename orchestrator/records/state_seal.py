@@ -38,13 +38,18 @@ def _key(*, create: bool) -> bytes | None:
     path = key_path()
     if create and not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:  # O_EXCL: two sweeps starting at once make one key, not two
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
+        # Written whole under a name of its own, then linked into place: two sweeps starting
+        # at once make one key, and neither reads a half-written one.
+        part = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
             with os.fdopen(fd, "wb") as f:
                 f.write(secrets.token_bytes(_KEY_BYTES))
+            os.link(part, path)
+        except FileExistsError:
+            pass  # the other one's key won
+        finally:
+            part.unlink(missing_ok=True)
     try:
         key = path.read_bytes()
     except OSError:

@@ -92,3 +92,27 @@ def test_a_sealed_folder_copied_elsewhere_is_refused(home):
     shutil.copytree(folder, home / "received" / "mine")
     with pytest.raises(ConfigError, match="made elsewhere or moved here"):
         parse_args(["--resume", "--name", "mine", "--results-dir", str(home / "received")])
+
+
+def test_sweeps_starting_at_once_share_one_whole_key(home):
+    # Each process writes its key whole, then links it into place: one wins, none reads a
+    # half-written file, and every seal made meanwhile holds under the key that won.
+    import multiprocessing
+
+    folders = [home / "results" / f"s{k}" for k in range(6)]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(6) as pool:
+        records = pool.map(_seal_in_child, [(str(home / "config"), str(f)) for f in folders])
+    assert all("mac" in r["state_seal"] for r in records)
+    assert all(seal_holds(f, r) for f, r in zip(folders, records, strict=True))
+    assert sorted(p.name for p in key_path().parent.iterdir()) == ["state.key"]
+
+
+def _seal_in_child(args) -> dict:
+    import os
+
+    config, folder = args
+    os.environ["XDG_CONFIG_HOME"] = config
+    from pathlib import Path
+
+    return sealed(Path(folder))
