@@ -18,7 +18,9 @@ the open tickers' studies only, not the universe's (docs/scaling.md measures it)
 
 ``save``/``restore`` pickle the instance's ``__dict__`` (the open searchers, the quotas, the
 trial -> ticker map, the finished tickers), as Ray's own searchers do: ``--resume`` goes on
-with the tickers left.
+with the tickers left. That pickle sits beside Tune's own pickled state and is read only by
+``Tuner.restore`` on ``--resume``, which first checks that this user's sweeps sealed the
+folder (``orchestrator.records.state_seal``): a folder received from elsewhere is refused.
 """
 
 from __future__ import annotations
