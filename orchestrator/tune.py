@@ -341,6 +341,9 @@ def _given(argv: list[str] | None) -> dict:
     for key in _CLI_ARGS:
         args.pop(key)
     given = {k: v for k, v in args.items() if v is not None and v is not False}
+    # --no-dashboard stores False: given, unlike a store_true flag left out.
+    if args.get("dashboard") is False:
+        given["dashboard"] = False
     if "overrides" in given:
         given["overrides"] = dict(given["overrides"])
     if given.pop("smoke_test", False):

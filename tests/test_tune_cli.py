@@ -191,3 +191,10 @@ def test_every_flag_has_help_with_its_default():
         assert action.help, f"{action.option_strings} has no help"
         if action.nargs != 0:  # takes a value
             assert "default" in action.help, f"{action.option_strings}: no default in its help"
+
+
+def test_no_dashboard_reaches_the_sweep_spec():
+    # Rule: --no-dashboard starts a local Ray without its dashboard (the flag used to be
+    # dropped with the flags left out, so the dashboard started anyway); default: with it.
+    assert parse_args(["--smoke-test"]).dashboard is True
+    assert parse_args(["--smoke-test", "--no-dashboard"]).dashboard is False
