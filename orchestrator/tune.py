@@ -110,6 +110,14 @@ def _what_to_sweep(p: argparse.ArgumentParser) -> None:
         help="bars as CSV or Parquet, or a database URL (postgresql://user@host:5432/db, "
         "sqlite:///bars.db) with --table or --query (default: the built-in generated data)",
     )
+    g.add_argument(
+        "--bars",
+        dest="n_bars",
+        type=int,
+        metavar="N",
+        help=f"length of the built-in generated data, in hourly bars; not with --data "
+        f"(default: {d['n_bars']:,})",
+    )
     g.add_argument("--ticker", help="ticker to pick from multi-ticker data (default: none)")
     g.add_argument(
         "--tickers",
@@ -358,6 +366,8 @@ def parse_args(argv: list[str] | None = None) -> SweepSpec:
     if given.get("trust_state"):
         raise ConfigError("--trust-state goes with --resume (it vouches for a folder resumed)")
     settings = dict(given)
+    if "n_bars" in given and given.get("data"):
+        raise ConfigError("--bars sets the length of the built-in data; with --data the bars are yours")
     if settings.get("smoke_test"):
         for key, value in SMOKE.items():
             if key == "epochs" and "epochs" in settings.get("overrides", {}):

@@ -158,11 +158,15 @@ def _same(key: str, recorded: Any, given: Any) -> bool:
     return recorded == given
 
 
+# Deciding settings whose command-line flag is not the field's name.
+FLAGS = {"overrides": "--set", "n_bars": "--bars"}
+
+
 def check_resume(record: dict, given: dict[str, Any]) -> None:
     """Refuse a deciding setting given on --resume with another value than the record's."""
     for key in DECIDING:
         if key in given and not _same(key, record.get(key), given[key]):
-            flag = "--set" if key == "overrides" else f"--{key.replace('_', '-')}"
+            flag = FLAGS.get(key, f"--{key.replace('_', '-')}")
             raise ConfigError(
                 f"--resume continues sweep {record.get('name')!r} as it was recorded: "
                 f"{flag} was {record.get(key)!r}, not {given[key]!r}; drop {flag} or start a "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.sweep.prepare import load_source
+from orchestrator.sweep.prepare import BUILTIN, load_source
 from orchestrator.sweep.spaces import SearchSpace
 from trainables.bars.files import DEFAULT_MAX_JUMP, bars_fingerprint, load_bars
 from trainables.bars.sources import BarSource, public_url, run_columns
@@ -81,7 +81,7 @@ def checks_of(spec) -> dict:
 def source_name(spec) -> str:
     """The spec's source for logs and records: never with a password."""
     source = bar_source(spec)
-    return "built-in data" if source is None else source.describe()
+    return BUILTIN if source is None else source.describe()
 
 
 def sweep_columns(space: SearchSpace, base: TrainConfig) -> tuple[str, ...]:
@@ -148,7 +148,7 @@ def reload_sweep_bars(
         name = f"{snapshot} (snapshot of {source_name(spec)})"
     else:
         bars = load_source(source, n_bars=spec.n_bars, seed=spec.seed)
-        name = "built-in data" if source is None else source.describe()
+        name = BUILTIN if source is None else source.describe()
     recorded = sweep.get("data_fingerprint")
     if recorded and bars_fingerprint(bars) != recorded:
         until = f" up to {spec.end}" if spec.end else ""

@@ -74,6 +74,9 @@ def make_splitter(
     raise ConfigError(f"cv must be one of {list(CV_SCHEMES)}, but got cv={cv!r}")
 
 
+BUILTIN = "built-in data"  # the source's name in messages when there is no --data
+
+
 def load_source(source: BarSource | None, *, n_bars: int, seed: int) -> pd.DataFrame:
     """The user's bars (a file, or a database table/view/query: trainables.bars.sources, checked
     as ``source.checks`` say), or the built-in generator's when there is no source."""
@@ -105,7 +108,7 @@ def prepare_sweep_data(
     ``bars``: already loaded (then ``source`` names them in messages). ``window_set``: the
     window length was fixed by ``--set`` (a smaller space would not shorten it).
     """
-    source = source or data or "built-in data"  # the caller's name hides a URL's password
+    source = source or data or BUILTIN  # the caller's name hides a URL's password
     if bars is None:  # else the caller loaded them (orchestrator.sweep.data_source)
         checks = {"timezone": timezone, "dst": dst, "max_jump": max_jump}
         files = None if data is None else BarSource(data=data, ticker=ticker, **checks)
@@ -236,6 +239,8 @@ def too_few_rows(
         f"is the test part): need at least "
         + (f"{need + warmup:,}" if need else "more than 10 million")
     )
+    # The generator makes as many bars as asked for: with the built-in data, say how many.
+    more_bars = f"; --bars {need + warmup} makes enough" if source == BUILTIN and need is not None else ""
     from orchestrator.sweep.spaces import load_space  # here only: spec.py imports this module
     from orchestrator.sweep.spec import longest_sequence
 
@@ -249,7 +254,7 @@ def too_few_rows(
             base, inner_val=inner_val, **{**shape, "n_splits": k, "sequence_length": seq}
         )
         if need_try is not None and n_features >= need_try:
-            return DataError(f"{what}; try {flags} (needs {need_try + warmup:,})")
+            return DataError(f"{what}; try {flags} (needs {need_try + warmup:,}){more_bars}")
     smallest = rows_needed(
         base, inner_val=inner_val, **{**shape, "n_splits": 2, "sequence_length": min(smoke, length)}
     )
@@ -261,7 +266,7 @@ def too_few_rows(
     if window_set:
         more += "; or --set a shorter sequence_length" if more else "; --set a shorter one"
 
-    return DataError(f"{what}{more}")
+    return DataError(f"{what}{more}{more_bars}")
 
 
 def _cut_targets(targets: Targets, n_rows: int) -> Targets:

@@ -97,6 +97,11 @@ class SweepSpec:
         checks = [
             (self.trials >= 1, f"--trials must be >= 1, but got {self.trials}"),
             (self.folds >= 2, f"--folds must be >= 2, but got {self.folds}"),
+            (
+                not isinstance(self.n_bars, bool) and isinstance(self.n_bars, int)
+                and self.n_bars >= 100,
+                f"--bars must be an integer >= 100, but got {self.n_bars!r}",
+            ),
             (self.cv in CV_SCHEMES, f"--cv must be one of {list(CV_SCHEMES)}, but got {self.cv!r}"),
             (
                 self.scheduler in SCHEDULERS,
