@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from orchestrator.records.universe_record import is_universe
 from trainables.artifacts import LoadedRun, load_run, predict
 from trainables.atomic import write_file
 from trainables.bars.files import REQUIRED_COLUMNS
@@ -198,9 +199,9 @@ def _parser() -> ArgumentParser:
     p.add_argument("--model", help="results/<name>/models/<rank>[/seed<k>]")
     p.add_argument(
         "--name",
-        help="instead of --model: a universe in --results-dir; every promoted ticker's model "
-        "forecasts its own bars of --data (a long table with a ticker column), or only "
-        "--ticker's (orchestrator/models/universe_predict.py)",
+        help="instead of --model: a promoted sweep in --results-dir (its rank --rank), or a "
+        "universe: every promoted ticker's model forecasts its own bars of --data (a long "
+        "table with a ticker column), or only --ticker's (orchestrator/models/universe_predict.py)",
     )
     p.add_argument("--results-dir", default="results", help="with --name (default: %(default)s)")
     p.add_argument(
@@ -232,12 +233,14 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
     if out is not None:
         check_writable(out.parent, what="--out")  # before the model and the bars are read
     if (args.model is None) == (args.name is None):
-        raise ConfigError("give --model (one promoted model) or --name (a universe's models)")
-    if args.name is not None:
+        raise ConfigError(
+            "give --model (one promoted model) or --name (a promoted sweep, or a universe)"
+        )
+    if args.name is not None and is_universe(Path(args.results_dir) / args.name):
         preds = _universe(args, log)
         _emit(preds, out, log, what=f"universe {args.name}")
         return preds
-    model = Path(args.model)
+    model = Path(args.model) if args.name is None else _sweep_model(args)
     if not model.exists():
         raise ConfigError(f"--model {model}: no such folder")
     runs = load_model(model)
@@ -252,6 +255,22 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
     preds = predict_bars(runs, bars)
     _emit(preds, out, log, what=f"{len(runs)} model(s)")
     return preds
+
+
+def _sweep_model(args) -> Path:
+    """--name of a single sweep: its promoted rank ``--rank`` (results/<name>/models/<rank>)."""
+    folder = Path(args.results_dir) / args.name
+    if not (folder / "sweep.json").is_file():
+        raise ConfigError(
+            f"--name {args.name}: no sweep or universe at {folder} (check --name and --results-dir)"
+        )
+    model = folder / "models" / str(args.rank)
+    if not model.is_dir():
+        raise ConfigError(
+            f"sweep {args.name!r} has no promoted model at {model}: run python -m "
+            f"orchestrator.promote --name {args.name} first"
+        )
+    return model
 
 
 def _emit(preds: pd.DataFrame, out: Path | None, log, *, what: str) -> None:

@@ -264,5 +264,27 @@ def test_missing_model_flag_is_one_line(capsys):
     # Neither --model nor a universe's --name (#22): one line, not the whole usage text.
     assert main([]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: give --model (one promoted model) or --name (a universe's models)"
+        "error: give --model (one promoted model) or --name (a promoted sweep, or a universe)"
+    )
+
+
+def test_name_of_a_promoted_sweep_predicts_its_rank(models, tmp_path, capsys):
+    # --name of a single sweep (not only of a universe) reads results/<name>/models/<rank>:
+    # the same forecasts as --model on that folder, over the sweep's built-in data.
+    results = models.parent.parent
+    by_name = _predict(["--name", "s", "--results-dir", str(results)], tmp_path)
+    by_model = _predict(["--model", str(models / "1")], tmp_path)
+    pd.testing.assert_frame_equal(by_name, by_model)
+    rank2 = _predict(["--name", "s", "--results-dir", str(results), "--rank", "2"], tmp_path)
+    assert "p_up" in rank2.columns  # rank 2 is the classifier
+    capsys.readouterr()
+    # a rank not promoted, and a name that is no sweep: one line each, exit 2
+    assert main(["--name", "s", "--results-dir", str(results), "--rank", "3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: sweep 's' has no promoted model at {results / 's' / 'models' / '3'}: run "
+        "python -m orchestrator.promote --name s first"
+    )
+    assert main(["--name", "t", "--results-dir", str(results)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --name t: no sweep or universe at {results / 't'} (check --name and --results-dir)"
     )
