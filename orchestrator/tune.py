@@ -366,8 +366,9 @@ def parse_args(argv: list[str] | None = None) -> SweepSpec:
     if given.get("trust_state"):
         raise ConfigError("--trust-state goes with --resume (it vouches for a folder resumed)")
     settings = dict(given)
-    if "n_bars" in given and given.get("data"):
-        raise ConfigError("--bars sets the length of the built-in data; with --data the bars are yours")
+    if "n_bars" in given and (given.get("data") or given.get("data_env")):
+        flag = "--data" if given.get("data") else "--data-env"
+        raise ConfigError(f"--bars sets the length of the built-in data; with {flag} the bars are yours")
     if settings.get("smoke_test"):
         for key, value in SMOKE.items():
             if key == "epochs" and "epochs" in settings.get("overrides", {}):

@@ -32,7 +32,7 @@ from trainables.artifacts import save_run
 from trainables.atomic import partial_name
 from trainables.bars.provenance import at_row, origin_of
 from trainables.bars.sources import BarSource, add_source_arguments, read_bars, run_columns
-from trainables.bars.synthetic import make_bars
+from trainables.bars.synthetic import BUILTIN_SOURCE, make_bars
 from trainables.cli import (
     ArgumentParser,
     bar_options,
@@ -195,7 +195,7 @@ def run(argv: list[str] | None = None, *, log=print) -> Path:
     check_writable(out.parent, what="--out")  # before the data are read or a model trains
 
     bars = make_bars() if builtin else read_bars(source)
-    source = "built-in synthetic bars" if builtin else source.describe()
+    source = BUILTIN_SOURCE if builtin else source.describe()
     features, targets = build_table(bars, cfg)
     try:
         split = holdout_split(len(features), cfg)

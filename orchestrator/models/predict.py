@@ -40,7 +40,7 @@ from trainables.atomic import write_file
 from trainables.bars.files import REQUIRED_COLUMNS
 from trainables.bars.provenance import at_row, source_of
 from trainables.bars.sources import BarSource, add_source_arguments, read_bars
-from trainables.bars.synthetic import make_bars
+from trainables.bars.synthetic import BUILTIN_SOURCE, make_bars
 from trainables.cli import ArgumentParser, bar_options, command_line, interrupt_exit_code
 from trainables.disk import check_writable
 from trainables.errors import ConfigError, DataError, UserError
@@ -110,8 +110,9 @@ def _check_columns(path: Path, runs: list[LoadedRun], model: str) -> None:
         )
 
 
-def _builtin_bars(model: Path) -> pd.DataFrame:
-    """The sweep's built-in data: its n_bars and seed from sweep.json above the model."""
+def _builtin_bars(model: Path, runs: list[LoadedRun]) -> pd.DataFrame:
+    """The sweep's built-in data: its n_bars and seed from sweep.json above the model (or
+    the default series for a bare ``trainables.train`` run, whose config names it)."""
     for parent in [model, *model.resolve().parents][:4]:
         sweep = parent / "sweep.json"
         if sweep.is_file():
@@ -123,7 +124,17 @@ def _builtin_bars(model: Path) -> pd.DataFrame:
                     f"pass --data (or --data-env)"
                 )
             return make_bars(int(spec.get("n_bars", 4000)), seed=int(spec.get("seed", 0)))
-    return make_bars()
+    # No sweep above: a run of `python -m trainables.train`, whose config says what it read.
+    trained_on = runs[0].info.get("origin", {}).get("data")
+    if trained_on == BUILTIN_SOURCE:
+        return make_bars()  # what a bare trainables.train run reads
+    if trained_on is None:
+        raise ConfigError(
+            f"--model {model}: no sweep.json above it (moved out of its sweep?), so which "
+            f"built-in bars it was trained on is unknown; pass --data, or give the model "
+            f"inside its sweep's folder (results/<sweep>/models/...)"
+        )
+    raise ConfigError(f"--model {model} was trained on {trained_on}; pass --data (or --data-env)")
 
 
 def predict_bars(runs: list[LoadedRun], bars: pd.DataFrame) -> pd.DataFrame:
@@ -251,7 +262,7 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
             _check_columns(Path(args.data), runs, str(model))
         bars = read_bars(source)
     else:
-        bars = _builtin_bars(model)
+        bars = _builtin_bars(model, runs)
     preds = predict_bars(runs, bars)
     _emit(preds, out, log, what=f"{len(runs)} model(s)")
     return preds

@@ -167,11 +167,23 @@ def check_resume(record: dict, given: dict[str, Any]) -> None:
     for key in DECIDING:
         if key in given and not _same(key, record.get(key), given[key]):
             flag = FLAGS.get(key, f"--{key.replace('_', '-')}")
+            was = _recorded(record, key)
             raise ConfigError(
                 f"--resume continues sweep {record.get('name')!r} as it was recorded: "
-                f"{flag} was {record.get(key)!r}, not {given[key]!r}; drop {flag} or start a "
+                f"{flag} was {was}, not {given[key]!r}; drop {flag} or start a "
                 f"new sweep with another --name"
             )
+
+
+def _recorded(record: dict, key: str) -> str:
+    """A recorded setting as a message shows it: None is "not given" (Python's None is not)."""
+    value = record.get(key)
+    if value is not None:
+        return repr(value)
+    builtin = record.get("data") is None and record.get("data_env") is None
+    if key in ("data", "data_env") and builtin:
+        return f"not given (the built-in data, {record.get('n_bars', 4000):,} bars)"
+    return "not given"
 
 
 def resume_hint(name: str, results_dir: str, default_results_dir: str = "results") -> str:

@@ -75,6 +75,9 @@ def make_splitter(
 
 
 BUILTIN = "built-in data"  # the source's name in messages when there is no --data
+# The longest built-in series --bars makes: hourly bars from 2020-01-01 leave pandas'
+# nanosecond dates (year 2262) after 2,123,760 bars.
+MAX_BARS = 2_000_000
 
 
 def load_source(source: BarSource | None, *, n_bars: int, seed: int) -> pd.DataFrame:
@@ -240,7 +243,9 @@ def too_few_rows(
         + (f"{need + warmup:,}" if need else "more than 10 million")
     )
     # The generator makes as many bars as asked for: with the built-in data, say how many.
-    more_bars = f"; --bars {need + warmup} makes enough" if source == BUILTIN and need is not None else ""
+    more_bars = ""
+    if source == BUILTIN and need is not None and need + warmup <= MAX_BARS:
+        more_bars = f"; --bars {need + warmup} makes enough"
     from orchestrator.sweep.spaces import load_space  # here only: spec.py imports this module
     from orchestrator.sweep.spec import longest_sequence
 

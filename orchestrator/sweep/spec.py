@@ -15,7 +15,7 @@ from pathlib import Path
 from orchestrator.records.names import safe_stem
 from orchestrator.records.tickers import parse_tickers
 from orchestrator.sweep.data_source import bar_source
-from orchestrator.sweep.prepare import CV_SCHEMES
+from orchestrator.sweep.prepare import CV_SCHEMES, MAX_BARS
 from orchestrator.sweep.spaces import SearchSpace
 from trainables.bars.files import DEFAULT_MAX_JUMP
 from trainables.bars.timestamps import DST_CHOICES
@@ -81,7 +81,7 @@ class SweepSpec:
     resume: bool = False
     num_cpus: int | None = None  # local Ray only; None = all cores
     dashboard: bool = True
-    n_bars: int = 4000  # built-in data only
+    n_bars: int = 4000  # built-in data only (--bars)
     timezone: str | None = None  # zone of naive local timestamps (converted to UTC)
     dst: str = "raise"  # with timezone: times at a daylight saving change (docs/data.md)
     max_jump: float = DEFAULT_MAX_JUMP  # largest |log return| of a price between bars
@@ -99,8 +99,9 @@ class SweepSpec:
             (self.folds >= 2, f"--folds must be >= 2, but got {self.folds}"),
             (
                 not isinstance(self.n_bars, bool) and isinstance(self.n_bars, int)
-                and self.n_bars >= 100,
-                f"--bars must be an integer >= 100, but got {self.n_bars!r}",
+                and 100 <= self.n_bars <= MAX_BARS,
+                f"--bars must be an integer in [100, {MAX_BARS:,}] (hourly bars from 2020 "
+                f"stay within pandas' dates), but got {self.n_bars!r}",
             ),
             (self.cv in CV_SCHEMES, f"--cv must be one of {list(CV_SCHEMES)}, but got {self.cv!r}"),
             (

@@ -188,6 +188,26 @@ def test_data_env_reads_the_url_from_the_environment(db, monkeypatch):
         read_bars(source)
 
 
+def test_data_env_holding_no_url_is_one_line_that_hides_the_value(monkeypatch, capsys, tmp_path):
+    # A variable holding something else (here: what looks like a bare password) used to crash
+    # with an AttributeError traceback; now one line that never shows the value, exit 2.
+    from orchestrator.tune import main as tune_main
+
+    monkeypatch.setenv("BARS_DB", "s3cret-pw")
+    source = BarSource(data_env="BARS_DB", table=VIEW)
+    assert source.describe() == f"$BARS_DB table {VIEW}"
+    with pytest.raises(ConfigError, match=r"^--data-env BARS_DB: its value is not a database URL"):
+        read_bars(source)
+    results = tmp_path / "r"
+    flags = ["--data-env", "BARS_DB", "--table", VIEW, "--results-dir", str(results)]
+    for extra in ([], ["--tickers", "all"]):  # one ticker's bars, and a universe's
+        assert tune_main([*flags, *extra, "--no-dashboard"]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith("error: --data-env BARS_DB: its value is not a database URL")
+        assert captured.err.count("\n") == 1 and "s3cret" not in captured.out + captured.err
+    assert not results.exists()
+
+
 def test_files_take_start_and_end_too(write_bars, bars):
     # The time range cuts a file's bars the same way.
     path = write_bars(bars, "bars.csv")

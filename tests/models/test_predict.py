@@ -19,7 +19,7 @@ import torch
 from orchestrator.models.predict import main
 from tests.folds import make_fold
 from trainables.artifacts import save_run
-from trainables.bars.synthetic import make_bars
+from trainables.bars.synthetic import BUILTIN_SOURCE, make_bars
 from trainables.parameters.train_config import TrainConfig
 from trainables.prep.features import build_features
 from trainables.training.trainer import fit
@@ -152,7 +152,11 @@ def test_without_out_predictions_go_to_stdout_as_csv(models, capsys):
 
 
 def _copy_run(models: Path, tmp_path: Path) -> Path:
-    run = tmp_path / "run"
+    """A copy of a seed folder to damage, inside a copy of its sweep (its built-in bars)."""
+    sweep = tmp_path / "s"
+    sweep.mkdir()
+    shutil.copy(models.parent / "sweep.json", sweep)
+    run = sweep / "models" / "1" / "seed0"
     shutil.copytree(models / "1" / "seed0", run)
     return run
 
@@ -288,3 +292,35 @@ def test_name_of_a_promoted_sweep_predicts_its_rank(models, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"error: --name t: no sweep or universe at {results / 't'} (check --name and --results-dir)"
     )
+
+
+def test_a_model_moved_out_of_its_sweep_needs_data(models, tmp_path, capsys):
+    # Without sweep.json above it, which built-in bars (--bars, --seed) the model read is
+    # unknown: refused in one line (it used to forecast the default 4,000-bar series quietly).
+    moved = tmp_path / "moved"
+    shutil.copytree(models / "1", moved)
+    assert main(["--model", str(moved)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --model {moved}: no sweep.json above it (moved out of its sweep?), so which "
+        "built-in bars it was trained on is unknown; pass --data, or give the model inside "
+        "its sweep's folder (results/<sweep>/models/...)"
+    )
+
+
+@pytest.mark.parametrize("trained_on", [BUILTIN_SOURCE, "bars.csv"])
+def test_a_trainables_train_run_predicts_what_its_config_names(models, tmp_path, capsys, trained_on):
+    # A run of `python -m trainables.train` has no sweep above it; its config.json's origin
+    # says what it read: the default built-in series is rebuilt, a file must be given again.
+    run = tmp_path / "run"
+    shutil.copytree(models / "1" / "seed0", run)
+    info = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**info, "origin": {"data": trained_on}}))
+    if trained_on == BUILTIN_SOURCE:
+        preds = _predict(["--model", str(run)], tmp_path)
+        assert preds.index[-1] == make_bars().index[-1]  # the default series, to its last bar
+    else:
+        assert main(["--model", str(run)]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"error: --model {run} was trained on bars.csv; pass --data (or --data-env)"
+        )
+

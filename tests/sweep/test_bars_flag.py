@@ -22,9 +22,12 @@ def test_bars_reaches_the_sweep_spec_and_wins_over_the_smoke_test():
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--bars", "50"], "error: --bars must be an integer >= 100, but got 50"),
+        (["--bars", "50"], "error: --bars must be an integer in [100, 2,000,000] (hourly bars from 2020 stay within pandas' dates), but got 50"),
         (["--bars", "ten"], "argument --bars: invalid int value: 'ten'"),
         (["--bars", "6000", "--data", "bars.csv"], "error: --bars sets the length of the built-in"),
+        (["--bars", "6000", "--data-env", "DB", "--table", "t"], "with --data-env the bars are"),
+        # hourly bars from 2020 leave pandas' dates after 2,123,760 (was a traceback)
+        (["--bars", "3000000"], "error: --bars must be an integer in [100, 2,000,000]"),
         # too short for the folds: the message says how many bars would do
         (["--smoke-test", "--bars", "150"], "need at least 529; --bars 529 makes enough"),
     ],
@@ -51,6 +54,11 @@ def test_a_sweep_on_longer_built_in_data_records_it_and_resume_keeps_it(capsys, 
     assert tune_main(["--resume", "--bars", "4000", *common]) == 2
     err = capsys.readouterr().err
     assert "--bars was 1500, not 4000; drop --bars" in err, err
+    # ... nor swap the built-in data for a file (the message names what was recorded)
+    assert tune_main(["--resume", "--data", "bars.csv", *common]) == 2
+    assert "--data was not given (the built-in data, 1,500 bars), not 'bars.csv'" in (
+        capsys.readouterr().err
+    )
     # ... and without --bars it goes on with the recorded length (here: nothing left to do)
     assert tune_main(["--resume", *common]) == 0
     assert json.loads((tmp_path / "r" / "b" / "sweep.json").read_text())["n_bars"] == 1500

@@ -163,13 +163,26 @@ class BarSource:
             )
         return value
 
+    def database_url(self, location: str) -> URL:
+        """The parsed URL of a database source; a ``--data-env`` value that is no URL is one
+        line that does not show the value."""
+        if self.data_env is not None and not is_database_url(location):
+            raise ConfigError(
+                f"--data-env {self.data_env}: its value is not a database URL (it should look "
+                f"like postgresql://user:password@host:5432/db or sqlite:///path/bars.db)"
+            )
+        return parse_url(location, public_url(location))
+
     def describe(self) -> str:
         """The source for messages and logs: URL without password, and what is read."""
         if self.data_env is not None:
             try:
-                where = f"{public_url(self.location)} (from ${self.data_env})"
+                value = self.location
             except ConfigError:
-                where = f"${self.data_env}"
+                value = None
+            # A value that is no URL may be anything (a bare password): never shown.
+            shown = is_database_url(value)
+            where = f"{public_url(value)} (from ${self.data_env})" if shown else f"${self.data_env}"
         else:
             where = public_url(self.data) if self.data else "built-in data"
         if self.table is not None:
@@ -189,7 +202,7 @@ def read_bars(source: BarSource) -> pd.DataFrame:
     if not source.is_database:
         bars = load_bars(location, ticker=source.ticker, **source.checks)
         return cut_range(bars, start, end, str(location))
-    url = parse_url(location, public_url(location))
+    url = source.database_url(location)
     name = source.describe()
     request = Request(source.table, source.query, source.ticker, start, end, source.columns)
     result = read_database(url, request, name)

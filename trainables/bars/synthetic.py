@@ -65,6 +65,7 @@ import pandas as pd
 from trainables.errors import ConfigError, UserError
 
 __all__ = [
+    "BUILTIN_SOURCE",
     "Simulation",
     "main",
     "make_bars",
@@ -108,6 +109,11 @@ class Simulation:
     # past bars alone reaches less, since the cycle is latent (docs/data.md).
     expected_log_return: np.ndarray
     regime: np.ndarray  # [n] 0 bull, 1 bear, 2 quiet
+
+
+# How a run of ``python -m trainables.train`` on these bars names its data (config.json's
+# origin), so that ``orchestrator.predict`` can rebuild them.
+BUILTIN_SOURCE = "built-in synthetic bars"
 
 
 def make_bars(

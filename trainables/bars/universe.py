@@ -23,8 +23,6 @@ from trainables.bars.files import bars_from_frame, read_table, split_tickers
 from trainables.bars.sources import (
     BarSource,
     cut_range,
-    parse_url,
-    public_url,
     range_text,
     strict_numbers,
     time_of,
@@ -99,7 +97,7 @@ def _from_file(source: BarSource, path: str, tickers: list[str] | None) -> Unive
 
 
 def _from_database(source: BarSource, location: str, tickers: list[str] | None) -> UniverseBars:
-    url = parse_url(location, public_url(location))
+    url = source.database_url(location)
     name = source.describe()
     start, end = time_of("--start", source.start), time_of("--end", source.end)
     request = Request(source.table, source.query, None, start, end, source.columns)
