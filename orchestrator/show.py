@@ -15,7 +15,6 @@ is one line on stderr and exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -26,8 +25,10 @@ import pandas as pd
 
 from orchestrator.records.folder_lock import effective_status, holder
 from orchestrator.records.leaderboard import BASELINE, table_text
+from orchestrator.records.names import check_existing_name
 from orchestrator.records.sweep_record import RECORD_FILE
 from orchestrator.universe.show import describe_universe, is_universe, ticker_folder, universe_row
+from trainables.cli import ArgumentParser
 from trainables.errors import ConfigError, UserError
 
 __all__ = ["describe_sweep", "list_sweeps", "main"]
@@ -314,7 +315,7 @@ def list_sweeps(results_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m orchestrator.show",
         description="Past and running sweeps: without --name every sweep in --results-dir, "
         "with it one sweep's settings, trials, baselines, fold audit and verdict. Reads "
@@ -324,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", default="results", help="default: %(default)s")
     p.add_argument("--ticker", help="with --name of a universe: one ticker's sweep")
     p.add_argument("--top", type=int, default=_TOP, help="trials shown (default: %(default)s)")
-    args = p.parse_args(argv)
     try:
+        args = p.parse_args(argv)
         lines = _lines(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -351,7 +352,7 @@ def _lines(args) -> list[str]:
 
 
 def _sweep_dir(results_dir: Path, name: str) -> Path:
-    out_dir = results_dir / name
+    out_dir = results_dir / check_existing_name(name)  # only folders of --results-dir
     if (out_dir / RECORD_FILE).is_file() or is_universe(out_dir):
         return out_dir
     known = []

@@ -8,8 +8,10 @@ only in the trials' processes; MLflow on the tracker's own thread once Ray is up
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +94,8 @@ def test_the_cuda_probe_agrees_with_torch():
 def test_a_data_error_while_ray_starts_is_one_line_at_once(tmp_path):
     # The command starts Ray beside reading the data (orchestrator/runtime/ray_start.py): a data
     # error is still the only line (Ray's own warnings are held back), exit 2, nothing
-    # written, and the command does not wait for Ray to come up and shut down.
+    # written; and no process of that Ray outlives the command (the raylet's agents used to
+    # live on for a minute or more: the command exited without shutting Ray down).
     from trainables.bars.synthetic import make_bars
 
     bars = make_bars(1200)
@@ -108,6 +111,43 @@ def test_a_data_error_while_ray_starts_is_one_line_at_once(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'huge.csv'}: column")
     assert not results.exists()
+    # Ray's processes run in the command's folder: none is left once it has exited (a few
+    # seconds' grace for the kernel to reap them; the agents left behind lived 60 s and more).
+    deadline = time.monotonic() + 10
+    while _processes_in(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_in(tmp_path) == [], "Ray processes outlived the command"
+
+
+def test_a_late_data_error_shuts_down_the_ray_started_beside_it(tmp_path):
+    # A data error found once Ray is up (here: 600,000 built-in bars are generated, then
+    # found too few for the window --set asks for): one line, exit 2, and no process of
+    # that Ray outlives the command (its agents used to live on for a minute or more).
+    cmd = [sys.executable, "-m", "orchestrator.tune", "--bars", "600000", "--no-dashboard"]
+    cmd += ["--set", "sequence_length=300000", "--results-dir", str(tmp_path / "results")]
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = [line for line in out.stderr.splitlines() if "Token authentication" not in line]
+    assert len(lines) == 1 and "600,000 bars are too few" in lines[0], out.stderr[-2000:]
+    deadline = time.monotonic() + 10
+    while _processes_in(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_in(tmp_path) == [], "Ray processes outlived the command"
+
+
+def _processes_in(folder: Path) -> list[str]:
+    """The command lines of this user's processes whose working folder is ``folder``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(proc / "cwd")) == folder.resolve():
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:  # gone meanwhile, or another user's
+            continue
+    return found
 
 
 def test_main_thread_imports_go_on_while_ray_starts_beside_them(tmp_path, monkeypatch):

@@ -41,8 +41,26 @@ __all__ = [
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with errors as ConfigError: one line and exit 2 through the CLI's main()."""
 
+    def parse_args(self, args=None, namespace=None):
+        self._argv = sys.argv[1:] if args is None else list(args)
+        return super().parse_args(self._argv, namespace)
+
     def error(self, message: str):
+        # argparse checks required flags before unknown ones: "--nmae x" would be reported
+        # as "--name is required", hiding the misspelling the user has to fix.
+        unknown = [a for a in getattr(self, "_argv", []) if self._unknown_flag(a)]
+        if message.startswith("the following arguments are required") and unknown:
+            message = f"unrecognized arguments: {' '.join(unknown)} ({message})"
         raise ConfigError(message)
+
+    def _unknown_flag(self, arg: str) -> bool:
+        if not arg.startswith("--") or arg == "--":
+            return False
+        flag = arg.split("=", 1)[0]
+        known = [s for action in self._actions for s in action.option_strings]
+        return flag not in known and not (
+            self.allow_abbrev and any(s.startswith(flag) for s in known)
+        )
 
 
 class Terminated(KeyboardInterrupt):

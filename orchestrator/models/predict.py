@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from orchestrator.records.names import check_existing_name
 from orchestrator.records.universe_record import is_universe
 from trainables.artifacts import LoadedRun, load_run, predict
 from trainables.atomic import write_file
@@ -247,6 +248,8 @@ def run(argv: list[str] | None = None, *, log=print) -> pd.DataFrame:
         raise ConfigError(
             "give --model (one promoted model) or --name (a promoted sweep, or a universe)"
         )
+    if args.name is not None:
+        check_existing_name(args.name)  # only folders of --results-dir
     if args.name is not None and is_universe(Path(args.results_dir) / args.name):
         preds = _universe(args, log)
         _emit(preds, out, log, what=f"universe {args.name}")

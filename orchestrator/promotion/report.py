@@ -9,7 +9,6 @@ left out. The same comparison table is what ``python -m orchestrator.promote`` p
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import sys
@@ -23,9 +22,11 @@ from orchestrator.promotion import plots
 from orchestrator.promotion.holdout import read_sweep
 from orchestrator.promotion.report_layout import CSS, audit_view, table_html, table_md
 from orchestrator.records.leaderboard import BASELINE, trial_rows
+from orchestrator.records.names import check_existing_name
 from orchestrator.stats.trading import summary_line as trading_line
 from orchestrator.stats.verdicts import INTERVAL, fmt_p
 from orchestrator.sweep.spaces import load_space, to_optuna
+from trainables.cli import ArgumentParser
 from trainables.errors import UserError
 
 __all__ = [
@@ -357,14 +358,13 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m orchestrator.report", description=__doc__.split("\n")[0]
-    )
-    p.add_argument("--name", required=True)
-    p.add_argument("--results-dir", default="results")
-    args = p.parse_args(argv)
+    p = ArgumentParser(prog="python -m orchestrator.report", description=__doc__.split("\n")[0])
+    p.add_argument("--name", required=True, help="the sweep (a folder of --results-dir)")
+    p.add_argument("--results-dir", default="results", help="default: %(default)s")
     try:
-        html_path, md_path = write_report(Path(args.results_dir) / args.name)
+        args = p.parse_args(argv)
+        name = check_existing_name(args.name)  # its report is written inside that folder
+        html_path, md_path = write_report(Path(args.results_dir) / name)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

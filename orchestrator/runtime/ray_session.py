@@ -117,9 +117,14 @@ def exit_without_teardown(code: int) -> None:
     line was printed and every file written: nothing a user needs is in it. Only for a
     command's ``__main__``, never inside a program that goes on.
     """
-    from orchestrator.runtime.ray_start import abandoned
+    from orchestrator.runtime.ray_start import abandoned, shut_down_abandoned
 
-    if ray.is_initialized() and not abandoned():  # a start given up on dies with us
+    for stream in (sys.stdout, sys.stderr):  # what went wrong is said before any waiting
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if abandoned():
+        shut_down_abandoned()
+    elif ray.is_initialized():
         ray.shutdown()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -2,9 +2,10 @@
 
 ``ray.init`` of a local Ray takes seconds, mostly waiting for the processes it starts;
 ``python -m orchestrator.tune`` reads, checks and prepares the data meanwhile (2M bars:
-seconds too). A data error in that time is one line at once and exit 2: the command exits
-without waiting for Ray, whose processes end with it (Ray starts them to die with the
-thread that started them, PR_SET_PDEATHSIG, and that thread ends with the process).
+seconds too). A data error in that time is one line at once and exit 2; the command then
+waits for the start to finish and shuts Ray down (``shut_down_abandoned``): the processes
+``ray.init`` starts die with the thread that started them (PR_SET_PDEATHSIG), but the
+raylet's agents outlived such an exit by a minute or more.
 
 Two rules make the overlap safe:
 
@@ -32,7 +33,7 @@ import threading
 
 from orchestrator.runtime.ray_session import init_ray
 
-__all__ = ["BackgroundRay", "abandoned"]
+__all__ = ["BackgroundRay", "abandoned", "shut_down_abandoned"]
 
 # Imported lazily by pandas and pyarrow when they read a Parquet file, and by Ray's check
 # that its children can die with it (before their preexec_fn runs): loaded up front.
@@ -42,12 +43,31 @@ _DATA_MODULES = (
     "pyarrow.dataset",
     "pandas.core.arrays.arrow.extension_types",
 )
-_ABANDONED = threading.Event()  # a start given up on: the process exits without shutting down
+_ABANDONED = threading.Event()  # a start given up on: shut_down_abandoned() ends it at exit
+_GIVEN_UP: list[BackgroundRay] = []
+# How long an exit waits for a start given up on to finish, so that it can shut Ray down.
+_START_WAIT = 60.0
 
 
 def abandoned() -> bool:
-    """Whether a background start was given up on (the command then exits at once)."""
+    """Whether a background start was given up on (then the command's exit shuts it down)."""
     return _ABANDONED.is_set()
+
+
+def shut_down_abandoned() -> None:
+    """At exit after a start given up on (the data failed, or Ctrl-C, while Ray started):
+    once the start is done, ``ray.shutdown()``. The processes ``ray.init`` starts itself die
+    with the process, but the raylet's agents (dashboard, runtime env) outlived it by a
+    minute or more. The error line is out already; a second Ctrl-C leaves at once."""
+    import ray
+
+    try:
+        for early in _GIVEN_UP:
+            if early.ready.wait(_START_WAIT) and early.error is None and ray.is_initialized():
+                ray.shutdown()
+            early.release.set()
+    except KeyboardInterrupt:
+        pass
 
 
 class _Held(logging.Filter):
@@ -118,8 +138,9 @@ class BackgroundRay:
         return self.result
 
     def abandon(self) -> None:
-        """The data failed: the command exits now; Ray's processes end with it."""
+        """The data failed: the command says so now; ``shut_down_abandoned`` ends Ray at exit."""
         _ABANDONED.set()
+        _GIVEN_UP.append(self)
 
     def stop(self) -> None:
         """After ``ray.shutdown()``: let the starting thread end."""

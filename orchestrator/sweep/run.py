@@ -111,8 +111,8 @@ def run_sweep(spec: SweepSpec, *, log=print, fast_start: bool = False) -> SweepO
     its folder while it runs (orchestrator/records/folder_lock.py).
 
     ``fast_start`` (the command line's): a local Ray starts on a thread of its own while the
-    data are read and checked (orchestrator/runtime/ray_start.py); after a data error the command
-    exits at once and that Ray ends with it.
+    data are read and checked (orchestrator/runtime/ray_start.py); a data error is said at once,
+    and the command shuts that Ray down before it exits.
     """
     spec = resolve_space(spec)
     out_dir = Path(spec.results_dir) / spec.sweep_name

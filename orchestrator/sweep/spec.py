@@ -288,6 +288,8 @@ def set_wins(space: SearchSpace, overrides: dict) -> tuple[SearchSpace, list[str
             f"nothing is left to search; drop a --set, or train one config with "
             f"python -m trainables.train"
         )
+    for name in pinned:  # a bad value is the one line said, not "wins" and then the error
+        TrainConfig.from_dict({**space.fixed, name: given[name]})
     values = ", ".join(f"{k}={shown(given[k], 40)}" for k in pinned)
     line = (
         f"--set {values} wins over space {space.name}: fixed for every trial, no longer "

@@ -72,6 +72,45 @@ def test_a_new_sweep_name_that_leaves_its_folder_is_one_line_exit_2_and_nothing_
     assert _files(tmp_path) == ["work", "work/results"]
 
 
+@pytest.mark.parametrize("command", ["show", "report", "predict"])
+def test_reading_commands_keep_names_inside_the_results_folder(command, tmp_path, capsys):
+    # show, report (which writes report.html into the folder) and predict --name took
+    # '../<sweep>' and read (or wrote) outside --results-dir; they refuse it as promote does.
+    from orchestrator.models.predict import main as predict_main
+    from orchestrator.promotion.report import main as report_main
+    from orchestrator.show import main as show_main
+
+    main = {"show": show_main, "report": report_main, "predict": predict_main}[command]
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "sweep.json").write_text(json.dumps({"name": "elsewhere"}))
+    (tmp_path / "results").mkdir()
+    code = main(["--name", "../elsewhere", "--results-dir", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: --name '../elsewhere' is not one folder name"), err
+    assert _files(tmp_path) == ["elsewhere", "elsewhere/sweep.json", "results"]
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        ("show", "error: unrecognized arguments: --nmae s"),
+        ("report", "error: unrecognized arguments: --nmae (the following arguments are required: --name)"),
+        ("promote", "error: unrecognized arguments: --nmae (the following arguments are required: --name)"),
+    ],
+)
+def test_a_misspelt_flag_is_named_in_one_line(command, said, capsys):
+    # show and report printed argparse's usage block; promote named the missing --name
+    # instead of the misspelt flag the user has to fix.
+    from orchestrator.promotion.report import main as report_main
+    from orchestrator.show import main as show_main
+
+    main = {"show": show_main, "report": report_main, "promote": promote_main}[command]
+    assert main(["--nmae", "s"]) == 2
+    assert capsys.readouterr().err == said + "\n"
+
+
 @pytest.mark.parametrize("name", ["aapl-daily_v2", "s", "1h.run", "_x", "A" * MAX_NAME])
 def test_good_names_pass(name):
     assert check_new_name(name) == name

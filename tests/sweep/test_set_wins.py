@@ -95,3 +95,16 @@ def test_set_errors_cut_long_values(tmp_path, capsys, setting):
     assert code == 2 and err.count("\n") == 1 and len(err) < 300, err[:300]
     assert "…" in err
     assert list(Path(tmp_path).iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["abc", "-1"])
+def test_a_bad_value_of_a_sampled_parameter_is_only_the_error(value, tmp_path, capsys):
+    # The cpu space samples learning_rate: a bad --set value used to print "--set ... wins
+    # over space cpu" first (as if it were taken), then the error.
+    code = tune_main(
+        ["--set", f"learning_rate={value}", "--results-dir", str(tmp_path / "r"), "--no-dashboard"]
+    )
+    captured = capsys.readouterr()
+    assert code == 2 and "wins over" not in captured.out, captured.out
+    assert captured.err.startswith("error: learning_rate must be") and captured.err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
