@@ -8,6 +8,7 @@ restores the one a ``--resume`` continues; ``fit`` runs it, leaving Ctrl-C worki
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -123,12 +124,24 @@ class TunePlan:
     trial_name: object = None  # Tune's trial_name_creator (None: Tune's own names)
 
 
+class _NoRestoreAdvice(logging.Filter):
+    """Tune's "Resume experiment with: Tuner.restore(...)" after Ctrl-C is a second, wrong way
+    to continue a sweep: the command prints its own (``--resume --name``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
+_RESTORE_FILTER = _NoRestoreAdvice()
+
+
 def sweep_plan(spec: SweepSpec, space, *, mode, objective, n_folds, name, out_dir) -> TunePlan:
     """One sweep's plan: FoldOptunaSearch with its study in ``out_dir/optuna.db`` and the
     scheduler of ``--scheduler``."""
     # The study lives in sqlite next to the leaderboard, so it can be loaded with Optuna:
     # optuna.load_study(study_name=<sweep>, storage="sqlite:///results/<sweep>/optuna.db")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+    logging.getLogger("ray.tune.tune").addFilter(_RESTORE_FILTER)  # once: the same object
     # COMPLETE only for trials that ran every fold, PRUNED/FAIL otherwise (the leaderboard's
     # statuses), intermediate values at fold ends: orchestrator/sweep/study_search.py.
     searcher = FoldOptunaSearch(

@@ -178,6 +178,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path):
     assert code == 143, out[-3000:]
     assert "Traceback" not in out
     assert "Finish it with: python -m orchestrator.tune --resume --name t" in out
+    assert "Tuner.restore(" not in out  # Tune's own advice is not a way to continue a sweep
     assert (results / "t" / "leaderboard.parquet").is_file()
     assert json.loads((results / "t" / "sweep.json").read_text())["status"] == "interrupted"
     client = MlflowClient(default_tracking_uri(results))
