@@ -282,7 +282,9 @@ def _sweep_model(args) -> Path:
     if not model.is_dir():
         raise ConfigError(
             f"sweep {args.name!r} has no promoted model at {model}: run python -m "
-            f"orchestrator.promote --name {args.name} first"
+            f"orchestrator.promote --name {args.name}"
+            + (f" --top-k {args.rank}" if args.rank > 1 else "")
+            + " first"
         )
     return model
 

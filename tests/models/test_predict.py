@@ -286,7 +286,7 @@ def test_name_of_a_promoted_sweep_predicts_its_rank(models, tmp_path, capsys):
     assert main(["--name", "s", "--results-dir", str(results), "--rank", "3"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: sweep 's' has no promoted model at {results / 's' / 'models' / '3'}: run "
-        "python -m orchestrator.promote --name s first"
+        "python -m orchestrator.promote --name s --top-k 3 first"
     )
     assert main(["--name", "t", "--results-dir", str(results)]) == 2
     assert capsys.readouterr().err.strip() == (
