@@ -41,14 +41,18 @@ __all__ = [
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with errors as ConfigError: one line and exit 2 through the CLI's main()."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.argv_given: list[str] = []  # what parse_args read, for error()
+
     def parse_args(self, args=None, namespace=None):
-        self._argv = sys.argv[1:] if args is None else list(args)
-        return super().parse_args(self._argv, namespace)
+        self.argv_given = sys.argv[1:] if args is None else list(args)
+        return super().parse_args(self.argv_given, namespace)
 
     def error(self, message: str):
         # argparse checks required flags before unknown ones: "--nmae x" would be reported
         # as "--name is required", hiding the misspelling the user has to fix.
-        unknown = [a for a in getattr(self, "_argv", []) if self._unknown_flag(a)]
+        unknown = [a for a in self.argv_given if self._unknown_flag(a)]
         if message.startswith("the following arguments are required") and unknown:
             message = f"unrecognized arguments: {' '.join(unknown)} ({message})"
         raise ConfigError(message)
