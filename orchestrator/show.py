@@ -25,7 +25,7 @@ import pandas as pd
 
 from orchestrator.records.folder_lock import effective_status, holder
 from orchestrator.records.leaderboard import BASELINE, table_text
-from orchestrator.records.names import check_existing_name
+from orchestrator.records.names import check_existing_name, decode_ticker
 from orchestrator.records.sweep_record import RECORD_FILE
 from orchestrator.universe.show import describe_universe, is_universe, ticker_folder, universe_row
 from trainables.cli import ArgumentParser
@@ -232,8 +232,12 @@ def _fold_audit(out_dir: Path) -> list[str]:
 def _promotion(out_dir: Path) -> list[str]:
     path = out_dir / "promoted.json"
     if not path.is_file():
-        name = out_dir.name
-        return [f"Not promoted yet: python -m orchestrator.promote --name {name}"]
+        universe = out_dir.parent.parent  # a universe's ticker: results/<u>/tickers/<folder>
+        if out_dir.parent.name == "tickers" and is_universe(universe):
+            flags = f"--name {universe.name} --ticker {decode_ticker(out_dir.name)}"
+        else:
+            flags = f"--name {out_dir.name}"
+        return [f"Not promoted yet: python -m orchestrator.promote {flags}"]
     try:
         index = _read_json(path)
         chosen, data = index["chosen"], index["data"]
@@ -301,7 +305,11 @@ def list_sweeps(results_dir: Path) -> list[str]:
                 odd.append(f"{d.name}: unreadable universe ({err})")
             continue
         if not (d / RECORD_FILE).is_file():
-            odd.append(f"{d.name}: no {RECORD_FILE} (not a sweep, or one that never started)")
+            runs = [r for r in d.iterdir() if (r / "config.json").is_file()]
+            if d.name == "train" and runs:  # python -m trainables.train's default folder
+                odd.append(f"train: {len(runs)} single-model run(s) of python -m trainables.train")
+            else:
+                odd.append(f"{d.name}: no {RECORD_FILE} (not a sweep, or one that never started)")
             continue
         try:
             rows.append(_summary_row(d))

@@ -197,6 +197,23 @@ def test_the_list_has_one_row_per_sweep_and_one_line_per_odd_folder(tmp_path):
     assert "mlartifacts" not in table
     assert sum("stray: no sweep.json" in line for line in lines) == 1
     assert sum(line.startswith("broken: unreadable") for line in lines) == 1
+    # python -m trainables.train's default folder (results/train/<run>) is said as such,
+    # not as a broken sweep
+    (results / "train" / "synthetic-20260102-030405").mkdir(parents=True)
+    (results / "train" / "synthetic-20260102-030405" / "config.json").write_text("{}")
+    lines = list_sweeps(results)
+    assert "train: 1 single-model run(s) of python -m trainables.train" in lines
+    assert not any(line.startswith("train: no sweep.json") for line in lines)
+
+
+def test_an_unpromoted_ticker_of_a_universe_says_the_promote_that_works(tmp_path):
+    # A universe's ticker is promoted with --name <universe> --ticker T (the hint used to
+    # say --name <ticker folder>, which promote refuses: no such sweep).
+    universe = tmp_path / "results" / "u"
+    finished_sweep(universe / "tickers", name="BRK_2eB")  # BRK.B's folder
+    (universe / "universe.json").write_text(json.dumps({"name": "u"}))
+    text = "\n".join(describe_sweep(universe / "tickers" / "BRK_2eB"))
+    assert "Not promoted yet: python -m orchestrator.promote --name u --ticker BRK.B" in text
 
 
 def test_an_unknown_sweep_or_folder_is_one_line_and_exit_2(tmp_path, capsys):
