@@ -91,10 +91,26 @@ RUNTIME = (
 
 
 def absolute_data(data: str | None) -> str | None:
-    """A local data path made absolute (so a record names one file); URLs stay as they are."""
-    if data is None or "://" in data:
+    """A local data path made absolute (so a record names one file), a SQLite URL's file
+    too (``sqlite:///bars.db`` is relative to where the sweep ran: promotion from another
+    folder would not find it); other URLs stay as they are."""
+    if data is None:
         return data
-    return str(Path(data).expanduser().resolve())
+    if "://" not in data:
+        return str(Path(data).expanduser().resolve())
+    if not data.lower().startswith("sqlite"):
+        return data
+    from sqlalchemy.engine import make_url  # here only: a sweep of files never needs it
+
+    try:
+        url = make_url(data)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: the source says so later
+        return data
+    file = url.database
+    if not file or file == ":memory:" or file.startswith("file:") or Path(file).is_absolute():
+        return data
+    absolute = str(Path(file).expanduser().resolve())
+    return url.set(database=absolute).render_as_string(hide_password=False)
 
 
 def _write(path: Path, record: dict) -> None:

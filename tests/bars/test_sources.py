@@ -356,3 +356,24 @@ def test_train_cli_reads_a_database_table(db, tmp_path, capsys):
     log = capsys.readouterr().out
     assert f"Data: {db} table {VIEW}: 265 bars 2020-01-01 00:00:00 .. 2020-01-12 00:00:00" in log
     assert (out / "model.pt").is_file()
+
+
+def test_a_relative_sqlite_file_is_recorded_absolute_so_promotion_finds_it(tmp_path, monkeypatch):
+    # sqlite:///bars.db is relative to the folder the sweep ran in; it was recorded as given,
+    # so promotion from another folder failed ("no such file 'bars.db'"). A data file's path
+    # was already made absolute; the SQLite file now is too.
+    work = tmp_path / "work"
+    work.mkdir()
+    sqlite_view(work / "bars.db", users_bars({"AAA": 0}, 1500))
+    monkeypatch.chdir(work)
+    results = tmp_path / "results"
+    flags = ["--data", "sqlite:///bars.db", "--table", VIEW, "--ticker", "AAA", "--smoke-test"]
+    flags += ["--trials", "1", "--name", "rel", "--results-dir", str(results)]
+    assert tune_main([*flags, "--num-cpus", "2", "--no-dashboard"]) == 0
+    record = json.loads((results / "rel" / "sweep.json").read_text())
+    assert record["data"] == f"sqlite:///{work / 'bars.db'}"  # four slashes: an absolute path
+    monkeypatch.chdir(tmp_path)  # promotion from elsewhere reads the same rows
+    assert len(load_holdout(results / "rel").features) > 0
+    # and a resume naming the file as at first is the same data, not a changed --data
+    monkeypatch.chdir(work)
+    assert tune_main(["--resume", "--name", "rel", "--results-dir", str(results), *flags[:2]]) == 0
