@@ -237,6 +237,14 @@ def _test_sections(index: dict) -> list[tuple[str, str, str]]:
         "intersection-union p-value is the largest of their p-values); it is about the "
         "expected loss of the process that made the data, not only these rows."
     )
+    earlier = index.get("earlier_promotions") or []
+    if earlier:
+        intro += (
+            f" Warning: this test part was read before, by {len(earlier)} earlier "
+            f"promotion(s) of this sweep ({', '.join(str(e.get('created')) for e in earlier)}): "
+            "this verdict is not a first read of it, and keeping whichever promotion reads "
+            "best overstates it."
+        )
     body = f"<p>{html.escape(intro)}</p><ul>{''.join(map(_verdict_html, verdicts))}</ul>"
     md = intro + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
     table = comparison_table(index)

@@ -20,6 +20,7 @@ logs the chosen model (rank 1's seed ensemble) with its verdict to MLflow and it
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -105,11 +106,42 @@ def promote(spec: PromoteSpec, *, log=print) -> dict:
         return _promote(spec, out_dir, sweep, start, log)
 
 
+def earlier_promotions(out_dir: Path) -> list[dict]:
+    """Each earlier promotion of the sweep (each read its test part): when, what it promoted
+    and its verdict, from the promoted.json it left (which lists those before it)."""
+    path = out_dir / "promoted.json"
+    if not path.is_file():
+        return []
+    try:
+        last = json.loads(path.read_text())
+        chosen = last.get("chosen", {})
+        entry = {
+            "created": str(last["created"]),
+            "top_k": last.get("top_k"),
+            "seeds": last.get("seeds"),
+            "settings": last.get("settings", {}),
+            "chosen": chosen.get("path"),
+            "verdict": chosen.get("verdict"),
+        }
+        return [*last.get("earlier_promotions", []), entry]
+    except (ValueError, KeyError, TypeError, AttributeError):  # damaged: still a read
+        return [{"created": "unknown (promoted.json unreadable)", "verdict": None}]
+
+
 def _promote(spec: PromoteSpec, out_dir: Path, sweep: dict, start: float, log) -> dict:
     data = load_holdout(out_dir, sweep=sweep, data=spec.data, data_env=spec.data_env)
     board = read_leaderboard(out_dir)
     settings = {**spec.overrides, **({"epochs": spec.epochs} if spec.epochs else {})}
     picks = _picks(board, data, spec, settings, log)
+    earlier = earlier_promotions(out_dir)
+    if earlier:
+        when = ", ".join(e["created"].replace("T", " ") for e in earlier)
+        log(
+            f"warning: the test part of sweep {spec.name!r} was read before, by "
+            f"{len(earlier)} earlier promotion(s) ({when}): this verdict is not a first "
+            f"read of it, and keeping whichever promotion reads best overstates it "
+            f"(promoted.json lists them under earlier_promotions)"
+        )
     guard = HoldoutGuard(data)
     table = guard.training_table()
     log(
@@ -146,7 +178,8 @@ def _promote(spec: PromoteSpec, out_dir: Path, sweep: dict, start: float, log) -
         "workers": spec.workers,
         "settings": settings,
         "data": data.summary(),
-        "holdout_guard": guard.to_dict(),
+        "holdout_guard": {**guard.to_dict(), "test_reads_by_promotions": len(earlier) + 1},
+        "earlier_promotions": earlier,
         "audit": data.audit().to_dict(orient="records"),
         **result,
         "baselines": baselines,

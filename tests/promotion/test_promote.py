@@ -10,6 +10,7 @@ import base64
 import html
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -680,6 +681,34 @@ def test_unreachable_mlflow_warns_and_promotion_goes_on(promoted):
     )
     assert out is None
     assert len(lines) == 1 and "unreachable" in lines[0]
+
+
+def test_promoting_again_says_the_test_part_was_read_before_and_keeps_the_history(
+    promoted, tmp_path
+):
+    # The test part is meant to be read once: a second promotion of the same sweep (other
+    # top-k, seeds or settings) used to overwrite promoted.json with test_reads 1 and no
+    # trace of the first read. Now it warns before training and the record keeps the history.
+    results, first, _ = promoted
+    copy = tmp_path / "results" / NAME
+    copy.mkdir(parents=True)
+    for name in ("sweep.json", "leaderboard.parquet", "fold_audit.csv", "promoted.json"):
+        (copy / name).write_bytes((results / NAME / name).read_bytes())
+    lines: list[str] = []
+    spec = PromoteSpec(name=NAME, results_dir=str(tmp_path / "results"), top_k=1, seeds=1)
+    index = promote(replace(spec, epochs=2), log=lines.append)
+    warning = next(line for line in lines if line.startswith("warning: the test part"))
+    assert f"by 1 earlier promotion(s) ({first['created'].replace('T', ' ')})" in warning
+    assert lines.index(warning) < next(i for i, ln in enumerate(lines) if "stays closed" in ln)
+    assert index["holdout_guard"]["test_reads_by_promotions"] == 2
+    (earlier,) = index["earlier_promotions"]
+    assert earlier["created"] == first["created"] and earlier["top_k"] == 2
+    assert earlier["verdict"] == first["chosen"]["verdict"]
+    assert "this test part was read before, by 1 earlier promotion" in (
+        copy / "report.md"
+    ).read_text()
+    assert first["holdout_guard"]["test_reads_by_promotions"] == 1  # the fixture's first read
+    assert first["earlier_promotions"] == []
 
 
 @pytest.mark.slow
