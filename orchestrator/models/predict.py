@@ -312,7 +312,8 @@ def _universe(args, log) -> pd.DataFrame:
     )
     if args.ticker is not None:  # one ticker: exactly what --model <its models/rank> gives
         source = BarSource.from_flags(args, columns=needed)
-        return predict_bars(runs[args.ticker], read_bars(source))
+        (stored,) = runs  # the ticker as the universe stored it (--ticker may differ in case)
+        return predict_bars(runs[stored], read_bars(source))
     source = BarSource.from_flags(args, ticker=None, columns=needed)
     return universe_predictions(runs, source, predict_one=predict_bars, log=log)
 

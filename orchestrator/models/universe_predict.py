@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.records.tickers import ticker_dir
+from orchestrator.records.tickers import member_ticker, ticker_dir
 from orchestrator.records.universe_record import read_universe_record
 from trainables.bars.sources import BarSource
 from trainables.bars.universe import read_universe
@@ -30,6 +30,8 @@ def universe_models(out_dir: Path, *, rank: int, ticker: str | None) -> dict[str
     """ticker -> its promoted model folder (``models/<rank>``), for the tickers promoted."""
     record = read_universe_record(out_dir)
     members = record["members"]
+    if ticker is not None and member_ticker(members, ticker) is not None:
+        ticker = member_ticker(members, ticker)  # as stored, when given in another case
     if ticker is not None and ticker not in members:
         raise ConfigError(
             f"--ticker {ticker!r} is not a ticker of universe {out_dir.name!r} "

@@ -27,7 +27,7 @@ from orchestrator.stats.trading import summary_line as trading_line
 from orchestrator.stats.verdicts import INTERVAL, fmt_p
 from orchestrator.sweep.spaces import load_space, to_optuna
 from trainables.cli import ArgumentParser
-from trainables.errors import UserError
+from trainables.errors import ConfigError, UserError
 
 __all__ = [
     "comparison_table",
@@ -365,14 +365,39 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     return html_path, md_path
 
 
+def _write_any(folder: Path, ticker: str | None) -> tuple[Path, Path]:
+    """A sweep's report; for a universe its universe report (from universe_promoted.json),
+    or with ``ticker`` that ticker's sweep report."""
+    from orchestrator.records.universe_record import is_universe
+
+    if not is_universe(folder):
+        if ticker is not None:
+            raise ConfigError(f"--ticker: {folder.name!r} is a single sweep, not a universe")
+        return write_report(folder)
+    if ticker is not None:
+        from orchestrator.universe.show import ticker_folder
+
+        return write_report(ticker_folder(folder, ticker))
+    verdict = folder / "universe_promoted.json"  # orchestrator.promotion.universe writes it
+    if not verdict.is_file():
+        raise ConfigError(
+            f"universe {folder.name!r} is not promoted yet (its report comes with the "
+            f"verdict): python -m orchestrator.promote --name {folder.name}"
+        )
+    from orchestrator.promotion.universe_report import write_universe_report
+
+    return write_universe_report(folder, json.loads(verdict.read_text()))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m orchestrator.report", description=__doc__.split("\n")[0])
-    p.add_argument("--name", required=True, help="the sweep (a folder of --results-dir)")
+    p.add_argument("--name", required=True, help="the sweep or universe (a folder of --results-dir)")
     p.add_argument("--results-dir", default="results", help="default: %(default)s")
+    p.add_argument("--ticker", help="with --name of a universe: that ticker's sweep report")
     try:
         args = p.parse_args(argv)
         name = check_existing_name(args.name)  # its report is written inside that folder
-        html_path, md_path = write_report(Path(args.results_dir) / name)
+        html_path, md_path = _write_any(Path(args.results_dir) / name, args.ticker)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

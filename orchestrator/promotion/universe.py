@@ -29,7 +29,7 @@ from orchestrator.promotion.holdout import read_sweep, write_json
 from orchestrator.promotion.run import PromoteSpec, _start_ray, promote
 from orchestrator.promotion.universe_report import write_universe_report
 from orchestrator.records.folder_lock import FolderLock
-from orchestrator.records.tickers import TICKERS_DIR, ticker_dir
+from orchestrator.records.tickers import TICKERS_DIR, member_ticker, ticker_dir
 from orchestrator.records.universe_record import read_universe_record
 from orchestrator.stats.fdr import FDR_LEVEL, METHOD_NAME, WHY, adjust, iu_p_of
 from orchestrator.stats.verdicts import fmt_p
@@ -49,6 +49,8 @@ def promote_universe(spec: PromoteSpec, *, ticker: str | None = None, log=print)
     record = read_universe_record(out_dir)
     members = record["members"]
     swept = [t for t, m in members.items() if m["status"] in _SWEPT]
+    if ticker is not None:
+        ticker = member_ticker(members, ticker) or ticker  # as stored, if given in another case
     if ticker is not None and ticker not in members:
         raise ConfigError(
             f"--ticker {ticker!r} is not a ticker of universe {spec.name!r} "

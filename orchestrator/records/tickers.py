@@ -70,6 +70,15 @@ def ticker_seed(seed: int, ticker: str) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def member_ticker(members, ticker: str) -> str | None:
+    """``ticker`` as a universe stored it: exact, or its one case-insensitive match (as
+    ``--ticker`` picks from data); None when neither."""
+    if ticker in members:
+        return ticker
+    folded = [t for t in members if t.lower() == ticker.lower()]
+    return folded[0] if len(folded) == 1 else None
+
+
 def ticker_dir(universe_dir: Path, ticker: str) -> Path:
     return Path(universe_dir) / TICKERS_DIR / encode_ticker(ticker)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from orchestrator.records.folder_lock import effective_status, holder
-from orchestrator.records.tickers import ticker_dir
+from orchestrator.records.tickers import member_ticker, ticker_dir
 from orchestrator.records.universe_record import (
     UNIVERSE_FILE,
     is_universe,
@@ -90,9 +90,11 @@ def ticker_folder(out_dir: Path, ticker: str) -> Path:
     """The sweep folder of ``ticker`` in the universe at ``out_dir``; ConfigError naming the
     universe's tickers when it has no such ticker."""
     members = read_universe_record(out_dir).get("members", {})
-    if ticker not in members:
+    stored = member_ticker(members, ticker)
+    if stored is None:
         known = ", ".join(list(members)[:20])
         raise ConfigError(f"--ticker {ticker!r} is not a ticker of {out_dir.name!r} ({known})")
+    ticker = stored
     folder = ticker_dir(out_dir, ticker)
     if not (folder / "sweep.json").is_file():
         raise ConfigError(f"--ticker {ticker!r}: status {members[ticker].get('status')}, no sweep")

@@ -172,6 +172,26 @@ def test_a_universe_promotes_each_ticker_then_controls_the_fdr_and_predicts(swep
             log=lambda *_: None,
         )
         pd.testing.assert_frame_equal(preds[preds.ticker == ticker].drop(columns="ticker"), one)
+    # --ticker in another case is the ticker stored, as with the data flags (predict and
+    # show refused 'brk.b'); report --name <universe> rewrites the universe's report (it
+    # said "no sweep at results/u: sweep.json is missing"), --ticker one ticker's.
+    lower = predict_run(
+        ["--name", "u", "--results-dir", str(root / "results"), "--data", str(bars_file)]
+        + ["--ticker", "brk.b"],
+        log=lambda *_: None,
+    )
+    pd.testing.assert_frame_equal(lower, preds[preds.ticker == "BRK.B"].drop(columns="ticker"))
+    from orchestrator.promotion.report import main as report_main
+    from orchestrator.show import main as show_main
+
+    flags = ["--name", "u", "--results-dir", str(root / "results")]
+    assert show_main([*flags, "--ticker", "brk.b"]) == 0
+    (out.out_dir / "universe_report.md").unlink()
+    assert report_main(flags) == 0
+    assert headline in (out.out_dir / "universe_report.md").read_text()
+    (ticker_dir(out.out_dir, "BRK.B") / "report.md").unlink()
+    assert report_main([*flags, "--ticker", "brk.b"]) == 0
+    assert (ticker_dir(out.out_dir, "BRK.B") / "report.md").is_file()
 
 
 def test_one_ticker_equals_its_single_ticker_sweep_with_its_seed(tmp_path, bars_file):
