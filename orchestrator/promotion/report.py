@@ -368,16 +368,20 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
 def _write_any(folder: Path, ticker: str | None) -> tuple[Path, Path]:
     """A sweep's report; for a universe its universe report (from universe_promoted.json),
     or with ``ticker`` that ticker's sweep report."""
-    from orchestrator.records.universe_record import is_universe
+    from orchestrator.records.tickers import member_ticker, ticker_dir
+    from orchestrator.records.universe_record import is_universe, read_universe_record
 
     if not is_universe(folder):
         if ticker is not None:
             raise ConfigError(f"--ticker: {folder.name!r} is a single sweep, not a universe")
         return write_report(folder)
     if ticker is not None:
-        from orchestrator.universe.show import ticker_folder
-
-        return write_report(ticker_folder(folder, ticker))
+        members = read_universe_record(folder).get("members", {})
+        stored = member_ticker(members, ticker)
+        if stored is None:
+            known = ", ".join(list(members)[:20])
+            raise ConfigError(f"--ticker {ticker!r} is not a ticker of {folder.name!r} ({known})")
+        return write_report(ticker_dir(folder, stored))
     verdict = folder / "universe_promoted.json"  # orchestrator.promotion.universe writes it
     if not verdict.is_file():
         raise ConfigError(
