@@ -30,13 +30,8 @@ def universe_models(out_dir: Path, *, rank: int, ticker: str | None) -> dict[str
     """ticker -> its promoted model folder (``models/<rank>``), for the tickers promoted."""
     record = read_universe_record(out_dir)
     members = record["members"]
-    if ticker is not None and member_ticker(members, ticker) is not None:
-        ticker = member_ticker(members, ticker)  # as stored, when given in another case
-    if ticker is not None and ticker not in members:
-        raise ConfigError(
-            f"--ticker {ticker!r} is not a ticker of universe {out_dir.name!r} "
-            f"(its tickers: {', '.join(list(members)[:20])})"
-        )
+    if ticker is not None:
+        ticker = member_ticker(members, ticker, universe=out_dir.name)
     wanted = [ticker] if ticker is not None else list(members)
     models = {t: ticker_dir(out_dir, t) / "models" / str(rank) for t in wanted}
     models = {t: m for t, m in models.items() if m.is_dir()}

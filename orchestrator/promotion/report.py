@@ -377,11 +377,7 @@ def _write_any(folder: Path, ticker: str | None) -> tuple[Path, Path]:
         return write_report(folder)
     if ticker is not None:
         members = read_universe_record(folder).get("members", {})
-        stored = member_ticker(members, ticker)
-        if stored is None:
-            known = ", ".join(list(members)[:20])
-            raise ConfigError(f"--ticker {ticker!r} is not a ticker of {folder.name!r} ({known})")
-        return write_report(ticker_dir(folder, stored))
+        return write_report(ticker_dir(folder, member_ticker(members, ticker, universe=folder.name)))
     verdict = folder / "universe_promoted.json"  # orchestrator.promotion.universe writes it
     if not verdict.is_file():
         raise ConfigError(

@@ -50,12 +50,7 @@ def promote_universe(spec: PromoteSpec, *, ticker: str | None = None, log=print)
     members = record["members"]
     swept = [t for t, m in members.items() if m["status"] in _SWEPT]
     if ticker is not None:
-        ticker = member_ticker(members, ticker) or ticker  # as stored, if given in another case
-    if ticker is not None and ticker not in members:
-        raise ConfigError(
-            f"--ticker {ticker!r} is not a ticker of universe {spec.name!r} "
-            f"(its tickers: {', '.join(list(members)[:20])})"
-        )
+        ticker = member_ticker(members, ticker, universe=spec.name)
     if ticker is not None and ticker not in swept:
         raise ConfigError(
             f"--ticker {ticker!r} of universe {spec.name!r} has no trials to promote "

@@ -70,13 +70,16 @@ def ticker_seed(seed: int, ticker: str) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-def member_ticker(members, ticker: str) -> str | None:
-    """``ticker`` as a universe stored it: exact, or its one case-insensitive match (as
-    ``--ticker`` picks from data); None when neither."""
+def member_ticker(members, ticker: str, *, universe: str) -> str:
+    """``--ticker`` as universe ``universe`` stored it: exact, or its one case-insensitive
+    match (as ``--ticker`` picks from data); ConfigError naming its tickers otherwise."""
     if ticker in members:
         return ticker
     folded = [t for t in members if t.lower() == ticker.lower()]
-    return folded[0] if len(folded) == 1 else None
+    if len(folded) == 1:
+        return folded[0]
+    known = ", ".join(list(members)[:20])
+    raise ConfigError(f"--ticker {ticker!r} is not a ticker of {universe!r} (its tickers: {known})")
 
 
 def ticker_dir(universe_dir: Path, ticker: str) -> Path:

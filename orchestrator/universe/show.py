@@ -90,11 +90,7 @@ def ticker_folder(out_dir: Path, ticker: str) -> Path:
     """The sweep folder of ``ticker`` in the universe at ``out_dir``; ConfigError naming the
     universe's tickers when it has no such ticker."""
     members = read_universe_record(out_dir).get("members", {})
-    stored = member_ticker(members, ticker)
-    if stored is None:
-        known = ", ".join(list(members)[:20])
-        raise ConfigError(f"--ticker {ticker!r} is not a ticker of {out_dir.name!r} ({known})")
-    ticker = stored
+    ticker = member_ticker(members, ticker, universe=out_dir.name)
     folder = ticker_dir(out_dir, ticker)
     if not (folder / "sweep.json").is_file():
         raise ConfigError(f"--ticker {ticker!r}: status {members[ticker].get('status')}, no sweep")
