@@ -152,6 +152,12 @@ def reload_sweep_bars(
     recorded = sweep.get("data_fingerprint")
     if recorded and bars_fingerprint(bars) != recorded:
         until = f" up to {spec.end}" if spec.end else ""
+        if source is None and not snapshot.is_file():
+            raise ConfigError(
+                f"{name}: this version's generator makes other bars than the ones sweep "
+                f"{sweep.get('name')!r} read (the generator changed since the sweep ran; "
+                f"docs/data.md); {purpose} needs the sweep's rows: run the sweep again"
+            )
         raise ConfigError(
             f"{name}: the rows{until} are not the ones sweep {sweep.get('name')!r} read (their "
             f"hash changed since it started: rewritten or removed bars, e.g. a split "

@@ -308,6 +308,23 @@ def test_promotion_refuses_rows_that_changed_unless_the_sweep_kept_a_snapshot(tm
     assert data.source.startswith(str(kept / "data.parquet")) and "snapshot of" in data.source
 
 
+def test_promotion_of_a_built_in_sweep_from_another_generator_says_so(tmp_path):
+    # The built-in bars of an older generator (docs/data.md) hash differently: the refusal
+    # names the generator, not a split adjustment of the user's data.
+    spec = SweepSpec(space="smoke", folds=2, name="old", n_bars=600)
+    space = load_space(spec.space)
+    bars = load_sweep_bars(spec, space, base_config(spec, space))
+    out = tmp_path / "results" / "old"
+    out.mkdir(parents=True)
+    record = {**asdict(spec), **data_record(spec, bars)}
+    (out / "sweep.json").write_text(json.dumps(record))
+    assert load_holdout(out).features.shape[0] > 0  # this version's bars: accepted
+    (out / "sweep.json").write_text(json.dumps({**record, "data_fingerprint": "sha256:" + "0" * 64}))
+    with pytest.raises(ConfigError, match=r"generator changed since the sweep ran") as err:
+        load_holdout(out)
+    assert "\n" not in str(err.value) and "run the sweep again" in str(err.value)
+
+
 def test_data_env_is_recorded_by_name_and_resolved_again(tmp_path, db, monkeypatch):
     # sweep.json keeps the variable's name, never its value; promotion reads the variable again.
     monkeypatch.setenv("BARS_DB", db)

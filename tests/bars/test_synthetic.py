@@ -49,11 +49,34 @@ def test_volatility_clusters_and_volume_follows_it():
 
 
 def test_documented_predictable_share():
-    # About 36% of next-bar return variance is the generator's conditional mean (docs/data.md).
+    # About 52% of next-bar return variance is the generator's conditional mean (docs/data.md).
     sim = simulate(20_000, seed=5)
     r = np.diff(np.log(sim.bars["close"].to_numpy()))
     share = 1 - np.var(r - sim.expected_log_return[1:]) / np.var(r)
-    assert 0.30 < share < 0.42
+    assert 0.45 < share < 0.60
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_model_that_reads_volume_beats_ridge_on_returns_clearly(seed):
+    # The built-in data's purpose (docs/data.md): volume-confirmed momentum is a product of
+    # return and volume surprise that a linear fit of past returns cannot form, and it is
+    # large enough to tell apart on one 4,000-bar series (the default sweep's data): ridge on
+    # 10 lagged returns against the same plus volume ratios and return x volume products,
+    # out of sample (last 30%).
+    f = build_features(make_bars(4000, seed=seed), ["log_return", "volume_ratio"])
+    r, v, lags = f["log_return"].to_numpy(), np.log(f["volume_ratio"].to_numpy()), 10
+    past_r = np.stack([r[lags - 1 - k : len(r) - 1 - k] for k in range(lags)], axis=1)
+    past_v = np.stack([v[lags - 1 - k : len(v) - 1 - k] for k in range(lags)], axis=1)
+    y, cut = r[lags:], int(0.7 * (len(r) - lags))
+
+    def r2(x):
+        pred = Ridge(alpha=1e-6).fit(x[:cut], y[:cut]).predict(x[cut:])
+        return 1 - np.mean((y[cut:] - pred) ** 2) / np.mean(y[cut:] ** 2)
+
+    linear = r2(past_r)
+    with_volume = r2(np.column_stack([past_r, past_v, past_r * np.tanh(2 * past_v)]))
+    assert 0.10 < linear < 0.35
+    assert with_volume - linear > 0.08
 
 
 def test_signal_is_learnable_but_not_by_naive_models():
