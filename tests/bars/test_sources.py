@@ -319,7 +319,9 @@ def test_promotion_of_a_built_in_sweep_from_another_generator_says_so(tmp_path):
     record = {**asdict(spec), **data_record(spec, bars)}
     (out / "sweep.json").write_text(json.dumps(record))
     assert load_holdout(out).features.shape[0] > 0  # this version's bars: accepted
-    (out / "sweep.json").write_text(json.dumps({**record, "data_fingerprint": "sha256:" + "0" * 64}))
+    (out / "sweep.json").write_text(
+        json.dumps({**record, "data_fingerprint": "sha256:" + "0" * 64})
+    )
     with pytest.raises(ConfigError, match=r"generator changed since the sweep ran") as err:
         load_holdout(out)
     assert "\n" not in str(err.value) and "run the sweep again" in str(err.value)
