@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import pandas as pd
 from scipy.stats import kurtosis
 from sklearn.linear_model import Ridge
 
@@ -53,7 +54,7 @@ def one_seed(seed: int, n_bars: int, lags: int = 10) -> dict[str, float]:
     both = np.column_stack([past_r, past_v, past_r * past_v, past_r * np.tanh(2 * past_v)])
     # 20-bar return from the last 10 returns and the distance of log close from its EMA.
     log_close = np.cumsum(r)
-    ema = build_ema(log_close, 20)
+    ema = pd.Series(log_close).ewm(span=20, adjust=False).mean().to_numpy()
     h = 20
     y20 = np.array([log_close[j + h] - log_close[j] for j in range(lags - 1, len(r) - h)])
     x20 = np.column_stack(
@@ -66,14 +67,6 @@ def one_seed(seed: int, n_bars: int, lags: int = 10) -> dict[str, float]:
         "mean": np.mean((y[cut:] - y[:cut].mean()) ** 2) / zero,
         "ridge_20": r2(x20, y20, int(0.7 * len(y20))),
     }
-
-
-def build_ema(x: np.ndarray, span: int) -> np.ndarray:
-    alpha, out = 2.0 / (span + 1), np.empty_like(x)
-    out[0] = x[0]
-    for t in range(1, len(x)):
-        out[t] = out[t - 1] + alpha * (x[t] - out[t - 1])
-    return out
 
 
 def main() -> None:
